@@ -108,15 +108,12 @@ fi
 # ---------------------------------------------------------------- Python venv (moto, awscli, linters)
 req="$repo/tests/aws/requirements.txt"
 venv="$KCS_CACHE/venv-$(sha256sum "$req" | cut -c1-12)"
-if [ ! -x "$venv/bin/moto_server" ]; then
+if [ ! -f "$venv/.complete" ]; then
   log "creating the Python venv with moto and awscli"
-  rm -rf "$venv.tmp"
-  python3 -m venv "$venv.tmp"
-  "$venv.tmp/bin/pip" install -q --disable-pip-version-check -r "$req"
-  # venvs are not relocatable: recreate at the final path
-  rm -rf "$venv.tmp"
+  rm -rf "$venv"
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check -r "$req"
+  touch "$venv/.complete"
 fi
 ln -sfn "$venv" "$KCS_CACHE/venv"
 log "ready (cache: $KCS_CACHE)"
