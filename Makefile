@@ -32,6 +32,7 @@ lint: ## rustfmt check + clippy -D warnings
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 test: setup ## unit + end-to-end tests (runs setup first)
+	$(KCS_VENV)/bin/python -m unittest discover -s tests/aws
 	$(CARGO) build --workspace --all-targets
 	$(CARGO) test --workspace --no-fail-fast
 

@@ -39,7 +39,8 @@ def presign(
         aws_access_key_id=AKID,
         aws_secret_access_key=SECRET,
         aws_session_token=token,
-        endpoint_url=endpoint,
+        # explicit, so an AWS_ENDPOINT_URL in the environment cannot change the signed host
+        endpoint_url=endpoint or f"https://sts.{region}.amazonaws.com",
     )
     sts.meta.events.register(
         "before-sign.sts.GetCallerIdentity",
