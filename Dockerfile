@@ -1,0 +1,43 @@
+# syntax=docker/dockerfile:1
+# The one image of the sync pod: kubeconfig-gen (init step, and the kubeconfig's exec credential plugin) and
+# sync-daemon. No shell, no awscli, no Python: the seed's alpine + awscli init container is gone.
+#
+#   docker build -t kubed-cross-sync:0.1.0 \
+#     --build-arg VERSION=0.1.0 --build-arg REVISION="$(git rev-parse HEAD)" \
+#     --build-arg CREATED="$(date -u +%Y-%m-%dT%H:%M:%SZ)" .
+#
+# Runtime base: distroless "cc" rather than "static": the binaries are linked against glibc and libgcc_s
+# (`ldd target/release/sync-daemon`), which cc-debian12 provides, with CA certificates, and nothing else.
+# A fully static glibc build would lose NSS, on which getaddrinfo (the EKS endpoint names) relies.
+
+ARG RUST_VERSION=1.95.0
+
+FROM rust:${RUST_VERSION}-bookworm AS builder
+WORKDIR /src
+COPY . .
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target \
+    cargo build --release --locked -p kubeconfig-gen -p sync-daemon \
+    && install -D -m 0755 -t /out target/release/kubeconfig-gen target/release/sync-daemon
+
+FROM gcr.io/distroless/cc-debian12:nonroot
+ARG VERSION=0.0.0-dev
+ARG REVISION=unknown
+ARG CREATED=unknown
+LABEL org.opencontainers.image.title="kubed-cross-sync" \
+      org.opencontainers.image.description="kubeconfig-gen + sync-daemon: kubed-compatible ConfigMap/Secret sync across EKS clusters" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.created="${CREATED}" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.source="https://example.invalid/kubed-cross-sync"
+COPY --from=builder /out/ /usr/local/bin/
+# The seed's uid. Nothing is written inside the image: the kubeconfig goes to a mounted emptyDir, so the
+# root filesystem can be (and in manifests/mgmt is) read-only.
+USER 1000:1000
+WORKDIR /
+# Health is Kubernetes' business (probes on /livez and /readyz, manifests/mgmt); a Docker HEALTHCHECK would
+# need a shell or curl in the image, and Kubernetes ignores it anyway.
+HEALTHCHECK NONE
+ENTRYPOINT ["/usr/local/bin/sync-daemon"]
+CMD ["run"]

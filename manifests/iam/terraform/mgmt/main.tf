@@ -1,0 +1,121 @@
+# The management account's side (the seed's "kubed-master"): an IRSA role for the sync pod's
+# ServiceAccount that may assume each follower's kubed-follower role and read EKS cluster data.
+# Same policies as ../../mgmt-trust-policy.json, ../../mgmt-assume-followers-policy.json and
+# ../../eks-read-policy.json; plain resources instead of the seed's terraform-aws-modules wrapper.
+
+terraform {
+  required_version = ">= 1.3"
+  required_providers {
+    aws = {
+      source  = "hashicorp/aws"
+      version = ">= 5.0"
+    }
+  }
+}
+
+variable "cluster_oidc_issuer_url" {
+  description = "OIDC issuer URL of the management EKS cluster (aws eks describe-cluster ... identity.oidc.issuer)"
+  type        = string
+}
+
+variable "follower_account_ids" {
+  description = "AWS account ids of the follower clusters, e.g. { mc-project = \"222222222222\" }"
+  type        = map(string)
+}
+
+variable "namespace" {
+  description = "Namespace of the sync pod (manifests/mgmt)"
+  type        = string
+  default     = "kubed-cross-sync"
+}
+
+variable "service_account" {
+  description = "ServiceAccount of the sync pod (manifests/mgmt)"
+  type        = string
+  default     = "kubed-cross-sync"
+}
+
+data "aws_caller_identity" "current" {}
+data "aws_region" "current" {}
+
+locals {
+  oidc_provider  = replace(var.cluster_oidc_issuer_url, "https://", "")
+  follower_roles = [for _, id in var.follower_account_ids : "arn:aws:iam::${id}:role/kubed-follower"]
+}
+
+data "aws_iam_policy_document" "kubed_master_trust" {
+  statement {
+    sid     = "KubedMasterIrsa"
+    effect  = "Allow"
+    actions = ["sts:AssumeRoleWithWebIdentity"]
+    principals {
+      type        = "Federated"
+      identifiers = ["arn:aws:iam::${data.aws_caller_identity.current.account_id}:oidc-provider/${local.oidc_provider}"]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "${local.oidc_provider}:sub"
+      values   = ["system:serviceaccount:${var.namespace}:${var.service_account}"]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "${local.oidc_provider}:aud"
+      values   = ["sts.amazonaws.com"]
+    }
+  }
+}
+
+data "aws_iam_policy_document" "kubed_master" {
+  statement {
+    sid       = "KubedMasterAssumeFollowers"
+    effect    = "Allow"
+    actions   = ["sts:AssumeRole"]
+    resources = local.follower_roles
+  }
+}
+
+data "aws_iam_policy_document" "kubed_eks" {
+  statement {
+    sid       = "KubedEksList"
+    effect    = "Allow"
+    actions   = ["eks:ListClusters"]
+    resources = ["*"] # ListClusters has no resource-level permission
+  }
+  statement {
+    sid       = "KubedEksDescribe"
+    effect    = "Allow"
+    actions   = ["eks:DescribeCluster"]
+    resources = ["arn:aws:eks:${data.aws_region.current.name}:${data.aws_caller_identity.current.account_id}:cluster/*"]
+  }
+}
+
+resource "aws_iam_role" "kubed_master" {
+  name               = "kubed-master"
+  description        = "kubed-cross-sync: the sync pod in the management cluster (IRSA)"
+  assume_role_policy = data.aws_iam_policy_document.kubed_master_trust.json
+}
+
+resource "aws_iam_policy" "kubed_master" {
+  name   = "kubed-master"
+  policy = data.aws_iam_policy_document.kubed_master.json
+}
+
+resource "aws_iam_policy" "kubed_eks" {
+  name   = "kubed-eks"
+  policy = data.aws_iam_policy_document.kubed_eks.json
+}
+
+resource "aws_iam_role_policy_attachment" "kubed_master" {
+  role       = aws_iam_role.kubed_master.name
+  policy_arn = aws_iam_policy.kubed_master.arn
+}
+
+resource "aws_iam_role_policy_attachment" "kubed_eks" {
+  role       = aws_iam_role.kubed_master.name
+  policy_arn = aws_iam_policy.kubed_eks.arn
+}
+
+output "role_arn" {
+  description = "Put this into the eks.amazonaws.com/role-arn annotation of manifests/mgmt/serviceaccount.yaml"
+  value       = aws_iam_role.kubed_master.arn
+}
