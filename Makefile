@@ -27,9 +27,10 @@ build: ## debug build of every crate
 release: ## release build of the two product binaries
 	$(CARGO) build --release -p kubeconfig-gen -p sync-daemon
 
-lint: ## rustfmt check + clippy -D warnings
+lint: ## rustfmt check + clippy -D warnings + packaging lint (hadolint, kustomize, kubernetes-validate, checkov)
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	bash scripts/lint-manifests.sh
 
 test: setup ## unit + end-to-end tests (runs setup first)
 	$(KCS_VENV)/bin/python -m unittest discover -s tests/aws

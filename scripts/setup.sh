@@ -116,4 +116,6 @@ if [ ! -f "$venv/.complete" ]; then
   touch "$venv/.complete"
 fi
 ln -sfn "$venv" "$KCS_CACHE/venv"
+# The packaging linters (hadolint, kubernetes-validate, checkov) live in a venv of their own.
+KCS_CACHE="$KCS_CACHE" bash "$here/lint-tools.sh" >/dev/null
 log "ready (cache: $KCS_CACHE)"
