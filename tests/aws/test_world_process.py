@@ -157,10 +157,10 @@ class WorldProcessTest(unittest.TestCase):
     def log(self) -> str:
         return Path(self.world["log_file"]).read_text()
 
-    def review(self, cluster: str, token: str) -> dict:
+    def review(self, cluster: str, token: str, path: str = "/authenticate/{}") -> dict:
         body = json.dumps({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {"token": token}})
         req = urllib.request.Request(
-            f"https://127.0.0.1:{self.verifier_port}/authenticate?cluster={cluster}", data=body.encode(), method="POST"
+            f"https://127.0.0.1:{self.verifier_port}{path.format(cluster)}", data=body.encode(), method="POST"
         )
         with urllib.request.urlopen(req, context=ssl.create_default_context(cafile=self.ca), timeout=10) as r:
             return json.load(r)
@@ -207,6 +207,11 @@ class WorldProcessTest(unittest.TestCase):
         self.assertIn("cluster=mc-mgmt-k8s rejected: signature does not match", self.log())
         self.assertFalse(self.review("nope-k8s", token)["status"]["authenticated"])
         self.assertIn("unknown cluster 'nope-k8s'", self.log())
+        # the contract's query form works too; no cluster at all (what kube-apiserver sends for a
+        # ?cluster= server URL, whose query client-go drops) is refused with a hint
+        self.assertTrue(self.review("mc-project-k8s", token, "/authenticate?cluster={}")["status"]["authenticated"])
+        self.assertFalse(self.review("", token, "/authenticate")["status"]["authenticated"])
+        self.assertIn("no cluster in the request", self.log())
         for secret in (token, creds.secret_key, creds.token):
             self.assertNotIn(secret, self.log())
 

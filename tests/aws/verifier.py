@@ -1,6 +1,6 @@
 """The testbed's EKS token verifier: kube-apiserver's authentication webhook.
 
-``POST /authenticate?cluster=<name>`` takes a TokenReview (authentication.k8s.io/v1) and answers
+``POST /authenticate/<cluster>`` (or ``/authenticate?cluster=<cluster>``) takes a TokenReview (authentication.k8s.io/v1) and answers
 one. A token is accepted only if it passes the format checks of aws-iam-authenticator
 (``eks_token.parse_token``), its SigV4 signature is valid for this cluster's name with the secret
 key moto issued for its access key id (real STS enforces that binding; moto does not), moto's
@@ -86,6 +86,11 @@ class Verifier:
     def authenticate(self, cluster: str, token: str) -> dict:
         """status.user for an accepted token; raises Rejected/Unmapped with the reason otherwise."""
         conf = self.clusters.get(cluster)
+        if conf is None and not cluster:
+            raise eks_token.Rejected(
+                "no cluster in the request: the webhook server URL must be https://.../authenticate/<cluster> "
+                "(kube-apiserver drops a ?cluster= query)"
+            )
         if conf is None:
             raise eks_token.Rejected(f"unknown cluster {cluster!r}")
         tok = eks_token.parse_token(token, dt.datetime.now(dt.timezone.utc))
@@ -162,10 +167,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:  # noqa: N802 (http.server naming)
         url = urlsplit(self.path)
-        cluster = (parse_qs(url.query).get("cluster") or [""])[0]
+        # /authenticate/<cluster>, or /authenticate?cluster=<cluster>. kube-apiserver's webhook client
+        # (client-go's REST client) keeps the path of the kubeconfig's server URL but drops its query.
+        path_cluster = url.path.removeprefix("/authenticate").strip("/")
+        cluster = path_cluster or (parse_qs(url.query).get("cluster") or [""])[0]
         length = int(self.headers.get("Content-Length") or 0)
-        if url.path != "/authenticate" or not 0 < length <= MAX_BODY_BYTES:
-            self._send(404 if url.path != "/authenticate" else 400, {"error": "bad request"})
+        if not url.path.startswith("/authenticate") or "/" in path_cluster or not 0 < length <= MAX_BODY_BYTES:
+            self._send(400, {"error": "bad request"})
             return
         try:
             review = json.loads(self.rfile.read(length))
