@@ -1,0 +1,570 @@
+//! AWS config/credentials INI files → named profiles → the credential chain of each profile.
+//! Pure (the caller reads the files). aws-config resolves the real chains; this module exists for
+//! what aws-config does not expose: listing profiles, reporting ignored sections, and `explain`.
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use ini::{Ini, ParseOption};
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileKind {
+    Config,
+    Credentials,
+}
+
+impl fmt::Display for FileKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FileKind::Config => "config",
+            FileKind::Credentials => "credentials",
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProfileError {
+    #[error("cannot read AWS {kind} file {path}")]
+    Read {
+        kind: FileKind,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("AWS {kind} file {path} is not valid INI: {message}")]
+    Parse {
+        kind: FileKind,
+        path: PathBuf,
+        message: String,
+    },
+    #[error("profile {profile} not found in the AWS config or credentials file{hint}")]
+    NotFound { profile: String, hint: String },
+    #[error("could not find source profile {source_profile} referenced from {profile}")]
+    MissingSource {
+        profile: String,
+        source_profile: String,
+    },
+    #[error("profile formed an infinite loop: {}", .0.join(" -> "))]
+    Loop(Vec<String>),
+    #[error(
+        "profile {0}: role_arn needs `source_profile` or `credential_source`, and the profile must contain `source_profile` or `credential_source` but neither were defined"
+    )]
+    NoSource(String),
+    #[error(
+        "profile {0}: profile contained both source_profile and credential_source; only one may be set"
+    )]
+    BothSources(String),
+    #[error("profile {profile}: profile missing {key}")]
+    MissingKey { profile: String, key: &'static str },
+    #[error("profile `{0}` did not contain credential information")]
+    NoCredentials(String),
+    #[error("profile {0}: web_identity_token_file is set but `role_arn` was missing")]
+    WebIdentityWithoutRole(String),
+    #[error("profile {profile}: web identity token file {path} cannot be read")]
+    TokenFile {
+        profile: String,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "profile {profile}: credential_source {value} is not one of Environment, Ec2InstanceMetadata, EcsContainer"
+    )]
+    BadCredentialSource { profile: String, value: String },
+    #[error("profile {profile}: {message}")]
+    Sso { profile: String, message: String },
+}
+
+/// A section that was read but does not define a profile, and why (AWS rules, §1 of eks-auth.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Ignored {
+    pub file: FileKind,
+    pub path: PathBuf,
+    pub section: String,
+    pub reason: &'static str,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Profile {
+    pub name: String,
+    pub props: BTreeMap<String, String>,
+    pub files: BTreeSet<FileKind>,
+}
+
+impl Profile {
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.props.get(key).map(String::as_str)
+    }
+    fn static_keys(&self) -> Result<(), ProfileError> {
+        match (
+            self.get("aws_access_key_id"),
+            self.get("aws_secret_access_key"),
+        ) {
+            (Some(_), Some(_)) => Ok(()),
+            (Some(_), None) => Err(self.missing("aws_secret_access_key")),
+            (None, Some(_)) => Err(self.missing("aws_access_key_id")),
+            (None, None) => Err(ProfileError::NoCredentials(self.name.clone())),
+        }
+    }
+    fn missing(&self, key: &'static str) -> ProfileError {
+        ProfileError::MissingKey {
+            profile: self.name.clone(),
+            key,
+        }
+    }
+}
+
+/// One step of a credential chain, root first. Never holds a secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Hop {
+    Static {
+        profile: String,
+        source: String,
+    },
+    WebIdentity {
+        profile: String,
+        role_arn: String,
+        token_file: PathBuf,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        session_name: Option<String>,
+    },
+    AssumeRole {
+        profile: String,
+        role_arn: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        session_name: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        external_id: Option<String>,
+        /// The profile whose credentials make the AssumeRole call.
+        source: String,
+    },
+    CredentialSource {
+        profile: String,
+        source: String,
+    },
+    CredentialProcess {
+        profile: String,
+    },
+    Sso {
+        profile: String,
+        source: String,
+    },
+}
+
+impl Hop {
+    pub fn profile(&self) -> &str {
+        match self {
+            Hop::Static { profile, .. }
+            | Hop::WebIdentity { profile, .. }
+            | Hop::AssumeRole { profile, .. }
+            | Hop::CredentialSource { profile, .. }
+            | Hop::CredentialProcess { profile }
+            | Hop::Sso { profile, .. } => profile,
+        }
+    }
+}
+
+/// A resolved chain: `hops[0]` is the base credential source, the last hop yields the profile's
+/// credentials. `root` is the profile that holds the base.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chain {
+    pub hops: Vec<Hop>,
+}
+
+impl Chain {
+    pub fn root(&self) -> &str {
+        self.hops.first().map(Hop::profile).unwrap_or_default()
+    }
+    pub fn token_files(&self) -> impl Iterator<Item = (&str, &Path)> {
+        self.hops.iter().filter_map(|h| match h {
+            Hop::WebIdentity {
+                profile,
+                token_file,
+                ..
+            } => Some((profile.as_str(), token_file.as_path())),
+            _ => None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Profiles {
+    pub profiles: BTreeMap<String, Profile>,
+    pub ignored: Vec<Ignored>,
+}
+
+/// A file's text as read by the caller (`None`: the file does not exist, which AWS treats as empty).
+pub struct Source<'a> {
+    pub kind: FileKind,
+    pub path: &'a Path,
+    pub text: Option<&'a str>,
+}
+
+/// rust-ini also accepts `key: value`; AWS parsers require `=` ("Expected an '=' sign defining a
+/// property"), so such a line must be an error here too, or `explain` would disagree with aws-config.
+fn property_without_equals(text: &str) -> Option<String> {
+    text.lines().enumerate().find_map(|(i, line)| {
+        let starts_blank = line.starts_with([' ', '\t']);
+        let t = line.trim();
+        let is_property = !starts_blank
+            && !t.is_empty()
+            && !t.starts_with(['#', ';', '['])
+            && !t.contains('=');
+        is_property.then(|| format!("line {}: expected an '=' sign defining a property", i + 1))
+    })
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-/.%@_:+".contains(c))
+}
+
+fn valid_key(key: &str) -> bool {
+    !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+enum Section {
+    Profile { name: String, prefixed: bool },
+    Other,
+    Ignored(&'static str),
+}
+
+fn classify(kind: FileKind, raw: &str) -> (Section, String) {
+    let trimmed = raw.trim().to_string();
+    let after_prefix = |prefix: &str| {
+        trimmed
+            .strip_prefix(prefix)
+            .filter(|rest| rest.starts_with([' ', '\t']))
+            .map(|rest| rest.trim().to_string())
+    };
+    let section = match kind {
+        FileKind::Config => {
+            if let Some(name) = after_prefix("profile") {
+                Section::Profile {
+                    name,
+                    prefixed: true,
+                }
+            } else if trimmed == "default" {
+                Section::Profile {
+                    name: trimmed.clone(),
+                    prefixed: false,
+                }
+            } else if after_prefix("sso-session").is_some() || after_prefix("services").is_some()
+            {
+                Section::Other
+            } else {
+                Section::Ignored("the config file takes [profile NAME]; a bare [NAME] is ignored")
+            }
+        }
+        FileKind::Credentials => {
+            if after_prefix("profile").is_some() {
+                Section::Ignored(
+                    "the credentials file takes a bare [NAME]; [profile NAME] is ignored",
+                )
+            } else {
+                Section::Profile {
+                    name: trimmed.clone(),
+                    prefixed: false,
+                }
+            }
+        }
+    };
+    (section, trimmed)
+}
+
+impl Profiles {
+    /// Parses the files in the order given; profiles in a later file override keys of an earlier one,
+    /// so pass config first and credentials second (the credentials file wins, as in every SDK).
+    pub fn parse(sources: &[Source<'_>]) -> Result<Profiles, ProfileError> {
+        let mut out = Profiles::default();
+        for src in sources {
+            let Some(text) = src.text else { continue };
+            let opt = ParseOption {
+                enabled_quote: false,
+                enabled_escape: false,
+                enabled_indented_mutiline_value: false,
+                ..ParseOption::default()
+            };
+            if let Some(message) = property_without_equals(text) {
+                return Err(ProfileError::Parse {
+                    kind: src.kind,
+                    path: src.path.to_path_buf(),
+                    message,
+                });
+            }
+            let ini = Ini::load_from_str_opt(text, opt).map_err(|e| ProfileError::Parse {
+                kind: src.kind,
+                path: src.path.to_path_buf(),
+                message: e.to_string(),
+            })?;
+            if !ini.general_section().is_empty() {
+                return Err(ProfileError::Parse {
+                    kind: src.kind,
+                    path: src.path.to_path_buf(),
+                    message: "a property appears before any [section]: expected a profile definition".into(),
+                });
+            }
+            // `[profile default]` beats a bare `[default]` in the config file, whatever the order.
+            let has_prefixed_default = ini.sections().flatten().any(|s| {
+                matches!(classify(src.kind, s).0, Section::Profile { ref name, prefixed: true } if name == "default")
+            });
+            for (section, props) in ini.iter() {
+                let Some(raw) = section else { continue };
+                let (class, trimmed) = classify(src.kind, raw);
+                let name = match class {
+                    Section::Other => continue,
+                    Section::Ignored(reason) => {
+                        out.ignore(src, &trimmed, reason);
+                        continue;
+                    }
+                    Section::Profile { name, prefixed } => {
+                        if !valid_name(&name) {
+                            out.ignore(src, &trimmed, "not a valid profile name");
+                            continue;
+                        }
+                        if src.kind == FileKind::Config
+                            && name == "default"
+                            && !prefixed
+                            && has_prefixed_default
+                        {
+                            out.ignore(src, &trimmed, "[profile default] in the same file wins");
+                            continue;
+                        }
+                        name
+                    }
+                };
+                let profile = out.profiles.entry(name.clone()).or_insert_with(|| Profile {
+                    name,
+                    ..Profile::default()
+                });
+                profile.files.insert(src.kind);
+                for (key, value) in props.iter() {
+                    let key = key.trim().to_ascii_lowercase();
+                    if valid_key(&key) {
+                        profile.props.insert(key, value.trim().to_string());
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn ignore(&mut self, src: &Source<'_>, section: &str, reason: &'static str) {
+        self.ignored.push(Ignored {
+            file: src.kind,
+            path: src.path.to_path_buf(),
+            section: section.to_string(),
+            reason,
+        });
+    }
+
+    pub fn get(&self, name: &str) -> Result<&Profile, ProfileError> {
+        self.profiles.get(name).ok_or_else(|| {
+            let hint = self
+                .ignored
+                .iter()
+                .find(|i| {
+                    i.section == name
+                        || i.section.split_whitespace().last() == Some(name)
+                })
+                .map(|i| {
+                    format!(
+                        " (section [{}] in {} file {} is ignored: {})",
+                        i.section,
+                        i.file,
+                        i.path.display(),
+                        i.reason
+                    )
+                })
+                .unwrap_or_default();
+            ProfileError::NotFound {
+                profile: name.to_string(),
+                hint,
+            }
+        })
+    }
+
+    /// The region of a profile: AWS_REGION, then AWS_DEFAULT_REGION, then the profile's `region`.
+    pub fn region(&self, name: &str, env: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+        env("AWS_REGION")
+            .or_else(|| env("AWS_DEFAULT_REGION"))
+            .filter(|r| !r.is_empty())
+            .or_else(|| {
+                self.profiles
+                    .get(name)
+                    .and_then(|p| p.get("region"))
+                    .filter(|r| !r.is_empty())
+                    .map(str::to_string)
+            })
+    }
+
+    /// Profiles that can produce credentials on their own or through a chain: everything except
+    /// config-only profiles (no credential information at all).
+    pub fn credential_profiles(&self) -> Vec<&str> {
+        self.profiles
+            .keys()
+            .map(String::as_str)
+            .filter(|p| !matches!(self.chain(p), Err(ProfileError::NoCredentials(ref n)) if n == p))
+            .collect()
+    }
+
+    /// Resolves the chain of `selected` the way aws-config's profile provider does
+    /// (smithy-rs `profile/credentials/repr.rs` rules; checked against its test vectors below).
+    pub fn chain(&self, selected: &str) -> Result<Chain, ProfileError> {
+        let mut visited: Vec<String> = Vec::new();
+        let mut links: Vec<Hop> = Vec::new();
+        let mut current = selected.to_string();
+        let base = loop {
+            let profile = match self.profiles.get(&current) {
+                Some(p) => p,
+                None if visited.is_empty() => return Err(self.get(&current).err().unwrap_or(
+                    ProfileError::NotFound {
+                        profile: current.clone(),
+                        hint: String::new(),
+                    },
+                )),
+                None => {
+                    return Err(ProfileError::MissingSource {
+                        profile: visited.last().cloned().unwrap_or_default(),
+                        source_profile: current,
+                    });
+                }
+            };
+            if visited.contains(&current) {
+                visited.push(current);
+                return Err(ProfileError::Loop(visited));
+            }
+            visited.push(current.clone());
+            // After the first profile, static keys short-circuit the rest of the chain.
+            if visited.len() > 1 && profile.static_keys().is_ok() {
+                break static_hop(profile);
+            }
+            let role_arn = profile.get("role_arn");
+            let web_identity = profile.get("web_identity_token_file");
+            let Some(role_arn) = role_arn.filter(|_| web_identity.is_none()) else {
+                break base_hop(profile)?;
+            };
+            let source_profile = profile.get("source_profile");
+            let credential_source = profile.get("credential_source");
+            let next = match (source_profile, credential_source) {
+                (Some(_), Some(_)) => return Err(ProfileError::BothSources(current)),
+                (None, None) => return Err(ProfileError::NoSource(current)),
+                (Some(sp), None) => sp.to_string(),
+                (None, Some(cs)) => {
+                    links.push(assume_role(profile, role_arn, cs));
+                    break named_source(profile, cs)?;
+                }
+            };
+            links.push(assume_role(profile, role_arn, &next));
+            if next == current {
+                // Self reference: own static keys, then own role. Without keys it is a loop.
+                match profile.static_keys() {
+                    Err(ProfileError::NoCredentials(_)) => {
+                        return Err(ProfileError::Loop(vec![current.clone(), current]));
+                    }
+                    other => other?,
+                }
+                break static_hop(profile);
+            }
+            current = next;
+        };
+        let mut hops = vec![base];
+        hops.extend(links.into_iter().rev());
+        Ok(Chain { hops })
+    }
+}
+
+fn assume_role(profile: &Profile, role_arn: &str, source: &str) -> Hop {
+    Hop::AssumeRole {
+        profile: profile.name.clone(),
+        role_arn: role_arn.to_string(),
+        session_name: profile.get("role_session_name").map(str::to_string),
+        external_id: profile.get("external_id").map(str::to_string),
+        source: source.to_string(),
+    }
+}
+
+fn static_hop(profile: &Profile) -> Hop {
+    Hop::Static {
+        profile: profile.name.clone(),
+        source: format!("aws_access_key_id in profile {}", profile.name),
+    }
+}
+
+fn named_source(profile: &Profile, value: &str) -> Result<Hop, ProfileError> {
+    let known = ["Environment", "Ec2InstanceMetadata", "EcsContainer"];
+    match known.iter().find(|k| k.eq_ignore_ascii_case(value)) {
+        Some(k) => Ok(Hop::CredentialSource {
+            profile: profile.name.clone(),
+            source: (*k).to_string(),
+        }),
+        None => Err(ProfileError::BadCredentialSource {
+            profile: profile.name.clone(),
+            value: value.to_string(),
+        }),
+    }
+}
+
+fn base_hop(profile: &Profile) -> Result<Hop, ProfileError> {
+    let name = profile.name.clone();
+    if let Some(cs) = profile.get("credential_source") {
+        return named_source(profile, cs);
+    }
+    if let Some(file) = profile.get("web_identity_token_file") {
+        let role_arn = profile
+            .get("role_arn")
+            .ok_or_else(|| ProfileError::WebIdentityWithoutRole(name.clone()))?;
+        return Ok(Hop::WebIdentity {
+            profile: name,
+            role_arn: role_arn.to_string(),
+            token_file: PathBuf::from(file),
+            session_name: profile.get("role_session_name").map(str::to_string),
+        });
+    }
+    if let Some(hop) = sso_hop(profile)? {
+        return Ok(hop);
+    }
+    if profile.get("credential_process").is_some() {
+        return Ok(Hop::CredentialProcess { profile: name });
+    }
+    profile.static_keys()?;
+    Ok(static_hop(profile))
+}
+
+fn sso_hop(profile: &Profile) -> Result<Option<Hop>, ProfileError> {
+    let err = |message: &str| ProfileError::Sso {
+        profile: profile.name.clone(),
+        message: message.to_string(),
+    };
+    if let Some(session) = profile.get("sso_session") {
+        return Ok(Some(Hop::Sso {
+            profile: profile.name.clone(),
+            source: format!("sso-session {session}"),
+        }));
+    }
+    match (profile.get("sso_account_id"), profile.get("sso_role_name")) {
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(err(
+            "if `sso_account_id` is set, then `sso_role_name` must also be set",
+        )),
+        (None, Some(_)) => Err(err(
+            "if `sso_role_name` is set, then `sso_account_id` must also be set",
+        )),
+        (Some(_), Some(_)) => Ok(Some(Hop::Sso {
+            profile: profile.name.clone(),
+            source: profile.get("sso_start_url").unwrap_or_default().to_string(),
+        })),
+    }
+}
+
+#[cfg(test)]
+#[path = "profiles_tests.rs"]
+mod tests;
