@@ -1,3 +1,3 @@
 fn main() -> std::process::ExitCode {
-    sync_daemon::args::main()
+    sync_daemon::main()
 }

@@ -1,0 +1,167 @@
+//! A per-cluster work queue of source keys with per-key exponential backoff: one queue and one
+//! worker per target cluster, so a dead follower only ever delays its own keys.
+use crate::desired::Kind;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+/// A source object, by kind and `namespace/name` in the source cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SourceKey {
+    pub kind: Kind,
+    pub namespace: String,
+    pub name: String,
+}
+
+impl std::fmt::Display for SourceKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}/{}", self.kind.as_str(), self.namespace, self.name)
+    }
+}
+
+const BACKOFF_BASE: Duration = Duration::from_millis(250);
+const BACKOFF_MAX: Duration = Duration::from_secs(10);
+
+/// Delay before retry number `n` (1-based).
+fn backoff(n: u32) -> Duration {
+    BACKOFF_BASE
+        .saturating_mul(1u32 << n.saturating_sub(1).min(10))
+        .min(BACKOFF_MAX)
+}
+
+#[derive(Default)]
+struct Inner {
+    due: HashMap<SourceKey, Instant>,
+    failures: HashMap<SourceKey, u32>,
+}
+
+#[derive(Default)]
+pub struct Queue {
+    inner: Mutex<Inner>,
+    notify: Notify,
+}
+
+impl Queue {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A poisoned lock only means another worker panicked mid-update; the map is still usable.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Schedules `key` now (a pending later retry is brought forward).
+    pub fn add(&self, key: SourceKey) {
+        self.add_after(key, Duration::ZERO);
+    }
+
+    pub fn add_after(&self, key: SourceKey, delay: Duration) {
+        let at = Instant::now() + delay;
+        let mut g = self.lock();
+        let e = g.due.entry(key).or_insert(at);
+        if at < *e {
+            *e = at;
+        }
+        drop(g);
+        self.notify.notify_one();
+    }
+
+    /// Schedules a retry with the key's backoff (250 ms doubling to 10 s).
+    pub fn retry(&self, key: SourceKey) -> Duration {
+        let n = {
+            let mut g = self.lock();
+            let n = g.failures.entry(key.clone()).or_insert(0);
+            *n = n.saturating_add(1);
+            *n
+        };
+        let delay = backoff(n);
+        self.add_after(key, delay);
+        delay
+    }
+
+    /// Clears the key's backoff after a success.
+    pub fn forget(&self, key: &SourceKey) {
+        self.lock().failures.remove(key);
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().due.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Waits for the next due key and removes it from the queue.
+    pub async fn next(&self) -> SourceKey {
+        loop {
+            let earliest = {
+                let mut g = self.lock();
+                let now = Instant::now();
+                let first = g
+                    .due
+                    .iter()
+                    .min_by_key(|(_, at)| **at)
+                    .map(|(k, at)| (k.clone(), *at));
+                match first {
+                    Some((k, at)) if at <= now => {
+                        g.due.remove(&k);
+                        return k;
+                    }
+                    Some((_, at)) => Some(at),
+                    None => None,
+                }
+            };
+            match earliest {
+                Some(at) => {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(at) => {}
+                        _ = self.notify.notified() => {}
+                    }
+                }
+                None => self.notify.notified().await,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn key(n: &str) -> SourceKey {
+        SourceKey {
+            kind: Kind::ConfigMap,
+            namespace: "ns".into(),
+            name: n.into(),
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_to_a_cap() {
+        assert_eq!(backoff(1), Duration::from_millis(250));
+        assert_eq!(backoff(3), Duration::from_secs(1));
+        assert_eq!(backoff(7), BACKOFF_MAX);
+        assert_eq!(backoff(u32::MAX), BACKOFF_MAX);
+    }
+
+    #[tokio::test]
+    async fn dedups_orders_and_backs_off() {
+        let q = Queue::default();
+        q.add(key("a"));
+        q.add(key("a"));
+        assert_eq!(q.len(), 1);
+        assert_eq!(q.next().await, key("a"));
+        assert_eq!(q.retry(key("b")), Duration::from_millis(250));
+        assert_eq!(q.next().await, key("b"));
+        assert_eq!(q.retry(key("b")), Duration::from_millis(500));
+        q.next().await;
+        q.forget(&key("b"));
+        assert_eq!(q.retry(key("b")), Duration::from_millis(250));
+        // a later retry is brought forward by a fresh event
+        q.add(key("b"));
+        let start = Instant::now();
+        q.next().await;
+        assert!(Instant::now() - start < Duration::from_millis(100));
+    }
+}

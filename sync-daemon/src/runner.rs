@@ -1,0 +1,422 @@
+//! Start-up wiring: clusters → watches (kube-runtime reflectors) → per-cluster queues and
+//! workers → periodic resync. `run` keeps going; `once` does one pass and reports convergence.
+use crate::annotations::{self as ann, ORIGIN_CLUSTER, ORIGIN_NAMESPACE};
+use crate::args::SyncArgs;
+use crate::clusters::{self, Clusters};
+use crate::desired::{Kind, Settings};
+use crate::error::chain;
+use crate::hooks::{Hooks, Tally};
+use crate::queue::{Queue, SourceKey};
+use crate::reconcile::{Context, Outcome, SourceStores, TargetCluster};
+use crate::writer::Writer;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
+use kube::api::Api;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// Secret types never synced unless --include-secret-types names them (excluded from the watch).
+pub const DEFAULT_SKIPPED_SECRET_TYPES: [&str; 2] =
+    ["kubernetes.io/service-account-token", "helm.sh/release.v1"];
+
+/// How long `once` waits for a cluster's caches before calling it unconverged.
+const ONCE_READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Start-up failures; each maps to an exit code (see README).
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("--cluster-name is required with --kubeconfig-file")]
+    MissingClusterName,
+    #[error(transparent)]
+    Clusters(#[from] clusters::ClusterError),
+}
+
+/// Options that a later admin layer (leader election, dry-run) sets beside the CLI flags.
+#[derive(Clone)]
+pub struct Runtime {
+    pub hooks: Arc<dyn Hooks>,
+    pub writer: Writer,
+}
+
+/// Which queue(s) a watch event or resync request concerns.
+#[derive(Debug, Clone, Copy)]
+enum Resync {
+    All,
+    One(usize),
+}
+
+fn watch<K>(
+    api: Api<K>,
+    cfg: watcher::Config,
+    what: &'static str,
+    cluster: String,
+    on_object: impl Fn(&K) + Send + 'static,
+    on_relist: impl Fn() + Send + 'static,
+) -> Store<K>
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let stream = reflector::reflector(writer, watcher(api, cfg).default_backoff());
+    tokio::spawn(async move {
+        futures::pin_mut!(stream);
+        while let Some(ev) = stream.next().await {
+            match ev {
+                Ok(
+                    watcher::Event::Apply(o)
+                    | watcher::Event::Delete(o)
+                    | watcher::Event::InitApply(o),
+                ) => on_object(&o),
+                Ok(watcher::Event::InitDone) => on_relist(),
+                Ok(watcher::Event::Init) => {}
+                Err(e) => {
+                    tracing::warn!(cluster = %cluster, watch = what, error = %chain(&e), "watch failed, retrying")
+                }
+            }
+        }
+    });
+    reader
+}
+
+/// A source event concerns every cluster: its copies may live anywhere.
+fn to_all<K: Resource>(queues: &Arc<Vec<Arc<Queue>>>, kind: Kind) -> impl Fn(&K) + Send + 'static {
+    let queues = queues.clone();
+    move |o: &K| {
+        let k = key_of(kind, o);
+        queues.iter().for_each(|q| q.add(k.clone()))
+    }
+}
+
+fn key_of<K: Resource>(kind: Kind, o: &K) -> SourceKey {
+    SourceKey {
+        kind,
+        namespace: o.meta().namespace.clone().unwrap_or_default(),
+        name: o.meta().name.clone().unwrap_or_default(),
+    }
+}
+
+/// Builds clients, caches and the shared context; starts the watches.
+async fn start(
+    args: &SyncArgs,
+    rt: &Runtime,
+) -> Result<(Arc<Context>, mpsc::UnboundedReceiver<Resync>), StartError> {
+    let cluster_name = match (&args.cluster_name, &args.kubeconfig_file) {
+        (Some(n), _) => n.clone(),
+        (None, Some(_)) => return Err(StartError::MissingClusterName),
+        (None, None) => String::new(), // kubed's default
+    };
+    let Clusters {
+        source,
+        followers,
+        broken,
+    } = clusters::load(
+        args.kubeconfig_file.as_deref(),
+        args.source_context.as_deref(),
+    )
+    .await?;
+    let skipped: std::collections::BTreeSet<String> = DEFAULT_SKIPPED_SECRET_TYPES
+        .iter()
+        .map(|s| s.to_string())
+        .filter(|t| !args.include_secret_types.contains(t))
+        .collect();
+    let settings = Settings {
+        cluster_name: cluster_name.clone(),
+        skipped_secret_types: skipped.clone(),
+        adopt_existing: args.adopt_existing,
+    };
+    let (tx, rx) = mpsc::unbounded_channel();
+    let all: Vec<_> = std::iter::once(&source)
+        .chain(followers.iter())
+        .cloned()
+        .collect();
+    let queues: Arc<Vec<Arc<Queue>>> =
+        Arc::new(all.iter().map(|_| Arc::new(Queue::default())).collect());
+
+    // Source caches. Skipped Secret types are excluded server-side, so they are never cached.
+    let src_ns = args.config_source_namespace.as_deref();
+    let api = |c: &Client| match src_ns {
+        Some(ns) => (
+            Api::<ConfigMap>::namespaced(c.clone(), ns),
+            Api::<Secret>::namespaced(c.clone(), ns),
+        ),
+        None => (Api::all(c.clone()), Api::all(c.clone())),
+    };
+    let (cm_api, secret_api) = api(&source.watch_client);
+    let relist_all = || {
+        let tx = tx.clone();
+        move || {
+            let _ = tx.send(Resync::All);
+        }
+    };
+    let ctx_name = source.context.clone();
+    let configmaps = watch(
+        cm_api,
+        watcher::Config::default(),
+        "configmaps",
+        ctx_name.clone(),
+        to_all::<ConfigMap>(&queues, Kind::ConfigMap),
+        relist_all(),
+    );
+    let field_sel = skipped
+        .iter()
+        .map(|t| format!("type!={t}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let secret_cfg = if field_sel.is_empty() {
+        watcher::Config::default()
+    } else {
+        watcher::Config::default().fields(&field_sel)
+    };
+    let secrets = watch(
+        secret_api,
+        secret_cfg,
+        "secrets",
+        ctx_name.clone(),
+        to_all::<Secret>(&queues, Kind::Secret),
+        relist_all(),
+    );
+    // A namespace change can alter any selector's result: requeue the local queue's sources.
+    let namespaces = watch(
+        Api::<Namespace>::all(source.watch_client.clone()),
+        watcher::Config::default(),
+        "namespaces",
+        ctx_name.clone(),
+        {
+            let tx = tx.clone();
+            move |_: &Namespace| {
+                let _ = tx.send(Resync::One(0));
+            }
+        },
+        relist_all(),
+    );
+
+    // Copy caches, one pair per target cluster, selected by our origin labels.
+    let mut copy_sel = format!("{ORIGIN_CLUSTER}={cluster_name}");
+    if let Some(ns) = src_ns {
+        copy_sel += &format!(",{ORIGIN_NAMESPACE}={ns}");
+    }
+    let mut targets = Vec::new();
+    for (idx, cluster) in all.into_iter().enumerate() {
+        let q = queues[idx].clone();
+        let name = cluster_name.clone();
+        let enqueue = move |kind: Kind| {
+            let q = q.clone();
+            let name = name.clone();
+            move |labels: Option<&std::collections::BTreeMap<String, String>>| {
+                if let Some((namespace, n)) = labels.and_then(|l| ann::origin_of(l, &name)) {
+                    q.add(SourceKey {
+                        kind,
+                        namespace,
+                        name: n,
+                    });
+                }
+            }
+        };
+        let relist_one = || {
+            let tx = tx.clone();
+            move || {
+                let _ = tx.send(Resync::One(idx));
+            }
+        };
+        let cfg = watcher::Config::default().labels(&copy_sel);
+        let cm_copies = watch(
+            Api::<ConfigMap>::all(cluster.watch_client.clone()),
+            cfg.clone(),
+            "configmap copies",
+            cluster.context.clone(),
+            {
+                let f = enqueue(Kind::ConfigMap);
+                move |o: &ConfigMap| f(o.metadata.labels.as_ref())
+            },
+            relist_one(),
+        );
+        let secret_copies = watch(
+            Api::<Secret>::all(cluster.watch_client.clone()),
+            cfg,
+            "secret copies",
+            cluster.context.clone(),
+            {
+                let f = enqueue(Kind::Secret);
+                move |o: &Secret| f(o.metadata.labels.as_ref())
+            },
+            relist_one(),
+        );
+        targets.push(TargetCluster {
+            cluster,
+            local: idx == 0,
+            configmap_copies: cm_copies,
+            secret_copies,
+            queue: queues[idx].clone(),
+        });
+    }
+    let reporter = Reporter {
+        controller: "kubed-cross-sync".into(),
+        instance: std::env::var("POD_NAME").ok(),
+    };
+    let recorder = Recorder::new(source.client.clone(), reporter);
+    let ctx = Context::new(
+        settings,
+        args.create_namespaces,
+        SourceStores {
+            configmaps,
+            secrets,
+            namespaces,
+        },
+        targets,
+        source.context.clone(),
+        broken,
+        recorder,
+        rt.hooks.clone(),
+        rt.writer,
+    );
+    Ok((Arc::new(ctx), rx))
+}
+
+/// Waits until the source caches and target `idx`'s copy caches hold a full list.
+async fn ready(ctx: &Context, idx: usize) -> bool {
+    let t = &ctx.targets[idx];
+    ctx.sources.configmaps.wait_until_ready().await.is_ok()
+        && ctx.sources.secrets.wait_until_ready().await.is_ok()
+        && ctx.sources.namespaces.wait_until_ready().await.is_ok()
+        && t.configmap_copies.wait_until_ready().await.is_ok()
+        && t.secret_copies.wait_until_ready().await.is_ok()
+}
+
+async fn worker(ctx: Arc<Context>, idx: usize) {
+    let t = &ctx.targets[idx];
+    let cluster = t.cluster.context.clone();
+    if !ready(&ctx, idx).await {
+        tracing::error!(cluster = %cluster, "cache writer dropped; worker stops");
+        return;
+    }
+    // Start-up sweep: every source and every copy's origin, so orphans made while we were
+    // down are deleted.
+    for k in ctx.all_keys(idx) {
+        t.queue.add(k);
+    }
+    tracing::info!(cluster = %cluster, queued = t.queue.len(), "caches ready, syncing");
+    loop {
+        let key = t.queue.next().await;
+        match ctx.reconcile(idx, &key).await {
+            Ok(Outcome::Done { converged }) => {
+                t.queue.forget(&key);
+                ctx.hooks.reconciled(&cluster, converged);
+            }
+            Ok(Outcome::RetryAfter(d)) => {
+                t.queue.add_after(key, d);
+                ctx.hooks.reconciled(&cluster, false);
+            }
+            Err(e) => {
+                let delay = t.queue.retry(key.clone());
+                ctx.hooks.error(&cluster, e.category());
+                ctx.hooks.reconciled(&cluster, false);
+                tracing::warn!(cluster = %cluster, source = %key, category = e.category(), retry_in = ?delay, error = %chain(&e), "reconcile failed");
+            }
+        }
+    }
+}
+
+/// Runs until SIGTERM/SIGINT.
+pub async fn run(args: SyncArgs, rt: Runtime) -> Result<(), StartError> {
+    let (ctx, mut rx) = start(&args, &rt).await?;
+    for idx in 0..ctx.targets.len() {
+        tokio::spawn(worker(ctx.clone(), idx));
+    }
+    let mut tick = tokio::time::interval(args.resync_period);
+    tick.tick().await; // the first tick is immediate; the start-up sweep covers it
+    let enqueue = |which: Resync| {
+        let idxs: Vec<usize> = match which {
+            Resync::All => (0..ctx.targets.len()).collect(),
+            Resync::One(i) => vec![i],
+        };
+        for i in idxs {
+            for k in ctx.all_keys(i) {
+                ctx.targets[i].queue.add(k);
+            }
+        }
+    };
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                tracing::debug!("periodic resync");
+                enqueue(Resync::All);
+            }
+            Some(which) = rx.recv() => enqueue(which),
+            _ = shutdown() => {
+                tracing::info!("shutting down");
+                return Ok(());
+            }
+        }
+    }
+}
+
+async fn shutdown() {
+    #[cfg(unix)]
+    {
+        if let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// One pass over every source and copy in every cluster; `Ok(true)` when all converged.
+pub async fn once(args: SyncArgs, writer: Writer) -> Result<bool, StartError> {
+    let tally = Arc::new(Tally::default());
+    let rt = Runtime {
+        hooks: tally.clone(),
+        writer,
+    };
+    let (ctx, _rx) = start(&args, &rt).await?;
+    let passes = (0..ctx.targets.len()).map(|idx| {
+        let ctx = ctx.clone();
+        async move {
+            let cluster = ctx.targets[idx].cluster.context.clone();
+            if !matches!(tokio::time::timeout(ONCE_READY_TIMEOUT, ready(&ctx, idx)).await, Ok(true)) {
+                tracing::error!(cluster = %cluster, "caches not ready in time");
+                return false;
+            }
+            let mut converged = true;
+            for key in ctx.all_keys(idx) {
+                match ctx.reconcile(idx, &key).await {
+                    Ok(Outcome::Done { converged: c }) => converged &= c,
+                    Ok(Outcome::RetryAfter(_)) => converged = false,
+                    Err(e) => {
+                        converged = false;
+                        tracing::warn!(cluster = %cluster, source = %key, category = e.category(), error = %chain(&e), "reconcile failed");
+                    }
+                }
+            }
+            converged
+        }
+    });
+    let results = futures::future::join_all(passes).await;
+    let ok = results.iter().all(|c| *c);
+    eprintln!(
+        "sync-daemon once: {} cluster(s), {} converged; writes={} conflicts={} problems={} errors={}",
+        results.len(),
+        results.iter().filter(|c| **c).count(),
+        Tally::get(&tally.writes),
+        Tally::get(&tally.conflicts),
+        Tally::get(&tally.problems),
+        Tally::get(&tally.errors),
+    );
+    Ok(ok)
+}
