@@ -1,0 +1,516 @@
+//! EKS-style authentication, end to end: tokens minted by the reference awscli
+//! (`aws eks get-token`, the command the seed's kubeconfigs run), presented to the real
+//! kube-apiservers of the shared testbed, checked by tests/aws/awsworld.py's verifier through the
+//! apiservers' webhook token authentication, and authorised by real RBAC.
+//!
+//! How tokens are minted: `aws --profile P sts get-caller-identity` with the testbed's DIR/env
+//! resolves the seed's chain (AssumeRoleWithWebIdentity kubed-master, then AssumeRole
+//! kubed-follower) against moto, and awscli caches the resulting credentials under $HOME/.aws/cli.
+//! `aws --profile P eks get-token` then runs with the same HOME and DIR/env minus
+//! AWS_ENDPOINT_URL, so it signs for `sts.eu-central-1.amazonaws.com` as it does on a real EKS pod
+//! (with AWS_ENDPOINT_URL set, awscli presigns for the moto URL, which no EKS accepts; the last
+//! test shows the verifier rejects that too).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step is a failed test
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use base64::Engine;
+use e2e::{Testbed, unique_ns, wait_for};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::config::{AuthInfo, KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+use serde_json::json;
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+const PREFIX: &str = "k8s-aws-v1.";
+const REGIONAL_STS: &str = "https://sts.eu-central-1.amazonaws.com/?";
+
+/// The world the tests run in: the binary's shared testbed, or, when KCS_TESTBED_DIR names the
+/// directory of a running `testbed up --aws`, that one (quick iteration on the verifier).
+#[derive(Clone, Copy)]
+enum World {
+    Shared(&'static Testbed),
+    Dir(&'static Path),
+}
+
+impl World {
+    fn get() -> World {
+        static DIR: OnceLock<Option<PathBuf>> = OnceLock::new();
+        match DIR.get_or_init(|| std::env::var_os("KCS_TESTBED_DIR").map(PathBuf::from)) {
+            Some(dir) => World::Dir(dir.as_path()),
+            None => World::Shared(Testbed::shared()),
+        }
+    }
+
+    fn dir(self) -> PathBuf {
+        match self {
+            World::Shared(tb) => tb.dir().to_path_buf(),
+            World::Dir(d) => d.to_path_buf(),
+        }
+    }
+
+    fn kubeconfig_path(self) -> PathBuf {
+        self.dir().join("kubeconfig")
+    }
+
+    fn aws_env(self) -> Vec<(String, String)> {
+        match self {
+            World::Shared(tb) => tb.aws_env(),
+            World::Dir(d) => std::fs::read_to_string(d.join("env"))
+                .unwrap()
+                .lines()
+                .filter_map(|l| l.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    fn kubectl(self) -> Command {
+        match self {
+            World::Shared(tb) => tb.kubectl(),
+            World::Dir(d) => {
+                let kubectl = std::env::var_os("KCS_KUBECTL")
+                    .unwrap_or_else(|| "/var/cache/kubed-cross-sync/kubectl/kubectl".into());
+                let mut cmd = Command::new(kubectl);
+                cmd.env("KUBECONFIG", d.join("kubeconfig"));
+                cmd
+            }
+        }
+    }
+
+    async fn admin_client(self, cluster: &str) -> Client {
+        match self {
+            World::Shared(tb) => tb.admin_client(cluster).await,
+            World::Dir(_) => Client::try_from(self.config(cluster).await).unwrap(),
+        }
+    }
+
+    async fn config(self, cluster: &str) -> Config {
+        let kubeconfig = Kubeconfig::read_from(self.kubeconfig_path()).unwrap();
+        let options = KubeConfigOptions {
+            context: Some(cluster.to_string()),
+            ..Default::default()
+        };
+        Config::from_custom_kubeconfig(kubeconfig, &options)
+            .await
+            .unwrap()
+    }
+}
+
+fn aws_cli() -> PathBuf {
+    let venv =
+        std::env::var_os("KCS_VENV").unwrap_or_else(|| "/var/cache/kubed-cross-sync/venv".into());
+    PathBuf::from(venv).join("bin/aws")
+}
+
+/// Runs the reference awscli in the testbed's AWS environment, with a private HOME (awscli's
+/// credential cache lives there).
+struct AwsCli {
+    home: tempfile::TempDir,
+    env: Vec<(String, String)>,
+}
+
+impl AwsCli {
+    fn new(tb: World) -> Self {
+        let mut env = tb.aws_env();
+        assert!(!env.is_empty(), "the shared testbed runs without AWS");
+        // botocore (awscli v1) reads AWS_DEFAULT_REGION only; the EKS pod-identity webhook injects
+        // both it and AWS_REGION.
+        if !env.iter().any(|(k, _)| k == "AWS_DEFAULT_REGION") {
+            let region = env
+                .iter()
+                .find(|(k, _)| k == "AWS_REGION")
+                .map(|(_, v)| v.clone());
+            env.push((
+                "AWS_DEFAULT_REGION".into(),
+                region.expect("DIR/env has AWS_REGION"),
+            ));
+        }
+        Self {
+            home: tempfile::tempdir().unwrap(),
+            env,
+        }
+    }
+
+    /// `aws args...`; `through_moto = false` drops AWS_ENDPOINT_URL; `faketime` is a libfaketime
+    /// offset such as "-20m". Returns stdout; a failure panics with awscli's stderr.
+    fn run(&self, through_moto: bool, faketime: Option<&str>, args: &[&str]) -> String {
+        let mut cmd = match faketime {
+            Some(offset) => {
+                let mut c = Command::new("faketime");
+                c.args(["-f", offset]).arg(aws_cli());
+                c
+            }
+            None => Command::new(aws_cli()),
+        };
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.home.path())
+            .args(["--output", "json"])
+            .args(args);
+        for (k, v) in &self.env {
+            if through_moto || k != "AWS_ENDPOINT_URL" {
+                cmd.env(k, v);
+            }
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "aws {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// `aws --profile P eks get-token --cluster-name C` -> the token of the ExecCredential.
+    fn get_token(
+        &self,
+        through_moto: bool,
+        faketime: Option<&str>,
+        profile: &str,
+        cluster: &str,
+    ) -> String {
+        let out = self.run(
+            through_moto,
+            faketime,
+            &[
+                "--profile",
+                profile,
+                "eks",
+                "get-token",
+                "--cluster-name",
+                cluster,
+            ],
+        );
+        let cred: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(cred["kind"], "ExecCredential");
+        cred["status"]["token"].as_str().unwrap().to_string()
+    }
+
+    /// A token as awscli mints it on an EKS pod: the chain resolved through moto first (and
+    /// cached), then presigned for the regional STS host.
+    fn token(&self, profile: &str, cluster: &str, faketime: Option<&str>) -> String {
+        let who: serde_json::Value = serde_json::from_str(&self.run(
+            true,
+            None,
+            &["--profile", profile, "sts", "get-caller-identity"],
+        ))
+        .unwrap();
+        assert!(
+            who["Arn"]
+                .as_str()
+                .unwrap()
+                .contains(":assumed-role/kubed-"),
+            "unexpected identity {who}"
+        );
+        let token = self.get_token(false, faketime, profile, cluster);
+        assert!(
+            token_url(&token).starts_with(REGIONAL_STS),
+            "{}",
+            token_url(&token)
+        );
+        token
+    }
+}
+
+fn token_url(token: &str) -> String {
+    let body = token.strip_prefix(PREFIX).expect("token prefix");
+    String::from_utf8(B64.decode(body).unwrap()).unwrap()
+}
+
+fn url_token(url: &str) -> String {
+    format!("{PREFIX}{}", B64.encode(url))
+}
+
+/// A client for `cluster` that authenticates with `token` only.
+async fn client_with_token(tb: World, cluster: &str, token: &str) -> Client {
+    let mut config = tb.config(cluster).await;
+    config.auth_info = serde_json::from_value::<AuthInfo>(json!({ "token": token })).unwrap();
+    Client::try_from(config).unwrap()
+}
+
+/// The HTTP status of a failed API call (panics on success or on a non-API error).
+fn status_of<T: std::fmt::Debug>(result: Result<T, kube::Error>) -> (u16, String) {
+    match result {
+        Err(kube::Error::Api(s)) => (s.code, s.message),
+        other => panic!("expected an API error status, got {other:?}"),
+    }
+}
+
+/// Lists namespaces as the token's user: 401 if the token is rejected, 403 if it is accepted
+/// (nothing grants that verb), with the apiserver's message.
+async fn probe(tb: World, cluster: &str, token: &str) -> (u16, String) {
+    let client = client_with_token(tb, cluster, token).await;
+    status_of(
+        Api::<Namespace>::all(client)
+            .list(&ListParams::default())
+            .await,
+    )
+}
+
+/// Waits until awsworld.log has a line containing every one of `parts`, and checks that the log
+/// holds no token.
+async fn expect_log(tb: World, parts: &[&str], tokens: &[&str]) {
+    let path = tb.dir().join("aws/awsworld.log");
+    let line = wait_for(
+        "the rejection reason in awsworld.log",
+        Duration::from_secs(10),
+        || {
+            let path = path.clone();
+            async move {
+                let text = tokio::fs::read_to_string(&path).await.ok()?;
+                text.lines()
+                    .find(|l| parts.iter().all(|p| l.contains(p)))
+                    .map(str::to_string)
+            }
+        },
+    )
+    .await;
+    let text = std::fs::read_to_string(&path).unwrap();
+    for t in tokens {
+        let body = t.strip_prefix(PREFIX).unwrap_or(t);
+        assert!(!text.contains(body), "awsworld.log contains a token");
+    }
+    assert!(
+        !line.contains("X-Amz-Signature="),
+        "log line leaks the URL: {line}"
+    );
+}
+
+async fn create_ns(admin: &Client, name: &str) {
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
+    Api::<Namespace>::all(admin.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .unwrap();
+}
+
+async fn delete_ns(admin: &Client, name: &str) {
+    let _ = Api::<Namespace>::all(admin.clone())
+        .delete(name, &DeleteParams::default())
+        .await;
+}
+
+#[tokio::test]
+async fn follower_token_authenticates_and_can_do_only_what_rbac_grants() {
+    let tb = World::get();
+    let admin = tb.admin_client("mc-project-k8s").await;
+    let (ns, other) = (unique_ns("eks-auth"), unique_ns("eks-auth-other"));
+    for n in [&ns, &other] {
+        create_ns(&admin, n).await;
+        let cm: ConfigMap =
+            serde_json::from_value(json!({"metadata": {"name": "c1"}, "data": {"k": "v"}}))
+                .unwrap();
+        Api::<ConfigMap>::namespaced(admin.clone(), n)
+            .create(&PostParams::default(), &cm)
+            .await
+            .unwrap();
+    }
+    let secret: Secret =
+        serde_json::from_value(json!({"metadata": {"name": "s1"}, "stringData": {"k": "v"}}))
+            .unwrap();
+    Api::<Secret>::namespaced(admin.clone(), &ns)
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+
+    let token = AwsCli::new(tb).token("mc-project", "mc-project-k8s", None);
+    let follower = client_with_token(tb, "mc-project-k8s", &token).await;
+    let cms = Api::<ConfigMap>::namespaced(follower.clone(), &ns);
+
+    // Authenticated and mapped (the 403 names the mapped user), but nothing is granted yet.
+    let (code, msg) = status_of(cms.get("c1").await);
+    assert_eq!(code, 403, "{msg}");
+    assert!(msg.contains(r#"User "kubed-follower:mc-project""#), "{msg}");
+
+    let role: Role = serde_json::from_value(json!({
+        "metadata": {"name": "read-configmaps"},
+        "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list"]}],
+    }))
+    .unwrap();
+    Api::<Role>::namespaced(admin.clone(), &ns)
+        .create(&PostParams::default(), &role)
+        .await
+        .unwrap();
+    let binding: RoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": "followers-read-configmaps"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "read-configmaps"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "kubed-cross-sync:follower"}],
+    }))
+    .unwrap();
+    Api::<RoleBinding>::namespaced(admin.clone(), &ns)
+        .create(&PostParams::default(), &binding)
+        .await
+        .unwrap();
+
+    let got = wait_for(
+        "the RoleBinding to take effect",
+        Duration::from_secs(10),
+        || {
+            let cms = cms.clone();
+            async move { cms.get("c1").await.ok() }
+        },
+    )
+    .await;
+    assert_eq!(got.data.unwrap()["k"], "v");
+    assert_eq!(
+        cms.list(&ListParams::default()).await.unwrap().items.len(),
+        1
+    );
+
+    // Only what the binding grants: no secrets, no writes, no other namespace.
+    let secrets = Api::<Secret>::namespaced(follower.clone(), &ns);
+    assert_eq!(status_of(secrets.get("s1").await).0, 403);
+    assert_eq!(status_of(secrets.list(&ListParams::default()).await).0, 403);
+    let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "c2"}})).unwrap();
+    assert_eq!(
+        status_of(cms.create(&PostParams::default(), &cm).await).0,
+        403
+    );
+    let elsewhere = Api::<ConfigMap>::namespaced(follower.clone(), &other);
+    assert_eq!(status_of(elsewhere.get("c1").await).0, 403);
+
+    // The same through kubectl 1.20 with --token.
+    let kubectl = |args: &[&str]| {
+        let mut cmd = tb.kubectl();
+        cmd.args(["--context", "mc-project-k8s", "--token", &token])
+            .args(args);
+        cmd.output().unwrap()
+    };
+    let ok = kubectl(&["-n", &ns, "get", "configmap", "c1", "-o", "name"]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&ok.stdout).trim(), "configmap/c1");
+    let denied = kubectl(&["-n", &ns, "get", "secrets"]);
+    assert!(!denied.status.success());
+    let stderr = String::from_utf8_lossy(&denied.stderr);
+    assert!(
+        stderr.contains("Forbidden") && stderr.contains("kubed-follower:mc-project"),
+        "{stderr}"
+    );
+
+    delete_ns(&admin, &ns).await;
+    delete_ns(&admin, &other).await;
+}
+
+#[tokio::test]
+async fn a_token_for_one_cluster_is_rejected_by_another() {
+    let tb = World::get();
+    let aws = AwsCli::new(tb);
+
+    // mc-project's token works only on mc-project-k8s.
+    let token = aws.token("mc-project", "mc-project-k8s", None);
+    let (code, msg) = probe(tb, "mc-project-k8s", &token).await;
+    assert_eq!(code, 403, "accepted, then denied by RBAC: {msg}");
+    for other in ["mc-project2-k8s", "mc-mgmt-k8s"] {
+        assert_eq!(
+            probe(tb, other, &token).await.0,
+            401,
+            "{other} accepted a token for mc-project-k8s"
+        );
+        expect_log(
+            tb,
+            &[&format!(
+                "cluster={other} rejected: signature does not match"
+            )],
+            &[&token],
+        )
+        .await;
+    }
+
+    // Pure cluster binding: mc-project2's identity is mapped in mc-project2-k8s, yet its token
+    // minted for mc-project-k8s is refused there.
+    let own = aws.token("mc-project2", "mc-project2-k8s", None);
+    let (code, msg) = probe(tb, "mc-project2-k8s", &own).await;
+    assert_eq!(code, 403, "{msg}");
+    assert!(
+        msg.contains(r#"User "kubed-follower:mc-project2""#),
+        "{msg}"
+    );
+    let foreign = aws.token("mc-project2", "mc-project-k8s", None);
+    assert_eq!(probe(tb, "mc-project2-k8s", &foreign).await.0, 401);
+    expect_log(
+        tb,
+        &["cluster=mc-project2-k8s rejected: signature does not match"],
+        &[&foreign],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_expired_token_is_rejected() {
+    let tb = World::get();
+    let aws = AwsCli::new(tb);
+    // Minted 10 minutes ago: still inside STS's 15 minutes.
+    let recent = aws.token("mc-project", "mc-project-k8s", Some("-10m"));
+    assert_eq!(probe(tb, "mc-project-k8s", &recent).await.0, 403);
+    // Minted 20 minutes ago: expired.
+    let old = aws.token("mc-project", "mc-project-k8s", Some("-20m"));
+    let (code, msg) = probe(tb, "mc-project-k8s", &old).await;
+    assert_eq!(code, 401, "{msg}");
+    expect_log(
+        tb,
+        &["cluster=mc-project-k8s rejected: X-Amz-Date parameter is expired"],
+        &[&old, &recent],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn tampered_tokens_are_rejected() {
+    let tb = World::get();
+    let aws = AwsCli::new(tb);
+    let token = aws.token("mc-project", "mc-project-k8s", None);
+    assert_eq!(
+        probe(tb, "mc-project-k8s", &token).await.0,
+        403,
+        "the untouched token is accepted"
+    );
+    let url = token_url(&token);
+
+    // One character of the signature changed.
+    let at = url.find("X-Amz-Signature=").unwrap() + "X-Amz-Signature=".len();
+    let mut bytes = url.clone().into_bytes();
+    bytes[at] = if bytes[at] == b'0' { b'1' } else { b'0' };
+    let bad_sig = url_token(&String::from_utf8(bytes).unwrap());
+    assert_eq!(probe(tb, "mc-project-k8s", &bad_sig).await.0, 401);
+    expect_log(
+        tb,
+        &["cluster=mc-project-k8s rejected: signature does not match"],
+        &[&bad_sig],
+    )
+    .await;
+
+    // A query parameter aws-iam-authenticator does not allow.
+    let extra = url_token(&format!("{url}&X-Amz-Extra=1"));
+    assert_eq!(probe(tb, "mc-project-k8s", &extra).await.0, 401);
+    expect_log(
+        tb,
+        &["cluster=mc-project-k8s rejected: non-whitelisted query parameter 'X-Amz-Extra'"],
+        &[&extra],
+    )
+    .await;
+
+    // Presigned for moto's plain-HTTP endpoint (what awscli does when AWS_ENDPOINT_URL is set).
+    let moto = aws.get_token(true, None, "mc-project", "mc-project-k8s");
+    assert!(
+        token_url(&moto).starts_with("http://127.0.0.1:"),
+        "{}",
+        token_url(&moto)
+    );
+    assert_eq!(probe(tb, "mc-project-k8s", &moto).await.0, 401);
+    expect_log(
+        tb,
+        &["cluster=mc-project-k8s rejected: unexpected scheme 'http'"],
+        &[&moto],
+    )
+    .await;
+}
