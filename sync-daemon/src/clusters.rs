@@ -129,7 +129,14 @@ pub fn source_context(
     Ok(source)
 }
 
+/// Sent on every request, so audit logs and apiserver metrics tell the daemon's requests apart.
+const USER_AGENT: &str = concat!("kubed-cross-sync/", env!("CARGO_PKG_VERSION"));
+
 fn clients(mut config: Config, context: &str) -> Result<(Client, Client), ClusterError> {
+    config.headers.push((
+        http::header::USER_AGENT,
+        http::HeaderValue::from_static(USER_AGENT),
+    ));
     let build = |c: Config| {
         Client::try_from(c).map_err(|e| ClusterError::Build {
             context: context.to_string(),
