@@ -173,6 +173,26 @@ class SignatureTest(unittest.TestCase):
         self.now = date_of(req.url)
         self.check(req.url)
 
+    def test_recorded_awscli_urls(self) -> None:
+        """URLs printed by `aws eks get-token` (awscli 1.46.3, libfaketime at 2026-01-01 12:00:00Z,
+        cluster mc-project-k8s; the vectors kubeconfig-gen's signer is tested against too)."""
+        base = (
+            "https://sts.eu-central-1.amazonaws.com/?Action=GetCallerIdentity&Version=2011-06-15"
+            "&X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIDEXAMPLE%2F20260101%2Feu-central-1%2Fsts"
+            "%2Faws4_request&X-Amz-Date=20260101T120000Z&X-Amz-Expires=60&X-Amz-SignedHeaders=host%3Bx-k8s-aws-id"
+        )
+        secret = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
+        now = dt.datetime(2026, 1, 1, 12, 0, 5, tzinfo=dt.timezone.utc)
+        for url in (
+            base + "&X-Amz-Signature=ec84c33f99d22cd07f9bdadba23b46b10ab340565a235201cd4784c68f394efa",
+            base + "&X-Amz-Security-Token=FQoGZXIvYXdzE%2B%2Fx%3D"
+            "&X-Amz-Signature=15448d24c917d9589b6752df488b7dc15afcc6de1e83a75a5048ed3de25bc5d8",
+        ):
+            tok = eks_token.parse_token(encode(url), now)
+            eks_token.verify_signature(tok, "mc-project-k8s", secret)
+            with self.assertRaises(Rejected):
+                eks_token.verify_signature(tok, "mc-project2-k8s", secret)
+
     def test_rejections(self) -> None:
         sig = dict(parse_qsl(urlsplit(self.url).query))["X-Amz-Signature"]
         flipped = sig[:-1] + ("0" if sig[-1] != "0" else "1")
