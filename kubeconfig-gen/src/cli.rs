@@ -1,13 +1,294 @@
-//! Command-line interface.
-use clap::Parser;
+//! Command-line interface: clap definitions, logging set-up, and the `token` command.
+use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::SystemTime;
 
-/// Generates a multi-context kubeconfig for EKS clusters reached through AWS profile chains.
+use clap::{Args, Parser, Subcommand};
+
+use crate::error::{Error, Result, exit};
+use crate::kubeconfig::ExecStyle;
+use crate::{aws, generate, token};
+
+const EXIT_CODES: &str = "Exit codes: 0 ok · 2 usage (bad flags, duplicate or ambiguous contexts) · \
+3 profile/config (unreadable or malformed INI, unknown or missing source_profile, loop, missing \
+token file, no region) · 4 AWS credentials/STS · 5 EKS (cluster not found, access denied) · \
+6 cannot write the output";
+
+/// Generates a multi-context kubeconfig for EKS clusters reached through AWS profile chains,
+/// and is its own kubectl exec credential plugin (`token`).
 #[derive(Debug, Parser)]
-#[command(name = "kubeconfig-gen", version)]
-pub struct Cli {}
+#[command(name = "kubeconfig-gen", version, after_help = EXIT_CODES)]
+pub struct Cli {
+    /// Region for `eks get-token` (awscli's argument shape: `--region R eks get-token ...`).
+    #[arg(long, value_name = "REGION")]
+    pub region: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Find EKS clusters through AWS profiles and write one kubeconfig context per cluster.
+    Generate(GenerateArgs),
+    /// Print an ExecCredential with an EKS token (the kubectl exec plugin; `aws eks get-token`'s output).
+    Token(TokenArgs),
+    /// Print each profile's credential chain as JSON, without calling AWS.
+    Explain(ExplainArgs),
+    /// awscli's argument shape, so an awscli-style kubeconfig can switch its command only.
+    #[command(hide = true)]
+    Eks {
+        #[command(subcommand)]
+        command: EksCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EksCommand {
+    /// Same as `kubeconfig-gen token`.
+    GetToken(TokenArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct FileArgs {
+    /// AWS config file (default: $AWS_CONFIG_FILE, else ~/.aws/config).
+    #[arg(long, value_name = "PATH")]
+    pub config_file: Option<PathBuf>,
+    /// AWS credentials file (default: $AWS_SHARED_CREDENTIALS_FILE, else ~/.aws/credentials).
+    #[arg(long, value_name = "PATH")]
+    pub credentials_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// A cluster to include, reached through PROFILE (repeatable). Without it, every cluster that
+    /// eks:ListClusters shows each credential profile is included. PROFILE defaults to $AWS_PROFILE,
+    /// else `default`; CONTEXT defaults to the cluster name.
+    #[arg(long = "cluster", value_name = "PROFILE:CLUSTER[=CONTEXT]")]
+    pub clusters: Vec<String>,
+    /// Limit discovery to these profiles (repeatable).
+    #[arg(long = "profile", value_name = "PROFILE")]
+    pub profiles: Vec<String>,
+    /// Region for every profile (default: AWS_REGION, AWS_DEFAULT_REGION, then the profile's region).
+    #[arg(long, value_name = "REGION")]
+    pub region: Option<String>,
+    /// The current context (default: the context of the profile at the root of the chains).
+    #[arg(long, value_name = "CONTEXT")]
+    pub current_context: Option<String>,
+    /// Command of the exec entries.
+    #[arg(long, value_name = "PATH", default_value = "kubeconfig-gen")]
+    pub exec_command: String,
+    /// `native`: `kubeconfig-gen token ...`; `awscli`: `aws --region R eks get-token ...`.
+    #[arg(long, value_enum, default_value = "native")]
+    pub exec_style: ExecStyle,
+    /// Output file, or `-` for stdout (default: the first path in $KUBECONFIG, else ~/.kube/config).
+    #[arg(long, value_name = "PATH")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Write only the generated entries instead of merging into the existing file.
+    #[arg(long)]
+    pub replace: bool,
+    /// Write what succeeded even if some clusters fail (the failures are listed; exit non-zero).
+    #[arg(long)]
+    pub keep_going: bool,
+    #[command(flatten)]
+    pub files: FileArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// The EKS cluster name the token is bound to (signed as x-k8s-aws-id).
+    #[arg(long, alias = "cluster-id", value_name = "NAME")]
+    pub cluster_name: String,
+    /// Region of the cluster (default: AWS_REGION, AWS_DEFAULT_REGION, then the profile's region).
+    #[arg(long, value_name = "REGION")]
+    pub region: Option<String>,
+    /// Profile whose credentials sign the token (default: $AWS_PROFILE, else the default chain).
+    #[arg(long, value_name = "PROFILE")]
+    pub profile: Option<String>,
+    /// Assume this role (session EKSGetTokenAuth) and sign with its credentials.
+    #[arg(long, alias = "role", value_name = "ARN")]
+    pub role_arn: Option<String>,
+    /// Accepted for awscli compatibility; only `json`.
+    #[arg(long, value_parser = ["json"], default_value = "json")]
+    pub output: String,
+    #[command(flatten)]
+    pub files: FileArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// Only these profiles (repeatable; default: every profile).
+    #[arg(long = "profile", value_name = "PROFILE")]
+    pub profiles: Vec<String>,
+    #[command(flatten)]
+    pub files: FileArgs,
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KUBECONFIG_GEN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
 
 pub fn main() -> ExitCode {
-    let _cli = Cli::parse();
-    ExitCode::SUCCESS
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            });
+        }
+    };
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("{}", err.render());
+            ExitCode::from(err.exit_code())
+        }
+    }
+}
+
+pub async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Generate(args) => generate::generate(args).await,
+        Command::Explain(args) => generate::explain(args),
+        Command::Token(args) => run_token(args, cli.region).await,
+        Command::Eks {
+            command: EksCommand::GetToken(args),
+        } => run_token(args, cli.region).await,
+    }
+}
+
+fn env(k: &str) -> Option<String> {
+    std::env::var(k).ok().filter(|v| !v.is_empty())
+}
+
+/// `token`: credentials through the profile chain (the only network calls), then a local presign.
+async fn run_token(args: TokenArgs, global_region: Option<String>) -> Result<()> {
+    let (api_version, notice) = token::api_version(env("KUBERNETES_EXEC_INFO").as_deref());
+    if let Some(notice) = notice {
+        eprintln!("{notice}");
+    }
+    let profile = args.profile.clone().or_else(|| env("AWS_PROFILE"));
+    let files = aws::Files::resolve(args.files.config_file, args.files.credentials_file);
+    let explicit_region = args.region.or(global_region);
+    let (cfg, who, region) = match &profile {
+        Some(p) => {
+            let profiles = files.read_profiles()?;
+            let chain = profiles.chain(p)?;
+            aws::check_token_files(&chain)?;
+            let region = explicit_region
+                .or_else(|| profiles.region(p, &env))
+                .ok_or_else(|| Error::NoRegion { profile: p.clone() })?;
+            (
+                aws::profile_config(&files, p, &region).await,
+                p.clone(),
+                region,
+            )
+        }
+        None => {
+            let region = explicit_region
+                .or_else(|| env("AWS_REGION"))
+                .or_else(|| env("AWS_DEFAULT_REGION"))
+                .or_else(|| {
+                    files
+                        .read_profiles()
+                        .ok()
+                        .and_then(|p| p.region("default", &|_| None))
+                })
+                .ok_or_else(|| Error::NoRegion {
+                    profile: "(default chain)".into(),
+                })?;
+            (
+                aws::default_config(&region).await,
+                "(default chain)".to_string(),
+                region,
+            )
+        }
+    };
+    let mut creds = aws::credentials(&cfg, &who).await?;
+    if let Some(role) = &args.role_arn {
+        creds = aws::assume_role(&cfg, creds, role).await?;
+    }
+    let now = SystemTime::now();
+    let url = token::presigned_url(&creds, &region, &args.cluster_name, now)?;
+    let text = token::exec_credential(
+        &api_version,
+        token::expiration(now, creds.expiry()),
+        &token::token_from_url(&url),
+    )?;
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(|source| Error::Write {
+            path: "-".into(),
+            source,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn verify_cli() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn awscli_argument_shape_parses() {
+        let cli = Cli::try_parse_from([
+            "kubeconfig-gen",
+            "--region",
+            "eu-central-1",
+            "eks",
+            "get-token",
+            "--cluster-name",
+            "c",
+            "--output",
+            "json",
+            "--role",
+            "arn:aws:iam::1:role/r",
+        ])
+        .unwrap();
+        assert_eq!(cli.region.as_deref(), Some("eu-central-1"));
+        let Command::Eks {
+            command: EksCommand::GetToken(args),
+        } = cli.command
+        else {
+            panic!("not eks get-token");
+        };
+        assert_eq!(args.cluster_name, "c");
+        assert_eq!(args.role_arn.as_deref(), Some("arn:aws:iam::1:role/r"));
+        assert!(
+            Cli::try_parse_from([
+                "kubeconfig-gen",
+                "token",
+                "--cluster-name",
+                "c",
+                "--output",
+                "yaml"
+            ])
+            .is_err()
+        );
+    }
 }

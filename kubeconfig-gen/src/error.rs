@@ -69,7 +69,9 @@ pub enum Error {
         status: String,
     },
 
-    #[error("context {context} wanted by both {first} and {second}; name one with --cluster PROFILE:CLUSTER=CONTEXT")]
+    #[error(
+        "context {context} wanted by both {first} and {second}; name one with --cluster PROFILE:CLUSTER=CONTEXT"
+    )]
     DuplicateContext {
         context: String,
         first: String,

@@ -3,8 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use kube::config::{
-    AuthInfo, Cluster, Context, ExecConfig, Kubeconfig, NamedAuthInfo, NamedCluster,
-    NamedContext,
+    AuthInfo, Cluster, Context, ExecConfig, Kubeconfig, NamedAuthInfo, NamedCluster, NamedContext,
 };
 
 use crate::error::{Cause, Error, Result};
@@ -121,7 +120,13 @@ fn exec(entry: &ClusterEntry, settings: &ExecSettings) -> ExecConfig {
     let (command, args) = match settings.style {
         ExecStyle::Native => (
             settings.command.clone(),
-            vec!["token", "--cluster-name", &entry.name, "--region", &entry.region],
+            vec![
+                "token",
+                "--cluster-name",
+                &entry.name,
+                "--region",
+                &entry.region,
+            ],
         ),
         ExecStyle::Awscli => (
             "aws".to_string(),

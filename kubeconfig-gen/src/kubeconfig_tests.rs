@@ -58,7 +58,10 @@ fn current_context_ambiguities() {
     let msg = choose_current(&entries, &roots, None, None)
         .unwrap_err()
         .to_string();
-    assert!(msg.contains("several clusters: mc-mgmt-k8s, mc-mgmt2-k8s"), "{msg}");
+    assert!(
+        msg.contains("several clusters: mc-mgmt-k8s, mc-mgmt2-k8s"),
+        "{msg}"
+    );
     entries.pop();
     // Two roots.
     roots.insert("mc-project2".into(), "other".into());
@@ -76,8 +79,18 @@ fn duplicate_context_names_both() {
     dup.context = "mc-project-k8s".into();
     entries.push(dup);
     let msg = check_contexts(&entries).unwrap_err().to_string();
-    assert!(msg.contains("arn:aws:eks:eu-central-1:222222222222:cluster/mc-project-k8s (profile mc-project)"), "{msg}");
-    assert!(msg.contains("arn:aws:eks:eu-central-1:333333333333:cluster/mc-project-k8s (profile mc-project2)"), "{msg}");
+    assert!(
+        msg.contains(
+            "arn:aws:eks:eu-central-1:222222222222:cluster/mc-project-k8s (profile mc-project)"
+        ),
+        "{msg}"
+    );
+    assert!(
+        msg.contains(
+            "arn:aws:eks:eu-central-1:333333333333:cluster/mc-project-k8s (profile mc-project2)"
+        ),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -89,10 +102,28 @@ fn build_puts_current_last_and_names_by_arn() {
         names(k.contexts.iter().map(|c| c.name.as_str()).collect()),
         "mc-project-k8s,mc-project2-k8s,mc-mgmt-k8s"
     );
-    assert!(k.clusters.last().unwrap().name.ends_with(":111111111111:cluster/mc-mgmt-k8s"));
-    assert!(k.auth_infos.last().unwrap().name.ends_with(":111111111111:cluster/mc-mgmt-k8s"));
+    assert!(
+        k.clusters
+            .last()
+            .unwrap()
+            .name
+            .ends_with(":111111111111:cluster/mc-mgmt-k8s")
+    );
+    assert!(
+        k.auth_infos
+            .last()
+            .unwrap()
+            .name
+            .ends_with(":111111111111:cluster/mc-mgmt-k8s")
+    );
     assert_eq!(k.current_context.as_deref(), Some("mc-mgmt-k8s"));
-    let exec = k.auth_infos[0].auth_info.as_ref().unwrap().exec.as_ref().unwrap();
+    let exec = k.auth_infos[0]
+        .auth_info
+        .as_ref()
+        .unwrap()
+        .exec
+        .as_ref()
+        .unwrap();
     assert_eq!(exec.command.as_deref(), Some("kubeconfig-gen"));
     assert_eq!(
         exec.args.as_ref().unwrap().join(" "),
@@ -111,7 +142,13 @@ fn awscli_style_and_extra_env() {
         extra_env: vec![("AWS_CONFIG_FILE".into(), "/etc/aws/config".into())],
     };
     let k = build(&entries[..1], &settings, "mc-mgmt-k8s");
-    let exec = k.auth_infos[0].auth_info.as_ref().unwrap().exec.clone().unwrap();
+    let exec = k.auth_infos[0]
+        .auth_info
+        .as_ref()
+        .unwrap()
+        .exec
+        .clone()
+        .unwrap();
     assert_eq!(exec.command.as_deref(), Some("aws"));
     assert_eq!(
         exec.args.unwrap().join(" "),
@@ -133,7 +170,10 @@ fn same_cluster_through_two_profiles_gets_two_users() {
     let users: Vec<&str> = k.auth_infos.iter().map(|u| u.name.as_str()).collect();
     assert_eq!(
         users,
-        vec!["arn:aws:eks:eu-central-1:1:cluster/c/p2", "arn:aws:eks:eu-central-1:1:cluster/c/p1"]
+        vec![
+            "arn:aws:eks:eu-central-1:1:cluster/c/p2",
+            "arn:aws:eks:eu-central-1:1:cluster/c/p1"
+        ]
     );
 }
 
@@ -153,7 +193,12 @@ fn merge_replaces_in_place_keeps_foreign_and_moves_current_last() {
     assert_eq!(clusters[0], "foreign");
     assert!(clusters[3].ends_with("mc-mgmt-k8s"));
     assert_eq!(
-        merged.clusters[3].cluster.as_ref().unwrap().server.as_deref(),
+        merged.clusters[3]
+            .cluster
+            .as_ref()
+            .unwrap()
+            .server
+            .as_deref(),
         Some("https://mc-mgmt-k8s.example")
     );
     assert_eq!(merged.contexts.len(), 4);
@@ -170,7 +215,14 @@ fn merge_replaces_in_place_keeps_foreign_and_moves_current_last() {
 fn generated_yaml_has_no_static_credentials() {
     let (entries, _) = seed();
     let yaml = to_yaml(&build(&entries, &native(), "mc-mgmt-k8s")).unwrap();
-    for forbidden in ["token:", "password", "client-key", "aws_secret", "AWS_SECRET", "AWS_ACCESS"] {
+    for forbidden in [
+        "token:",
+        "password",
+        "client-key",
+        "aws_secret",
+        "AWS_SECRET",
+        "AWS_ACCESS",
+    ] {
         assert!(!yaml.contains(forbidden), "{forbidden} in {yaml}");
     }
     let k = from_yaml(&yaml).unwrap();

@@ -209,10 +209,8 @@ fn property_without_equals(text: &str) -> Option<String> {
     text.lines().enumerate().find_map(|(i, line)| {
         let starts_blank = line.starts_with([' ', '\t']);
         let t = line.trim();
-        let is_property = !starts_blank
-            && !t.is_empty()
-            && !t.starts_with(['#', ';', '['])
-            && !t.contains('=');
+        let is_property =
+            !starts_blank && !t.is_empty() && !t.starts_with(['#', ';', '[']) && !t.contains('=');
         is_property.then(|| format!("line {}: expected an '=' sign defining a property", i + 1))
     })
 }
@@ -257,8 +255,7 @@ fn classify(kind: FileKind, raw: &str) -> (Section, String) {
                     name: trimmed.clone(),
                     prefixed: false,
                 }
-            } else if after_prefix("sso-session").is_some() || after_prefix("services").is_some()
-            {
+            } else if after_prefix("sso-session").is_some() || after_prefix("services").is_some() {
                 Section::Other
             } else {
                 Section::Ignored("the config file takes [profile NAME]; a bare [NAME] is ignored")
@@ -309,7 +306,9 @@ impl Profiles {
                 return Err(ProfileError::Parse {
                     kind: src.kind,
                     path: src.path.to_path_buf(),
-                    message: "a property appears before any [section]: expected a profile definition".into(),
+                    message:
+                        "a property appears before any [section]: expected a profile definition"
+                            .into(),
                 });
             }
             // `[profile default]` beats a bare `[default]` in the config file, whatever the order.
@@ -371,10 +370,7 @@ impl Profiles {
             let hint = self
                 .ignored
                 .iter()
-                .find(|i| {
-                    i.section == name
-                        || i.section.split_whitespace().last() == Some(name)
-                })
+                .find(|i| i.section == name || i.section.split_whitespace().last() == Some(name))
                 .map(|i| {
                     format!(
                         " (section [{}] in {} file {} is ignored: {})",
@@ -425,12 +421,12 @@ impl Profiles {
         let base = loop {
             let profile = match self.profiles.get(&current) {
                 Some(p) => p,
-                None if visited.is_empty() => return Err(self.get(&current).err().unwrap_or(
-                    ProfileError::NotFound {
+                None if visited.is_empty() => {
+                    return Err(self.get(&current).err().unwrap_or(ProfileError::NotFound {
                         profile: current.clone(),
                         hint: String::new(),
-                    },
-                )),
+                    }));
+                }
                 None => {
                     return Err(ProfileError::MissingSource {
                         profile: visited.last().cloned().unwrap_or_default(),

@@ -277,16 +277,61 @@ fn parser_vectors() {
             "",
             Ok(&[("some-thing:long/the_one%only.foo@bar+", "")]),
         ),
-        ("unterminated section", "[profile foo", "", Err("not valid INI")),
-        ("names trimmed", "[profile \tfoo \t]", "", Ok(&[("foo", "")])),
+        (
+            "unterminated section",
+            "[profile foo",
+            "",
+            Err("not valid INI"),
+        ),
+        (
+            "names trimmed",
+            "[profile \tfoo \t]",
+            "",
+            Ok(&[("foo", "")]),
+        ),
         ("tab after prefix", "[profile\tfoo]", "", Ok(&[("foo", "")])),
-        ("property outside a profile", "name = value", "", Err("expected a profile definition")),
-        ("properties", "[profile foo]\nname = value", "", Ok(&[("foo", "name=value")])),
-        ("CRLF", "[profile foo]\r\nname = value", "", Ok(&[("foo", "name=value")])),
-        ("equals in value", "[profile foo]\nname = val=ue", "", Ok(&[("foo", "name=val=ue")])),
-        ("trimmed", "[profile foo]\nname \t=  \tvalue \t", "", Ok(&[("foo", "name=value")])),
-        ("empty value", "[profile foo]\nname =", "", Ok(&[("foo", "name=")])),
-        ("no equals sign", "[profile foo]\nkey : value", "", Err("not valid INI")),
+        (
+            "property outside a profile",
+            "name = value",
+            "",
+            Err("expected a profile definition"),
+        ),
+        (
+            "properties",
+            "[profile foo]\nname = value",
+            "",
+            Ok(&[("foo", "name=value")]),
+        ),
+        (
+            "CRLF",
+            "[profile foo]\r\nname = value",
+            "",
+            Ok(&[("foo", "name=value")]),
+        ),
+        (
+            "equals in value",
+            "[profile foo]\nname = val=ue",
+            "",
+            Ok(&[("foo", "name=val=ue")]),
+        ),
+        (
+            "trimmed",
+            "[profile foo]\nname \t=  \tvalue \t",
+            "",
+            Ok(&[("foo", "name=value")]),
+        ),
+        (
+            "empty value",
+            "[profile foo]\nname =",
+            "",
+            Ok(&[("foo", "name=")]),
+        ),
+        (
+            "no equals sign",
+            "[profile foo]\nkey : value",
+            "",
+            Err("not valid INI"),
+        ),
         (
             "comments after whitespace",
             "# Comment\n[profile foo]\nname = value # Comment with # sign\nb = v ; c",
@@ -305,7 +350,12 @@ fn parser_vectors() {
             "",
             Ok(&[("foo", "name2=value2,name=last")]),
         ),
-        ("keys are case-insensitive", "[profile foo]\nName = value\n[profile foo]\nname = value2", "", Ok(&[("foo", "name=value2")])),
+        (
+            "keys are case-insensitive",
+            "[profile foo]\nName = value\n[profile foo]\nname = value2",
+            "",
+            Ok(&[("foo", "name=value2")]),
+        ),
         (
             "prefixed default wins over bare default (prefix first)",
             "[profile default]\nname = value\n[default]\nname2 = value2",
@@ -318,8 +368,18 @@ fn parser_vectors() {
             "",
             Ok(&[("default", "name=value")]),
         ),
-        ("invalid profile names ignored", "[profile in valid]\nname = value", "[in valid 2]\nname2 = value2", Ok(&[])),
-        ("invalid property names ignored", "[profile foo]\nin valid = value", "", Ok(&[("foo", "")])),
+        (
+            "invalid profile names ignored",
+            "[profile in valid]\nname = value",
+            "[in valid 2]\nname2 = value2",
+            Ok(&[]),
+        ),
+        (
+            "invalid property names ignored",
+            "[profile foo]\nin valid = value",
+            "",
+            Ok(&[("foo", "")]),
+        ),
         (
             "profiles in both files merge",
             "[profile foo]\nname = value",
@@ -332,17 +392,42 @@ fn parser_vectors() {
             "[foo]\nname = value2",
             Ok(&[("foo", "name=value2")]),
         ),
-        ("bare section in config ignored", "[foo]\nname = value", "", Ok(&[])),
-        ("prefixed section in credentials ignored", "", "[profile foo]\nname = value", Ok(&[])),
-        ("sneaky profile name", "[profilefoo]\nname = value\n[profile bar]", "", Ok(&[("bar", "")])),
+        (
+            "bare section in config ignored",
+            "[foo]\nname = value",
+            "",
+            Ok(&[]),
+        ),
+        (
+            "prefixed section in credentials ignored",
+            "",
+            "[profile foo]\nname = value",
+            Ok(&[]),
+        ),
+        (
+            "sneaky profile name",
+            "[profilefoo]\nname = value\n[profile bar]",
+            "",
+            Ok(&[("bar", "")]),
+        ),
         (
             "extra whitespace in config",
             "[   profile foo    ]\nname = value\n[profile bar]",
             "",
             Ok(&[("bar", ""), ("foo", "name=value")]),
         ),
-        ("extra whitespace in credentials", "", "[   foo    ]\nname = value", Ok(&[("foo", "name=value")])),
-        ("sso-session is not a profile", "[sso-session foo]\nname = value\n[profile bar]", "", Ok(&[("bar", "")])),
+        (
+            "extra whitespace in credentials",
+            "",
+            "[   foo    ]\nname = value",
+            Ok(&[("foo", "name=value")]),
+        ),
+        (
+            "sso-session is not a profile",
+            "[sso-session foo]\nname = value\n[profile bar]",
+            "",
+            Ok(&[("bar", "")]),
+        ),
     ];
     for (docs, config, credentials, want) in cases {
         match (want, both(config, credentials)) {
@@ -374,7 +459,11 @@ fn parser_vectors() {
 
 #[test]
 fn wrong_section_style_is_reported_and_named_when_missing() {
-    let p = both("[mc-mgmt]\nregion = x", "[profile mc-project]\nrole_arn = r").unwrap();
+    let p = both(
+        "[mc-mgmt]\nregion = x",
+        "[profile mc-project]\nrole_arn = r",
+    )
+    .unwrap();
     assert_eq!(p.ignored.len(), 2);
     assert_eq!(p.ignored[0].file, FileKind::Config);
     assert_eq!(p.ignored[1].section, "profile mc-project");
@@ -399,6 +488,8 @@ fn region_precedence() {
 
 #[test]
 fn credential_profiles_skip_config_only_profiles() {
-    let p = creds("[base]\naws_access_key_id = k\naws_secret_access_key = s\n[settings]\nregion = x\n[broken]\nrole_arn = r\nsource_profile = nope\n");
+    let p = creds(
+        "[base]\naws_access_key_id = k\naws_secret_access_key = s\n[settings]\nregion = x\n[broken]\nrole_arn = r\nsource_profile = nope\n",
+    );
     assert_eq!(p.credential_profiles(), vec!["base", "broken"]);
 }

@@ -86,12 +86,18 @@ pub fn presigned_url(
         .map_err(|e| fail(&e))?
         .into();
     let headers = [("x-k8s-aws-id", cluster)];
-    let request = SignableRequest::new("GET", base.as_str(), headers.into_iter(), SignableBody::Bytes(&[]))
-        .map_err(|e| fail(&e))?;
+    let request = SignableRequest::new(
+        "GET",
+        base.as_str(),
+        headers.into_iter(),
+        SignableBody::Bytes(&[]),
+    )
+    .map_err(|e| fail(&e))?;
     let (instructions, _) = sign(request, &params).map_err(|e| fail(&e))?.into_parts();
     let (_, query) = instructions.into_parts();
-    let (signature, rest): (Vec<_>, Vec<_>) =
-        query.into_iter().partition(|(k, _)| *k == "X-Amz-Signature");
+    let (signature, rest): (Vec<_>, Vec<_>) = query
+        .into_iter()
+        .partition(|(k, _)| *k == "X-Amz-Signature");
     let mut url = base;
     for (k, v) in rest.iter().chain(signature.iter()) {
         url.push('&');
@@ -129,18 +135,24 @@ pub fn api_version(exec_info: Option<&str>) -> (String, Option<String>) {
     let Some(value) = parsed else {
         return (
             fallback,
-            Some(format!("Error parsing KUBERNETES_EXEC_INFO, defaulting to {V1BETA1}. This is likely a bug in your Kubernetes client. Please update your Kubernetes client.")),
+            Some(format!(
+                "Error parsing KUBERNETES_EXEC_INFO, defaulting to {V1BETA1}. This is likely a bug in your Kubernetes client. Please update your Kubernetes client."
+            )),
         );
     };
     match value.get("apiVersion").and_then(|v| v.as_str()) {
         Some(v) if SUPPORTED[..2].contains(&v) => (v.to_string(), None),
         Some(v) if v == SUPPORTED[2] => (
             v.to_string(),
-            Some(format!("Kubeconfig user entry is using deprecated API version {v}. Run 'aws eks update-kubeconfig' to update.")),
+            Some(format!(
+                "Kubeconfig user entry is using deprecated API version {v}. Run 'aws eks update-kubeconfig' to update."
+            )),
         ),
         _ => (
             fallback,
-            Some(format!("Unrecognized API version in KUBERNETES_EXEC_INFO, defaulting to {V1BETA1}. This is likely due to an outdated AWS CLI. Please update your AWS CLI.")),
+            Some(format!(
+                "Unrecognized API version in KUBERNETES_EXEC_INFO, defaulting to {V1BETA1}. This is likely due to an outdated AWS CLI. Please update your AWS CLI."
+            )),
         ),
     }
 }

@@ -48,7 +48,10 @@ fn token_is_unpadded_base64url() {
     for url in ["a", "ab", "abc", "https://x/?a=b&c=~d"] {
         let t = token_from_url(url);
         assert!(t.starts_with("k8s-aws-v1."));
-        assert!(!t.contains('=') && !t.contains('+') && !t.contains('/'), "{t}");
+        assert!(
+            !t.contains('=') && !t.contains('+') && !t.contains('/'),
+            "{t}"
+        );
     }
 }
 
@@ -88,7 +91,9 @@ fn api_version_from_exec_info() {
         (None, V1BETA1, false),
         (Some(""), V1BETA1, false),
         (
-            Some(r#"{"apiVersion":"client.authentication.k8s.io/v1","spec":{"interactive":false}}"#),
+            Some(
+                r#"{"apiVersion":"client.authentication.k8s.io/v1","spec":{"interactive":false}}"#,
+            ),
             "client.authentication.k8s.io/v1",
             false,
         ),

@@ -1,0 +1,306 @@
+//! The AWS I/O: reading the profile files, credentials through aws-config's profile provider (it
+//! does the STS chaining; nothing here re-implements it), and eks:ListClusters / DescribeCluster.
+use std::path::{Path, PathBuf};
+
+use aws_config::profile::ProfileFileCredentialsProvider;
+use aws_config::provider_config::ProviderConfig;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::Credentials;
+use aws_credential_types::provider::ProvideCredentials;
+use aws_runtime::env_config::file::{EnvConfigFileKind, EnvConfigFiles};
+use aws_sdk_eks::error::{DisplayErrorContext, ProvideErrorMetadata};
+
+use crate::error::{Cause, Error, Result};
+use crate::profiles::{FileKind, ProfileError, Profiles, Source};
+
+/// Where the two INI files are, and whether each is the SDK default (then the exec entry needs no
+/// variable for it).
+#[derive(Debug, Clone)]
+pub struct Files {
+    pub config: PathBuf,
+    pub credentials: PathBuf,
+    pub config_is_default: bool,
+    pub credentials_is_default: bool,
+    /// Given by flag: then a missing file is an error instead of "empty".
+    config_explicit: bool,
+    credentials_explicit: bool,
+}
+
+fn absolute(p: PathBuf) -> PathBuf {
+    if p.is_absolute() {
+        p
+    } else {
+        std::env::current_dir().map(|d| d.join(&p)).unwrap_or(p)
+    }
+}
+
+impl Files {
+    /// `--config-file` / `--credentials-file`, else AWS_CONFIG_FILE / AWS_SHARED_CREDENTIALS_FILE,
+    /// else ~/.aws/config and ~/.aws/credentials.
+    pub fn resolve(config_flag: Option<PathBuf>, credentials_flag: Option<PathBuf>) -> Files {
+        let home = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_default();
+        let env = |k: &str| {
+            std::env::var_os(k)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
+        let default_config = home.join(".aws/config");
+        let default_credentials = home.join(".aws/credentials");
+        let config_explicit = config_flag.is_some();
+        let credentials_explicit = credentials_flag.is_some();
+        let config = absolute(
+            config_flag
+                .or_else(|| env("AWS_CONFIG_FILE"))
+                .unwrap_or_else(|| default_config.clone()),
+        );
+        let credentials = absolute(
+            credentials_flag
+                .or_else(|| env("AWS_SHARED_CREDENTIALS_FILE"))
+                .unwrap_or_else(|| default_credentials.clone()),
+        );
+        Files {
+            config_is_default: config == default_config,
+            credentials_is_default: credentials == default_credentials,
+            config,
+            credentials,
+            config_explicit,
+            credentials_explicit,
+        }
+    }
+
+    pub fn env_config_files(&self) -> EnvConfigFiles {
+        EnvConfigFiles::builder()
+            .with_file(EnvConfigFileKind::Config, &self.config)
+            .with_file(EnvConfigFileKind::Credentials, &self.credentials)
+            .build()
+    }
+
+    /// The variables an exec entry needs so the plugin reads the same files.
+    pub fn exec_env(&self) -> Vec<(String, String)> {
+        let mut env = Vec::new();
+        if !self.config_is_default {
+            env.push(("AWS_CONFIG_FILE".into(), self.config.display().to_string()));
+        }
+        if !self.credentials_is_default {
+            env.push((
+                "AWS_SHARED_CREDENTIALS_FILE".into(),
+                self.credentials.display().to_string(),
+            ));
+        }
+        env
+    }
+
+    fn read_one(path: &Path, kind: FileKind, explicit: bool) -> Result<Option<String>> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Ok(Some(text)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => Ok(None),
+            Err(source) => Err(ProfileError::Read {
+                kind,
+                path: path.to_path_buf(),
+                source,
+            }
+            .into()),
+        }
+    }
+
+    pub fn read_profiles(&self) -> Result<Profiles> {
+        let config = Self::read_one(&self.config, FileKind::Config, self.config_explicit)?;
+        let credentials = Self::read_one(
+            &self.credentials,
+            FileKind::Credentials,
+            self.credentials_explicit,
+        )?;
+        let profiles = Profiles::parse(&[
+            Source {
+                kind: FileKind::Config,
+                path: &self.config,
+                text: config.as_deref(),
+            },
+            Source {
+                kind: FileKind::Credentials,
+                path: &self.credentials,
+                text: credentials.as_deref(),
+            },
+        ])?;
+        for i in &profiles.ignored {
+            tracing::warn!(file = %i.path.display(), section = %i.section, reason = i.reason, "ignored section");
+        }
+        Ok(profiles)
+    }
+}
+
+/// Checks what aws-config would only find out mid-chain: every web identity token file is readable.
+pub fn check_token_files(chain: &crate::profiles::Chain) -> Result<()> {
+    for (profile, path) in chain.token_files() {
+        if let Err(source) = std::fs::File::open(path).and_then(|f| {
+            if f.metadata()?.is_dir() {
+                Err(std::io::Error::other("is a directory"))
+            } else {
+                Ok(())
+            }
+        }) {
+            return Err(ProfileError::TokenFile {
+                profile: profile.to_string(),
+                path: path.to_path_buf(),
+                source,
+            }
+            .into());
+        }
+    }
+    Ok(())
+}
+
+/// An SDK config for one profile: region fixed, credentials from the profile chain only (never the
+/// environment's keys, which would silently replace the profile). The chain's internal STS
+/// clients read AWS_ENDPOINT_URL[_STS] themselves (aws-config's EnvServiceConfig falls back to
+/// the global variable).
+pub async fn profile_config(files: &Files, profile: &str, region: &str) -> SdkConfig {
+    let provider_config =
+        ProviderConfig::default().with_region(Some(Region::new(region.to_string())));
+    let credentials = ProfileFileCredentialsProvider::builder()
+        .configure(&provider_config)
+        .profile_files(files.env_config_files())
+        .profile_name(profile)
+        .build();
+    aws_config::defaults(BehaviorVersion::latest())
+        .profile_files(files.env_config_files())
+        .profile_name(profile)
+        .region(Region::new(region.to_string()))
+        .credentials_provider(credentials)
+        .load()
+        .await
+}
+
+/// The default credential chain (environment keys first), for `token` without a profile.
+pub async fn default_config(region: &str) -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(region.to_string()))
+        .load()
+        .await
+}
+
+pub async fn credentials(cfg: &SdkConfig, profile: &str) -> Result<Credentials> {
+    let fail = |msg: String| Error::Credentials {
+        profile: profile.to_string(),
+        source: Cause(msg),
+    };
+    let provider = cfg
+        .credentials_provider()
+        .ok_or_else(|| fail("no credentials provider".into()))?;
+    provider
+        .provide_credentials()
+        .await
+        .map_err(|e| fail(DisplayErrorContext(&e).to_string()))
+}
+
+/// AssumeRole for `token --role-arn` (awscli's session name), through aws-config's provider.
+pub async fn assume_role(
+    cfg: &SdkConfig,
+    base: Credentials,
+    role_arn: &str,
+) -> Result<Credentials> {
+    let cfg = cfg
+        .to_builder()
+        .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(base))
+        .build();
+    aws_config::sts::AssumeRoleProvider::builder(role_arn)
+        .session_name("EKSGetTokenAuth")
+        .configure(&cfg)
+        .build()
+        .await
+        .provide_credentials()
+        .await
+        .map_err(|e| Error::Credentials {
+            profile: format!("(role {role_arn})"),
+            source: Cause(DisplayErrorContext(&e).to_string()),
+        })
+}
+
+fn eks(cfg: &SdkConfig, creds: Credentials) -> aws_sdk_eks::Client {
+    let conf = aws_sdk_eks::config::Builder::from(cfg)
+        .credentials_provider(creds)
+        .build();
+    aws_sdk_eks::Client::from_conf(conf)
+}
+
+pub async fn list_clusters(
+    cfg: &SdkConfig,
+    creds: Credentials,
+    profile: &str,
+    region: &str,
+) -> Result<Vec<String>> {
+    let client = eks(cfg, creds);
+    let mut names = Vec::new();
+    let mut pages = client.list_clusters().into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| Error::ListClusters {
+            profile: profile.to_string(),
+            region: region.to_string(),
+            source: Cause(DisplayErrorContext(&e).to_string()),
+        })?;
+        names.extend(page.clusters.unwrap_or_default());
+    }
+    Ok(names)
+}
+
+#[derive(Debug, Clone)]
+pub struct Described {
+    pub arn: String,
+    pub endpoint: String,
+    pub ca_data: String,
+}
+
+pub async fn describe_cluster(
+    cfg: &SdkConfig,
+    creds: Credentials,
+    profile: &str,
+    region: &str,
+    cluster: &str,
+) -> Result<Described> {
+    let out = eks(cfg, creds)
+        .describe_cluster()
+        .name(cluster)
+        .send()
+        .await
+        .map_err(|e| {
+            if e.code() == Some("ResourceNotFoundException") {
+                Error::ClusterNotFound {
+                    profile: profile.to_string(),
+                    cluster: cluster.to_string(),
+                    region: region.to_string(),
+                }
+            } else {
+                Error::DescribeCluster {
+                    profile: profile.to_string(),
+                    cluster: cluster.to_string(),
+                    region: region.to_string(),
+                    source: Cause(DisplayErrorContext(&e).to_string()),
+                }
+            }
+        })?;
+    let missing = |what: &str| Error::DescribeCluster {
+        profile: profile.to_string(),
+        cluster: cluster.to_string(),
+        region: region.to_string(),
+        source: Cause(format!("the response has no {what}")),
+    };
+    let c = out.cluster.ok_or_else(|| missing("cluster"))?;
+    let status = c.status.as_ref().map(|s| s.as_str().to_string());
+    if !matches!(status.as_deref(), Some("ACTIVE") | Some("UPDATING")) {
+        return Err(Error::ClusterNotReady {
+            profile: profile.to_string(),
+            cluster: cluster.to_string(),
+            status: status.unwrap_or_else(|| "of unknown status".into()),
+        });
+    }
+    Ok(Described {
+        arn: c.arn.ok_or_else(|| missing("arn"))?,
+        endpoint: c.endpoint.ok_or_else(|| missing("endpoint"))?,
+        ca_data: c
+            .certificate_authority
+            .and_then(|ca| ca.data)
+            .ok_or_else(|| missing("certificateAuthority.data"))?,
+    })
+}
