@@ -514,3 +514,53 @@ async fn tampered_tokens_are_rejected() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn each_profile_sees_its_eks_cluster_with_the_real_endpoint_and_ca() {
+    let tb = World::get();
+    let aws = AwsCli::new(tb);
+    let kubeconfig = Kubeconfig::read_from(tb.kubeconfig_path()).unwrap();
+    for (profile, cluster) in [
+        ("mc-mgmt", "mc-mgmt-k8s"),
+        ("mc-project", "mc-project-k8s"),
+        ("mc-project2", "mc-project2-k8s"),
+    ] {
+        let json = |args: &[&str]| -> serde_json::Value {
+            let mut argv = vec!["--profile", profile, "eks"];
+            argv.extend_from_slice(args);
+            serde_json::from_str(&aws.run(true, None, &argv)).unwrap()
+        };
+        // The seed's chain lands in the profile's own account, which holds only its own cluster.
+        assert_eq!(
+            json(&["list-clusters"])["clusters"],
+            json!([cluster]),
+            "{profile}"
+        );
+        let got = &json(&["describe-cluster", "--name", cluster])["cluster"];
+        let want = kubeconfig
+            .clusters
+            .iter()
+            .find(|c| c.name == cluster)
+            .unwrap();
+        let want = want.cluster.as_ref().unwrap();
+        assert_eq!(
+            got["endpoint"].as_str(),
+            want.server.as_deref(),
+            "{cluster}"
+        );
+        assert_eq!(got["status"], "ACTIVE");
+        // Both are base64 of the PEM of the apiserver's CA.
+        let ca = |b64: &str| {
+            base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .unwrap()
+        };
+        let got_ca = ca(got["certificateAuthority"]["data"].as_str().unwrap());
+        assert!(got_ca.starts_with(b"-----BEGIN CERTIFICATE-----"));
+        assert_eq!(
+            got_ca,
+            ca(want.certificate_authority_data.as_deref().unwrap()),
+            "{cluster}"
+        );
+    }
+}
