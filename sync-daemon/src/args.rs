@@ -17,6 +17,9 @@ pub enum Command {
     Run(SyncArgs),
     /// One full pass over every source and target; exit 0 when converged, 1 otherwise
     Once(SyncArgs),
+    /// Read-only report: per source × target one of in-sync, drifted, missing, conflict,
+    /// target-unreachable, skipped; exit 0 when all in sync, 1 otherwise
+    Status(crate::status::StatusArgs),
 }
 
 #[derive(Debug, Clone, ClapArgs)]
@@ -47,6 +50,8 @@ pub struct SyncArgs {
     /// (kubernetes.io/service-account-token, helm.sh/release.v1)
     #[arg(long, value_delimiter = ',')]
     pub include_secret_types: Vec<String>,
+    #[command(flatten)]
+    pub ops: crate::opsargs::OpsArgs,
 }
 
 /// Go-style durations as kubed takes them: `90s`, `5m`, `1h30m`, `500ms`.

@@ -53,7 +53,8 @@ impl SyncError {
 pub fn api_category(e: &kube::Error) -> &'static str {
     match e {
         kube::Error::Api(s) => match s.code {
-            401 | 403 => "forbidden",
+            401 => "unauthorized",
+            403 => "forbidden",
             404 => "not_found",
             409 => "conflict",
             422 | 400 => "invalid",
@@ -61,9 +62,23 @@ pub fn api_category(e: &kube::Error) -> &'static str {
             500..=599 => "unavailable",
             _ => "api_other",
         },
+        kube::Error::Service(e) if is_auth(e.as_ref()) => "credentials",
         kube::Error::HyperError(_) | kube::Error::Service(_) => "unavailable",
+        kube::Error::Auth(_) => "credentials",
         _ => "client_other",
     }
+}
+
+/// An exec plugin / token failure anywhere in the cause chain (the client's auth layer wraps it).
+fn is_auth(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(c) = cur {
+        if c.is::<kube::client::AuthError>() {
+            return true;
+        }
+        cur = c.source();
+    }
+    false
 }
 
 /// The status code of an API error, if it is one.

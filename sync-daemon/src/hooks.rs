@@ -1,7 +1,22 @@
 //! Outcome hooks: the one place reconcile reports what it did. A metrics registry, the admin
 //! server's readiness, and `once`'s summary plug in here without touching the core.
 use crate::desired::Kind;
+use crate::queue::SourceKey;
+use crate::reconcile::Context;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The end of one reconcile of one source key in one target cluster.
+#[derive(Debug, Clone, Copy)]
+pub struct Synced<'a> {
+    /// The source's resourceVersion (`None`: the source is gone or no longer a source).
+    pub source_rv: Option<&'a str>,
+    /// At least one create/update/recreate/delete was planned.
+    pub wrote: bool,
+    /// Namespaces where a copy was created (the first sync there).
+    pub created: &'a [String],
+    pub converged: bool,
+}
 
 /// Called from the workers; implementations must be cheap and never block.
 pub trait Hooks: Send + Sync {
@@ -15,6 +30,12 @@ pub trait Hooks: Send + Sync {
     fn error(&self, _cluster: &str, _category: &'static str) {}
     /// A reconcile finished; `converged`: nothing left to do for that key there.
     fn reconciled(&self, _cluster: &str, _converged: bool) {}
+    /// The caches and clients are built (`run` only); health, readiness and Events start here.
+    fn started(&self, _ctx: &Arc<Context>) {}
+    /// A watch event on a source (the start of the propagation-latency clock).
+    fn source_seen(&self, _key: &SourceKey, _rv: Option<&str>) {}
+    /// A reconcile of `key` in `cluster` ended without error.
+    fn synced(&self, _cluster: &str, _key: &SourceKey, _r: &Synced<'_>) {}
 }
 
 /// Counts everything; `once` prints it as its summary.

@@ -4,58 +4,32 @@
 //! Pure decisions: `selector`, `annotations`, `desired` (and `kinds` for the type mapping).
 //! I/O: `clusters` (clients), `reconcile` (one key in one cluster), `writer` (every write),
 //! `queue` (per-cluster backoff), `runner` (watches, workers, resync). `hooks` reports outcomes.
+//! Operations: `app` (binary wiring), `admin` (probes), `metrics`, `ops` (Events), `leader`,
+//! `status`, `logging`, `compat` (kubed's server-only flags), `opsargs`.
+pub mod admin;
 pub mod annotations;
+pub mod app;
 pub mod args;
 pub mod clusters;
+pub mod compat;
 pub mod desired;
 pub mod error;
 pub mod hooks;
 pub mod kinds;
+pub mod leader;
+pub mod logging;
+pub mod metrics;
+pub mod ops;
+pub mod opsargs;
 pub mod queue;
 pub mod reconcile;
 pub mod runner;
 pub mod selector;
+pub mod status;
 pub mod writer;
 
-use std::process::ExitCode;
-
-/// Exit codes: 0 converged/stopped cleanly, 1 `once` not converged, 2 bad configuration
-/// (flags, kubeconfig, a context pointing at the source cluster).
-pub fn main() -> ExitCode {
-    use clap::Parser;
-    let cli = args::Cli::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
-    let rt = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let result = rt.block_on(async {
-        match cli.command {
-            args::Command::Run(a) => {
-                let runtime = runner::Runtime {
-                    hooks: std::sync::Arc::new(hooks::Tally::default()),
-                    writer: writer::Writer::default(),
-                };
-                runner::run(a, runtime).await.map(|()| true)
-            }
-            args::Command::Once(a) => runner::once(a, writer::Writer::default()).await,
-        }
-    });
-    match result {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::from(1),
-        Err(e) => {
-            eprintln!("error: {}", error::chain(&e));
-            ExitCode::from(2)
-        }
-    }
+/// Exit codes: see `app` (0 ok, 1 not converged / not in sync, 2 bad configuration,
+/// 3 leader lease lost).
+pub fn main() -> std::process::ExitCode {
+    app::main()
 }

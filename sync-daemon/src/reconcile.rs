@@ -254,6 +254,16 @@ impl Context {
         }
 
         let actions = desired::plan(source, &target, &observed_refs, &others, s);
+        let wrote = actions
+            .iter()
+            .any(|a| !matches!(a, Action::Noop { .. } | Action::Conflict { .. }));
+        let created: Vec<String> = actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Create(d) => Some(d.namespace.clone()),
+                _ => None,
+            })
+            .collect();
         let mut outcome = Outcome::Done { converged: true };
         let mut first_error = None;
         for action in actions {
@@ -281,7 +291,17 @@ impl Context {
         }
         match first_error {
             Some(e) => Err(e),
-            None => Ok(outcome),
+            None => {
+                let converged = outcome == (Outcome::Done { converged: true });
+                let r = crate::hooks::Synced {
+                    source_rv: source.and_then(|src| src.object.resource_version.as_deref()),
+                    wrote,
+                    created: if converged { &created } else { &[] },
+                    converged,
+                };
+                self.hooks.synced(&t.cluster.context, key, &r);
+                Ok(outcome)
+            }
         }
     }
 
@@ -494,6 +514,9 @@ impl Context {
         for p in problems {
             self.hooks.problem(cluster, p.reason);
             tracing::warn!(cluster = %cluster, source = %key, reason = p.reason, note = %p.note, "sync problem");
+            if self.writer.dry_run {
+                continue; // an Event is a write too
+            }
             let ev = Event {
                 type_: EventType::Warning,
                 reason: p.reason.to_string(),

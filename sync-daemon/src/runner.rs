@@ -34,6 +34,8 @@ pub enum StartError {
     MissingClusterName,
     #[error(transparent)]
     Clusters(#[from] clusters::ClusterError),
+    #[error("the leader lease was lost; exiting so that a standby takes over")]
+    LeaseLost,
 }
 
 /// Options that a later admin layer (leader election, dry-run) sets beside the CLI flags.
@@ -41,6 +43,9 @@ pub enum StartError {
 pub struct Runtime {
     pub hooks: Arc<dyn Hooks>,
     pub writer: Writer,
+    /// With leader election: `true` while this replica holds the lease. Workers start when it
+    /// becomes `true`; `run` returns [`StartError::LeaseLost`] when it turns `false` again.
+    pub leader: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 /// Which queue(s) a watch event or resync request concerns.
@@ -90,10 +95,15 @@ where
 }
 
 /// A source event concerns every cluster: its copies may live anywhere.
-fn to_all<K: Resource>(queues: &Arc<Vec<Arc<Queue>>>, kind: Kind) -> impl Fn(&K) + Send + 'static {
+fn to_all<K: Resource>(
+    queues: &Arc<Vec<Arc<Queue>>>,
+    kind: Kind,
+    hooks: Arc<dyn Hooks>,
+) -> impl Fn(&K) + Send + 'static {
     let queues = queues.clone();
     move |o: &K| {
         let k = key_of(kind, o);
+        hooks.source_seen(&k, o.meta().resource_version.as_deref());
         queues.iter().for_each(|q| q.add(k.clone()))
     }
 }
@@ -165,7 +175,7 @@ async fn start(
         watcher::Config::default(),
         "configmaps",
         ctx_name.clone(),
-        to_all::<ConfigMap>(&queues, Kind::ConfigMap),
+        to_all::<ConfigMap>(&queues, Kind::ConfigMap, rt.hooks.clone()),
         relist_all(),
     );
     let field_sel = skipped
@@ -183,7 +193,7 @@ async fn start(
         secret_cfg,
         "secrets",
         ctx_name.clone(),
-        to_all::<Secret>(&queues, Kind::Secret),
+        to_all::<Secret>(&queues, Kind::Secret, rt.hooks.clone()),
         relist_all(),
     );
     // A namespace change can alter any selector's result: requeue the local queue's sources.
@@ -330,6 +340,30 @@ async fn worker(ctx: Arc<Context>, idx: usize) {
 /// Runs until SIGTERM/SIGINT.
 pub async fn run(args: SyncArgs, rt: Runtime) -> Result<(), StartError> {
     let (ctx, mut rx) = start(&args, &rt).await?;
+    rt.hooks.started(&ctx);
+    if let Some(mut leader) = rt.leader.clone() {
+        tracing::info!("standby: caches run, waiting for the leader lease before writing");
+        tokio::select! {
+            r = leader.wait_for(|l| *l) => if r.is_err() { return Err(StartError::LeaseLost) },
+            _ = shutdown() => {
+                tracing::info!("shutting down");
+                return Ok(());
+            }
+        }
+        tracing::info!("leader lease acquired, syncing");
+    }
+    let lost = {
+        let leader = rt.leader.clone();
+        async move {
+            match leader {
+                Some(mut l) => {
+                    let _ = l.wait_for(|l| !*l).await;
+                }
+                None => std::future::pending().await,
+            }
+        }
+    };
+    tokio::pin!(lost);
     for idx in 0..ctx.targets.len() {
         tokio::spawn(worker(ctx.clone(), idx));
     }
@@ -353,6 +387,10 @@ pub async fn run(args: SyncArgs, rt: Runtime) -> Result<(), StartError> {
                 enqueue(Resync::All);
             }
             Some(which) = rx.recv() => enqueue(which),
+            _ = &mut lost => {
+                tracing::error!("leader lease lost, stopping");
+                return Err(StartError::LeaseLost);
+            }
             _ = shutdown() => {
                 tracing::info!("shutting down");
                 return Ok(());
@@ -383,6 +421,7 @@ pub async fn once(args: SyncArgs, writer: Writer) -> Result<bool, StartError> {
     let rt = Runtime {
         hooks: tally.clone(),
         writer,
+        leader: None,
     };
     let (ctx, _rx) = start(&args, &rt).await?;
     let passes = (0..ctx.targets.len()).map(|idx| {

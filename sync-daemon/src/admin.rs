@@ -1,0 +1,258 @@
+//! The admin HTTP server (`--metrics-addr`): `/livez`, `/readyz`, `/metrics`; and the health
+//! probe that feeds readiness, the cluster-up gauge and the FollowerUnreachable Event.
+use crate::error::chain;
+use crate::metrics::Metrics;
+use crate::reconcile::Context;
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// How often every cluster is probed (GET /version).
+const PROBE_INTERVAL: Duration = Duration::from_secs(5);
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Probe {
+    Up,
+    Down { since: Instant, reported: bool },
+}
+
+/// Readiness inputs, shared by the probe loop and the HTTP handlers.
+#[derive(Default)]
+pub struct Health {
+    source_synced: AtomicBool,
+    /// Every cluster by context; `None` until it answered once or was marked down.
+    clusters: Mutex<BTreeMap<String, Option<Probe>>>,
+}
+
+impl Health {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Option<Probe>>> {
+        self.clusters.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `Ok` when ready; otherwise what is still missing.
+    pub fn readiness(&self) -> Result<(), String> {
+        let mut missing = Vec::new();
+        if !self.source_synced.load(Ordering::Relaxed) {
+            missing.push("source caches not synced".to_string());
+        }
+        let g = self.lock();
+        if g.is_empty() {
+            missing.push("clusters not loaded".to_string());
+        }
+        for (c, p) in g.iter() {
+            if p.is_none() {
+                missing.push(format!("cluster {c} not probed yet"));
+            }
+        }
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(missing.join("; "))
+        }
+    }
+
+    /// One line per cluster for the /readyz body.
+    fn describe(&self) -> String {
+        self.lock()
+            .iter()
+            .map(|(c, p)| {
+                let s = match p {
+                    None => "unknown",
+                    Some(Probe::Up) => "up",
+                    Some(Probe::Down { .. }) => "down",
+                };
+                format!("cluster {c}: {s}\n")
+            })
+            .collect()
+    }
+}
+
+/// Something for the Event publisher: a cluster unreachable past the threshold.
+#[derive(Debug)]
+pub struct Unreachable {
+    pub cluster: String,
+    pub for_: Duration,
+}
+
+/// Starts the readiness watcher and the per-cluster probe loops.
+pub fn start_health(
+    ctx: &Arc<Context>,
+    health: Arc<Health>,
+    metrics: Arc<Metrics>,
+    unreachable_after: Duration,
+    events: mpsc::UnboundedSender<Unreachable>,
+) {
+    {
+        let ctx = ctx.clone();
+        let health = health.clone();
+        tokio::spawn(async move {
+            let s = &ctx.sources;
+            if s.configmaps.wait_until_ready().await.is_ok()
+                && s.secrets.wait_until_ready().await.is_ok()
+                && s.namespaces.wait_until_ready().await.is_ok()
+            {
+                health.source_synced.store(true, Ordering::Relaxed);
+                tracing::info!("source caches synced");
+            }
+        });
+    }
+    let names: Vec<String> = ctx
+        .targets
+        .iter()
+        .map(|t| t.cluster.context.clone())
+        .collect();
+    metrics.set_targets(&names);
+    {
+        let mut g = health.lock();
+        for n in &names {
+            g.insert(n.clone(), None);
+        }
+    }
+    for idx in 0..ctx.targets.len() {
+        let ctx = ctx.clone();
+        let health = health.clone();
+        let metrics = metrics.clone();
+        let events = events.clone();
+        tokio::spawn(async move {
+            let cluster = ctx.targets[idx].cluster.context.clone();
+            let client = ctx.targets[idx].cluster.client.clone();
+            let mut tick = tokio::time::interval(PROBE_INTERVAL);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let res = tokio::time::timeout(PROBE_TIMEOUT, client.apiserver_version()).await;
+                let up = match res {
+                    Ok(Ok(_)) => true,
+                    Ok(Err(e)) => {
+                        let cat = crate::error::api_category(&e);
+                        if cat == "credentials" || cat == "unauthorized" {
+                            metrics.credential_failure(&cluster);
+                        }
+                        tracing::debug!(cluster = %cluster, error = %chain(&e), "health probe failed");
+                        false
+                    }
+                    Err(_) => false,
+                };
+                metrics.set_up(&cluster, up);
+                let mut g = health.lock();
+                let prev = g.get(&cluster).copied().flatten();
+                let next = match (up, prev) {
+                    (true, Some(Probe::Down { .. })) => {
+                        tracing::info!(cluster = %cluster, "cluster reachable again");
+                        Probe::Up
+                    }
+                    (true, _) => Probe::Up,
+                    (false, Some(Probe::Down { since, reported })) => {
+                        let down_for = since.elapsed();
+                        let report = !reported && down_for >= unreachable_after;
+                        if report {
+                            let _ = events.send(Unreachable {
+                                cluster: cluster.clone(),
+                                for_: down_for,
+                            });
+                        }
+                        Probe::Down {
+                            since,
+                            reported: reported || report,
+                        }
+                    }
+                    (false, _) => {
+                        tracing::warn!(cluster = %cluster, "cluster unreachable");
+                        Probe::Down {
+                            since: Instant::now(),
+                            reported: false,
+                        }
+                    }
+                };
+                g.insert(cluster.clone(), Some(next));
+            }
+        });
+    }
+}
+
+#[derive(Clone)]
+struct AdminState {
+    health: Arc<Health>,
+    metrics: Arc<Metrics>,
+}
+
+async fn livez() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(s): State<AdminState>) -> (StatusCode, String) {
+    match s.health.readiness() {
+        Ok(()) => (StatusCode::OK, format!("ok\n{}", s.health.describe())),
+        Err(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {why}\n{}", s.health.describe()),
+        ),
+    }
+}
+
+async fn metrics_page(State(s): State<AdminState>) -> impl axum::response::IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        s.metrics.encode(),
+    )
+}
+
+/// Binds `addr` (a bind failure is a start-up error) and serves until the runtime stops.
+pub async fn serve(
+    addr: SocketAddr,
+    health: Arc<Health>,
+    metrics: Arc<Metrics>,
+) -> std::io::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    let app = Router::new()
+        .route("/livez", get(livez))
+        .route("/healthz", get(livez))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_page))
+        .with_state(AdminState { health, metrics });
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "admin server stopped");
+        }
+    });
+    tracing::info!(addr = %local, "admin server listening");
+    Ok(local)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readiness_needs_every_cluster_probed() {
+        let h = Health::default();
+        assert!(h.readiness().is_err());
+        h.source_synced.store(true, Ordering::Relaxed);
+        h.lock().insert("a".into(), None);
+        assert!(h.readiness().unwrap_err().contains("cluster a"));
+        h.lock().insert(
+            "a".into(),
+            Some(Probe::Down {
+                since: Instant::now(),
+                reported: false,
+            }),
+        );
+        assert!(
+            h.readiness().is_ok(),
+            "a cluster marked down does not block"
+        );
+    }
+}
