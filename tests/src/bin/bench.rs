@@ -1,0 +1,220 @@
+//! The benchmark harness (`make bench`): real testbed apiservers, the real sync-daemon process,
+//! figures from watch timestamps, the daemon's /proc status and the apiservers' audit logs.
+//! Prints a Markdown report (the figures in BENCHMARKS.md come from it). Method: BENCHMARKS.md.
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context as _, Result, bail};
+use clap::Parser;
+use e2e::{ClusterSpec, Testbed, TestbedOptions, default_account};
+
+#[path = "bench/audit.rs"]
+mod audit;
+#[path = "bench/daemon.rs"]
+mod daemon;
+#[path = "bench/load.rs"]
+mod load;
+#[path = "bench/phases.rs"]
+mod phases;
+#[path = "bench/stats.rs"]
+mod stats;
+
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "bench",
+    about = "sync-daemon benchmarks against testbed clusters"
+)]
+pub struct Args {
+    /// Which measurements to run.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "latency,throughput,steady,memory"
+    )]
+    pub phases: Vec<String>,
+    /// Follower counts for the propagation latency (the largest also sets the cluster count).
+    #[arg(long, value_delimiter = ',', default_value = "1,3,10")]
+    pub latency_followers: Vec<usize>,
+    /// Runs per measurement (figures are medians over runs).
+    #[arg(long, default_value_t = 5)]
+    pub runs: usize,
+    /// Source updates per latency run.
+    #[arg(long, default_value_t = 20)]
+    pub updates: usize,
+    /// Sources for the initial-sync throughput.
+    #[arg(long, default_value_t = 1000)]
+    pub sources: usize,
+    /// Followers for the initial-sync throughput.
+    #[arg(long, default_value_t = 10)]
+    pub throughput_followers: usize,
+    /// Requests in flight per follower for the second, concurrent ceiling.
+    #[arg(long, default_value_t = 8)]
+    pub ceiling_concurrency: usize,
+    /// Length of each idle window for the steady-state request count.
+    #[arg(long, default_value_t = 120)]
+    pub idle_secs: u64,
+    /// The daemon's --resync-period during the benchmarks.
+    #[arg(long, default_value = "60s")]
+    pub resync: String,
+    /// Source counts for the memory table.
+    #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
+    pub mem_sources: Vec<usize>,
+    /// Follower counts for the memory table.
+    #[arg(long, value_delimiter = ',', default_value = "1,5")]
+    pub mem_followers: Vec<usize>,
+    /// Testbed directory (default: a temporary one, removed afterwards).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Also write the report here.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// The testbed, its admin clients (index 0 = source) and the cluster names.
+pub struct World {
+    pub tb: Testbed,
+    pub names: Vec<String>,
+    pub clients: Vec<kube::Client>,
+    pub work: PathBuf,
+    pub resync: String,
+}
+
+impl World {
+    pub fn followers(&self, n: usize) -> Vec<String> {
+        self.names[1..=n].to_vec()
+    }
+
+    /// A kubeconfig with the source and the first `n` followers.
+    pub fn kubeconfig(&self, n: usize) -> Result<PathBuf> {
+        let p = self.work.join(format!("kubeconfig-{n}"));
+        daemon::subset_kubeconfig(
+            &self.tb.kubeconfig_path(),
+            &self.names[0],
+            &self.followers(n),
+            &p,
+        )?;
+        Ok(p)
+    }
+
+    pub fn audit_marks(&self, n: usize) -> Vec<audit::Mark> {
+        self.names[..=n]
+            .iter()
+            .map(|c| audit::Mark::now(&self.tb.audit_log(c)))
+            .collect()
+    }
+
+    /// Creates `ns` in the source and the first `n` followers.
+    pub async fn namespace(&self, ns: &str, n: usize) -> Result<()> {
+        for c in &self.clients[..=n] {
+            load::ensure_ns(c, ns).await?;
+        }
+        Ok(())
+    }
+
+    pub fn daemon(&self, n: usize, ns: &str, tag: &str) -> Result<daemon::Daemon> {
+        let log = self.work.join(format!("daemon-{tag}.log"));
+        daemon::Daemon::start(&self.kubeconfig(n)?, ns, &self.resync, &log)
+    }
+}
+
+fn machine() -> String {
+    let sh = |cmd: &str| {
+        std::process::Command::new("sh")
+            .args(["-c", cmd])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default()
+    };
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, v)| v.trim().to_string())
+        .unwrap_or_default();
+    format!(
+        "- `nproc`: {}\n- CPU: {cpu}\n- `free -g`:\n```\n{}\n```\n- load average at start: {}\n- kernel: {}\n",
+        sh("nproc"),
+        sh("free -g"),
+        sh("cut -d' ' -f1-3 /proc/loadavg"),
+        sh("uname -r"),
+    )
+}
+
+async fn world(args: &Args) -> Result<World> {
+    let mut needed = args.latency_followers.iter().copied().max().unwrap_or(1);
+    if args.phases.iter().any(|p| p == "throughput") {
+        needed = needed.max(args.throughput_followers);
+    }
+    if args.phases.iter().any(|p| p == "memory") {
+        needed = needed.max(args.mem_followers.iter().copied().max().unwrap_or(1));
+    }
+    let mut clusters = vec![ClusterSpec::new("bench-src-k8s", &default_account(0))];
+    for i in 1..=needed {
+        clusters.push(ClusterSpec::new(
+            &format!("bench-f{i}-k8s"),
+            &default_account(i),
+        ));
+    }
+    let opts = TestbedOptions {
+        dir: args.dir.clone(),
+        clusters,
+        aws: false,
+        keep_dir: false,
+    };
+    let started = Instant::now();
+    let tb = Testbed::up(opts).await.context("start the testbed")?;
+    eprintln!(
+        "bench: {} clusters up in {:?}",
+        needed + 1,
+        started.elapsed()
+    );
+    let names: Vec<String> = tb.clusters().iter().map(|c| c.name.clone()).collect();
+    let mut clients = Vec::new();
+    for n in &names {
+        clients.push(tb.admin_client(n).await);
+    }
+    let work = tb.dir().join("bench");
+    std::fs::create_dir_all(&work)?;
+    Ok(World {
+        tb,
+        names,
+        clients,
+        work,
+        resync: args.resync.clone(),
+    })
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    for p in &args.phases {
+        if !["latency", "throughput", "steady", "memory"].contains(&p.as_str()) {
+            bail!("unknown phase {p:?} (latency, throughput, steady, memory)");
+        }
+    }
+    eprintln!("bench: sync-daemon binary {}", daemon::binary()?.display());
+    let mut report = format!("### Machine\n{}\n", machine());
+    let w = world(&args).await?;
+    let started = Instant::now();
+    let has = |p: &str| args.phases.iter().any(|x| x == p);
+    if has("latency") || has("steady") {
+        report += &phases::latency(&w, &args, has("latency"), has("steady")).await?;
+    }
+    if has("throughput") {
+        report += &phases::throughput(&w, &args, has("steady")).await?;
+    }
+    if has("memory") {
+        report += &phases::memory(&w, &args).await?;
+    }
+    report += &format!(
+        "\n_bench wall time: {:.0} s_\n",
+        started.elapsed().as_secs_f64()
+    );
+    println!("{report}");
+    if let Some(out) = &args.out {
+        std::fs::write(out, &report).with_context(|| format!("write {}", out.display()))?;
+    }
+    drop(w);
+    Ok(())
+}
