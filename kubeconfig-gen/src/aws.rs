@@ -70,11 +70,19 @@ impl Files {
         }
     }
 
+    /// Both files for aws-config; a file that does not exist counts as empty (aws-config would
+    /// reject a missing explicit path, while the SDK defaults treat it as empty).
     pub fn env_config_files(&self) -> EnvConfigFiles {
-        EnvConfigFiles::builder()
-            .with_file(EnvConfigFileKind::Config, &self.config)
-            .with_file(EnvConfigFileKind::Credentials, &self.credentials)
-            .build()
+        let add = |b: aws_runtime::env_config::file::Builder, kind, path: &Path| {
+            if path.exists() {
+                b.with_file(kind, path)
+            } else {
+                b.with_contents(kind, "")
+            }
+        };
+        let b = EnvConfigFiles::builder();
+        let b = add(b, EnvConfigFileKind::Config, &self.config);
+        add(b, EnvConfigFileKind::Credentials, &self.credentials).build()
     }
 
     /// The variables an exec entry needs so the plugin reads the same files.
