@@ -20,6 +20,14 @@ impl Counts {
             .map(|(_, n)| n)
             .sum()
     }
+    /// Requests for API resources (not /version, /healthz and other non-resource paths).
+    pub fn resource_requests(&self) -> u64 {
+        self.0
+            .iter()
+            .filter(|((_, r), _)| r != "-")
+            .map(|(_, n)| n)
+            .sum()
+    }
     /// Writes: create, update, patch, delete, deletecollection.
     pub fn writes(&self) -> u64 {
         ["create", "update", "patch", "delete", "deletecollection"]

@@ -77,6 +77,9 @@ impl Daemon {
                 "bench-source",
                 "--resync-period",
                 resync,
+                // Any free port: several daemons (and other helpers' tests) may run at once.
+                "--metrics-addr",
+                "127.0.0.1:0",
             ])
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())

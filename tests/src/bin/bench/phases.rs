@@ -113,7 +113,7 @@ pub async fn latency(w: &World, args: &Args, measure: bool, steady: bool) -> Res
     );
     let mut cost = String::from(
         "### Cost per change (daemon requests, audit logs)\n\n\
-         | N | per update per follower | per update on the source | unannotated change: daemon requests |\n|---|---|---|---|\n",
+         | N | API requests per update per follower | per update on the source | unannotated change: daemon API requests | all requests seen (incl. /version probes) |\n|---|---|---|---|---|\n",
     );
     let mut idle_rows = String::new();
     for &n in &args.latency_followers {
@@ -188,16 +188,16 @@ pub async fn latency(w: &World, args: &Args, measure: bool, steady: bool) -> Res
             let (ps, pf) = take(&mut marks)?;
             writeln!(
                 cost,
-                "| {n} | {:.2} ({}) | {:.2} ({}) | {} for 20 changes |",
-                f.total() as f64 / (updates * n as f64),
+                "| {n} | {:.2} | {:.2} | {} for 20 changes | followers: {}; source: {} |",
+                f.resource_requests() as f64 / (updates * n as f64),
+                s.resource_requests() as f64 / updates,
+                ps.resource_requests() + pf.resource_requests(),
                 f.describe(),
-                s.total() as f64 / updates,
                 if s.total() == 0 {
                     "none".to_string()
                 } else {
                     s.describe()
                 },
-                ps.total() + pf.total()
             )?;
         }
         if steady {
