@@ -253,33 +253,34 @@ async fn probe(tb: World, cluster: &str, token: &str) -> (u16, String) {
     )
 }
 
-/// Waits until awsworld.log has a line containing every one of `parts`, and checks that the log
-/// holds no token.
-async fn expect_log(tb: World, parts: &[&str], tokens: &[&str]) {
+/// Presents `token` to `cluster` and expects 401 plus a line written to awsworld.log after the
+/// request was made, `cluster=<cluster> rejected: <reason>...`; the log must hold no token.
+async fn expect_rejected(tb: World, cluster: &str, token: &str, reason: &str) {
     let path = tb.dir().join("aws/awsworld.log");
+    let mark = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0) as usize;
+    let (code, msg) = probe(tb, cluster, token).await;
+    assert_eq!(code, 401, "{cluster} did not refuse the token: {msg}");
+    let want = format!("cluster={cluster} rejected: {reason}");
     let line = wait_for(
         "the rejection reason in awsworld.log",
         Duration::from_secs(10),
         || {
-            let path = path.clone();
+            let (path, want) = (path.clone(), want.clone());
             async move {
-                let text = tokio::fs::read_to_string(&path).await.ok()?;
-                text.lines()
-                    .find(|l| parts.iter().all(|p| l.contains(p)))
-                    .map(str::to_string)
+                let bytes = tokio::fs::read(&path).await.ok()?;
+                let new = String::from_utf8_lossy(bytes.get(mark..)?).into_owned();
+                new.lines().find(|l| l.contains(&want)).map(str::to_string)
             }
         },
     )
     .await;
-    let text = std::fs::read_to_string(&path).unwrap();
-    for t in tokens {
-        let body = t.strip_prefix(PREFIX).unwrap_or(t);
-        assert!(!text.contains(body), "awsworld.log contains a token");
-    }
     assert!(
-        !line.contains("X-Amz-Signature="),
-        "log line leaks the URL: {line}"
+        !line.contains("X-Amz-Signature=") && !line.contains("X-Amz-Security-Token="),
+        "the log line leaks the URL: {line}"
     );
+    let text = std::fs::read_to_string(&path).unwrap();
+    let body = token.strip_prefix(PREFIX).unwrap_or(token);
+    assert!(!text.contains(body), "awsworld.log contains a token");
 }
 
 async fn create_ns(admin: &Client, name: &str) {
@@ -411,19 +412,7 @@ async fn a_token_for_one_cluster_is_rejected_by_another() {
     let (code, msg) = probe(tb, "mc-project-k8s", &token).await;
     assert_eq!(code, 403, "accepted, then denied by RBAC: {msg}");
     for other in ["mc-project2-k8s", "mc-mgmt-k8s"] {
-        assert_eq!(
-            probe(tb, other, &token).await.0,
-            401,
-            "{other} accepted a token for mc-project-k8s"
-        );
-        expect_log(
-            tb,
-            &[&format!(
-                "cluster={other} rejected: signature does not match"
-            )],
-            &[&token],
-        )
-        .await;
+        expect_rejected(tb, other, &token, "signature does not match").await;
     }
 
     // Pure cluster binding: mc-project2's identity is mapped in mc-project2-k8s, yet its token
@@ -436,13 +425,7 @@ async fn a_token_for_one_cluster_is_rejected_by_another() {
         "{msg}"
     );
     let foreign = aws.token("mc-project2", "mc-project-k8s", None);
-    assert_eq!(probe(tb, "mc-project2-k8s", &foreign).await.0, 401);
-    expect_log(
-        tb,
-        &["cluster=mc-project2-k8s rejected: signature does not match"],
-        &[&foreign],
-    )
-    .await;
+    expect_rejected(tb, "mc-project2-k8s", &foreign, "signature does not match").await;
 }
 
 #[tokio::test]
@@ -454,12 +437,11 @@ async fn an_expired_token_is_rejected() {
     assert_eq!(probe(tb, "mc-project-k8s", &recent).await.0, 403);
     // Minted 20 minutes ago: expired.
     let old = aws.token("mc-project", "mc-project-k8s", Some("-20m"));
-    let (code, msg) = probe(tb, "mc-project-k8s", &old).await;
-    assert_eq!(code, 401, "{msg}");
-    expect_log(
+    expect_rejected(
         tb,
-        &["cluster=mc-project-k8s rejected: X-Amz-Date parameter is expired"],
-        &[&old, &recent],
+        "mc-project-k8s",
+        &old,
+        "X-Amz-Date parameter is expired",
     )
     .await;
 }
@@ -481,23 +463,12 @@ async fn tampered_tokens_are_rejected() {
     let mut bytes = url.clone().into_bytes();
     bytes[at] = if bytes[at] == b'0' { b'1' } else { b'0' };
     let bad_sig = url_token(&String::from_utf8(bytes).unwrap());
-    assert_eq!(probe(tb, "mc-project-k8s", &bad_sig).await.0, 401);
-    expect_log(
-        tb,
-        &["cluster=mc-project-k8s rejected: signature does not match"],
-        &[&bad_sig],
-    )
-    .await;
+    expect_rejected(tb, "mc-project-k8s", &bad_sig, "signature does not match").await;
 
     // A query parameter aws-iam-authenticator does not allow.
     let extra = url_token(&format!("{url}&X-Amz-Extra=1"));
-    assert_eq!(probe(tb, "mc-project-k8s", &extra).await.0, 401);
-    expect_log(
-        tb,
-        &["cluster=mc-project-k8s rejected: non-whitelisted query parameter 'X-Amz-Extra'"],
-        &[&extra],
-    )
-    .await;
+    let reason = "non-whitelisted query parameter 'X-Amz-Extra'";
+    expect_rejected(tb, "mc-project-k8s", &extra, reason).await;
 
     // Presigned for moto's plain-HTTP endpoint (what awscli does when AWS_ENDPOINT_URL is set).
     let moto = aws.get_token(true, None, "mc-project", "mc-project-k8s");
@@ -506,13 +477,7 @@ async fn tampered_tokens_are_rejected() {
         "{}",
         token_url(&moto)
     );
-    assert_eq!(probe(tb, "mc-project-k8s", &moto).await.0, 401);
-    expect_log(
-        tb,
-        &["cluster=mc-project-k8s rejected: unexpected scheme 'http'"],
-        &[&moto],
-    )
-    .await;
+    expect_rejected(tb, "mc-project-k8s", &moto, "unexpected scheme 'http'").await;
 }
 
 #[tokio::test]
@@ -562,5 +527,56 @@ async fn each_profile_sees_its_eks_cluster_with_the_real_endpoint_and_ca() {
             ca(want.certificate_authority_data.as_deref().unwrap()),
             "{cluster}"
         );
+    }
+}
+
+#[tokio::test]
+async fn an_unmapped_role_is_rejected_until_aws_auth_maps_it() {
+    let tb = World::get();
+    let admin = tb.admin_client("mc-project-k8s").await;
+    // kubed-master's token, correctly bound to mc-project-k8s, but that cluster's aws-auth maps
+    // only kubed-follower.
+    let token = AwsCli::new(tb).token("mc-mgmt", "mc-project-k8s", None);
+    let reason = "ARN is not mapped: arn:aws:iam::111111111111:role/kubed-master";
+    expect_rejected(tb, "mc-project-k8s", &token, reason).await;
+
+    // Map it (keeping every existing entry): the verifier re-reads aws-auth within a second.
+    let cms = Api::<ConfigMap>::namespaced(admin, "kube-system");
+    let original = cms.get("aws-auth").await.unwrap();
+    let roles = original.data.as_ref().unwrap()["mapRoles"].clone();
+    let mut mapped = original.clone();
+    mapped.data.as_mut().unwrap().insert(
+        "mapRoles".into(),
+        format!(
+            "{}\n- rolearn: arn:aws:iam::111111111111:role/kubed-master\n  username: visiting-{{{{SessionName}}}}\n",
+            roles.trim_end()
+        ),
+    );
+    cms.replace("aws-auth", &PostParams::default(), &mapped)
+        .await
+        .unwrap();
+    // Checked in a task so that aws-auth is restored even when an assertion fails.
+    let checked = tokio::spawn(async move {
+        let msg = wait_for(
+            "the new mapping to authenticate",
+            Duration::from_secs(15),
+            || async {
+                let (code, msg) = probe(tb, "mc-project-k8s", &token).await;
+                (code == 403).then_some(msg)
+            },
+        )
+        .await;
+        // mc-mgmt has no role_session_name: botocore names the session itself.
+        assert!(msg.contains(r#"User "visiting-botocore-session-"#), "{msg}");
+    })
+    .await;
+
+    let mut restore = cms.get("aws-auth").await.unwrap();
+    restore.data = original.data;
+    cms.replace("aws-auth", &PostParams::default(), &restore)
+        .await
+        .unwrap();
+    if let Err(e) = checked {
+        std::panic::resume_unwind(e.into_panic());
     }
 }
