@@ -222,7 +222,9 @@ class VerifierServer(ThreadingHTTPServer):
 
     def finish_request(self, request, client_address) -> None:  # type: ignore[no-untyped-def]
         # TLS handshake in the per-connection thread, so a slow client cannot stall accept().
-        request.settimeout(30)
+        # Idle keep-alive connections outlive client-go's 90 s IdleConnTimeout: the apiserver closes
+        # them first, so it never sends a TokenReview into a connection this side is closing.
+        request.settimeout(300)
         with self.tls.wrap_socket(request, server_side=True) as tls_sock:
             super().finish_request(tls_sock, client_address)
 
