@@ -212,6 +212,20 @@ class WorldProcessTest(unittest.TestCase):
         self.assertTrue(self.review("mc-project-k8s", token, "/authenticate?cluster={}")["status"]["authenticated"])
         self.assertFalse(self.review("", token, "/authenticate")["status"]["authenticated"])
         self.assertIn("no cluster in the request", self.log())
+        # keys moto never issued, and a session token that is not the key's own
+        for akid, secret, session, reason in [
+            ("ASIANEVERISSUED00001", "x", "y", "was not issued by STS/IAM"),
+            (creds.access_key, creds.secret_key, "not-the-session-token", "security token does not belong"),
+        ]:
+            forged = boto3.client("sts", region_name=REGION, aws_access_key_id=akid, aws_secret_access_key=secret,
+                                  aws_session_token=session, endpoint_url=f"https://sts.{REGION}.amazonaws.com")
+            forged.meta.events.register(
+                "before-sign.sts.GetCallerIdentity",
+                lambda request, **_: request.headers.__setitem__("x-k8s-aws-id", "mc-project-k8s"),
+            )
+            url = forged.generate_presigned_url("get_caller_identity", ExpiresIn=60, HttpMethod="GET")
+            self.assertFalse(self.review("mc-project-k8s", encode(url))["status"]["authenticated"])
+            self.assertIn(reason, self.log())
         for secret in (token, creds.secret_key, creds.token):
             self.assertNotIn(secret, self.log())
 
