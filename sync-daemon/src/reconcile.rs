@@ -26,6 +26,30 @@ pub struct SourceStores {
     pub configmaps: Store<ConfigMap>,
     pub secrets: Store<Secret>,
     pub namespaces: Store<Namespace>,
+    /// All three hold a full list.
+    pub ready: Ready,
+}
+
+/// "These caches hold a full list", for any number of waiters. kube-runtime's
+/// `Store::wait_until_ready` wakes only one of several concurrent waiters (it polls one
+/// oneshot receiver from many tasks), so readiness is tracked with watch channels instead.
+#[derive(Clone, Debug)]
+pub struct Ready(pub Vec<tokio::sync::watch::Receiver<bool>>);
+
+impl Ready {
+    /// Waits until every cache is ready; `false` if a cache's watch task ended first.
+    pub async fn wait(&self) -> bool {
+        for rx in &self.0 {
+            if rx.clone().wait_for(|r| *r).await.is_err() {
+                return false;
+            }
+        }
+        true
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.0.iter().all(|rx| *rx.borrow())
+    }
 }
 
 /// One target cluster: its clients, the cache of the copies we made there, its queue.
@@ -36,6 +60,8 @@ pub struct TargetCluster {
     pub configmap_copies: Store<ConfigMap>,
     pub secret_copies: Store<Secret>,
     pub queue: Arc<Queue>,
+    /// Both copy caches hold a full list.
+    pub ready: Ready,
 }
 
 /// Everything a worker needs; shared by all workers.

@@ -7,7 +7,7 @@ use crate::desired::{Kind, Settings};
 use crate::error::chain;
 use crate::hooks::{Hooks, Tally};
 use crate::queue::{Queue, SourceKey};
-use crate::reconcile::{Context, Outcome, SourceStores, TargetCluster};
+use crate::reconcile::{Context, Outcome, Ready, SourceStores, TargetCluster};
 use crate::writer::Writer;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
@@ -62,7 +62,7 @@ fn watch<K>(
     cluster: String,
     on_object: impl Fn(&K) + Send + 'static,
     on_relist: impl Fn() + Send + 'static,
-) -> Store<K>
+) -> (Store<K>, tokio::sync::watch::Receiver<bool>)
 where
     K: Resource<DynamicType = ()>
         + Clone
@@ -73,6 +73,7 @@ where
         + 'static,
 {
     let (reader, writer) = reflector::store();
+    let (ready_tx, ready_rx) = tokio::sync::watch::channel(false);
     let stream = reflector::reflector(writer, watcher(api, cfg).default_backoff());
     tokio::spawn(async move {
         futures::pin_mut!(stream);
@@ -83,7 +84,10 @@ where
                     | watcher::Event::Delete(o)
                     | watcher::Event::InitApply(o),
                 ) => on_object(&o),
-                Ok(watcher::Event::InitDone) => on_relist(),
+                Ok(watcher::Event::InitDone) => {
+                    ready_tx.send_replace(true);
+                    on_relist()
+                }
                 Ok(watcher::Event::Init) => {}
                 Err(e) => {
                     tracing::warn!(cluster = %cluster, watch = what, error = %chain(&e), "watch failed, retrying")
@@ -91,7 +95,7 @@ where
             }
         }
     });
-    reader
+    (reader, ready_rx)
 }
 
 /// A source event concerns every cluster: its copies may live anywhere.
@@ -170,7 +174,7 @@ async fn start(
         }
     };
     let ctx_name = source.context.clone();
-    let configmaps = watch(
+    let (configmaps, cm_ready) = watch(
         cm_api,
         watcher::Config::default(),
         "configmaps",
@@ -188,7 +192,7 @@ async fn start(
     } else {
         watcher::Config::default().fields(&field_sel)
     };
-    let secrets = watch(
+    let (secrets, secrets_ready) = watch(
         secret_api,
         secret_cfg,
         "secrets",
@@ -197,7 +201,7 @@ async fn start(
         relist_all(),
     );
     // A namespace change can alter any selector's result: requeue the local queue's sources.
-    let namespaces = watch(
+    let (namespaces, ns_ready) = watch(
         Api::<Namespace>::all(source.watch_client.clone()),
         watcher::Config::default(),
         "namespaces",
@@ -240,7 +244,7 @@ async fn start(
             }
         };
         let cfg = watcher::Config::default().labels(&copy_sel);
-        let cm_copies = watch(
+        let (cm_copies, cm_copies_ready) = watch(
             Api::<ConfigMap>::all(cluster.watch_client.clone()),
             cfg.clone(),
             "configmap copies",
@@ -251,7 +255,7 @@ async fn start(
             },
             relist_one(),
         );
-        let secret_copies = watch(
+        let (secret_copies, secret_copies_ready) = watch(
             Api::<Secret>::all(cluster.watch_client.clone()),
             cfg,
             "secret copies",
@@ -268,6 +272,7 @@ async fn start(
             configmap_copies: cm_copies,
             secret_copies,
             queue: queues[idx].clone(),
+            ready: Ready(vec![cm_copies_ready, secret_copies_ready]),
         });
     }
     let reporter = Reporter {
@@ -282,6 +287,7 @@ async fn start(
             configmaps,
             secrets,
             namespaces,
+            ready: Ready(vec![cm_ready, secrets_ready, ns_ready]),
         },
         targets,
         source.context.clone(),
@@ -296,11 +302,7 @@ async fn start(
 /// Waits until the source caches and target `idx`'s copy caches hold a full list.
 async fn ready(ctx: &Context, idx: usize) -> bool {
     let t = &ctx.targets[idx];
-    ctx.sources.configmaps.wait_until_ready().await.is_ok()
-        && ctx.sources.secrets.wait_until_ready().await.is_ok()
-        && ctx.sources.namespaces.wait_until_ready().await.is_ok()
-        && t.configmap_copies.wait_until_ready().await.is_ok()
-        && t.secret_copies.wait_until_ready().await.is_ok()
+    ctx.sources.ready.wait().await && t.ready.wait().await
 }
 
 async fn worker(ctx: Arc<Context>, idx: usize) {
