@@ -10,22 +10,22 @@ use kube::config::Kubeconfig;
 /// The userAgent prefix the daemon sends: audit events are attributed to it by this.
 pub const AGENT: &str = "kubed-cross-sync/";
 
-/// The sync-daemon binary: $KCS_SYNC_DAEMON, else target/release, else target/debug.
+/// The sync-daemon binary: $KCS_SYNC_DAEMON, else the one built beside this executable
+/// (target/<profile>/, also from target/<profile>/deps/ for test binaries).
 pub fn binary() -> Result<PathBuf> {
     if let Some(p) = std::env::var_os("KCS_SYNC_DAEMON") {
         return Ok(PathBuf::from(p));
     }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    for profile in ["release", "debug"] {
-        let p = target.join(profile).join("sync-daemon");
+    let exe = std::env::current_exe().context("locate this executable")?;
+    for dir in exe.ancestors().skip(1).take(2) {
+        let p = dir.join("sync-daemon");
         if p.is_file() {
             return Ok(p);
         }
     }
     bail!(
-        "no sync-daemon binary: run `cargo build --release -p sync-daemon` or set KCS_SYNC_DAEMON"
+        "no sync-daemon binary beside {}: build it with the same profile (cargo build [--release] -p sync-daemon) or set KCS_SYNC_DAEMON",
+        exe.display()
     )
 }
 
