@@ -13,7 +13,7 @@ export KCS_VENV ?= $(KCS_CACHE)/venv
 CARGO ?= cargo
 DEMO_DIR ?= $(CURDIR)/.testbed-demo
 
-.PHONY: help setup build release lint test test-unit test-e2e demo bench soak clean
+.PHONY: help setup build release lint test test-unit test-e2e demo bench soak fuzz clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -44,11 +44,26 @@ demo: setup ## the seed scenario end to end on local clusters
 	$(CARGO) build -p e2e -p kubeconfig-gen -p sync-daemon
 	bash scripts/demo.sh "$(DEMO_DIR)"
 
-bench: setup ## benchmarks (figures go to BENCHMARKS.md)
-	@echo "no benchmarks yet"
+# BENCH_ARGS: e.g. "--phases latency --runs 5" (see `target/release/bench --help`).
+BENCH_ARGS ?=
+bench: setup ## benchmarks against testbed clusters and the release daemon (figures for BENCHMARKS.md)
+	$(CARGO) build --release -p sync-daemon -p kubeconfig-gen -p e2e --bin sync-daemon --bin kubeconfig-gen --bin bench
+	target/release/bench --out target/bench-results.md $(BENCH_ARGS)
+	@if [ -x scripts/bench-kubeconfig-gen.sh ]; then bash scripts/bench-kubeconfig-gen.sh; fi
 
-soak: setup ## long fault/soak runs
-	@echo "no soak runs yet"
+soak: setup ## long fault runs (60 s outages, 40 watch cuts, 20 daemon kills over 1,000 sources)
+	$(CARGO) build -p sync-daemon
+	KCS_SOAK=1 $(CARGO) test -p e2e --test faults -- --nocapture
+
+# Fuzzing needs cargo-fuzz (`cargo install cargo-fuzz`) and RUSTC_BOOTSTRAP=1: see fuzz/README.md.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := aws_profiles sync_annotations kubeconfig_load
+fuzz: ## run every fuzz target for FUZZ_SECONDS each (default 60)
+	cd fuzz && for t in $(FUZZ_TARGETS); do \
+	  mkdir -p corpus/$$t && \
+	  RUSTC_BOOTSTRAP=1 cargo fuzz run --sanitizer none -a $$t corpus/$$t seeds/$$t -- \
+	    -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 || exit 1; \
+	done
 
 clean: ## remove build output in the repo (the cache outside is kept)
 	$(CARGO) clean
