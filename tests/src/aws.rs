@@ -61,13 +61,14 @@ fn encode_err(what: &'static str) -> impl FnOnce(serde_saphyr::SerializeError) -
     }
 }
 
-/// The kubeconfig-format file kube-apiserver's webhook token authenticator reads.
+/// The kubeconfig-format file kube-apiserver's webhook token authenticator reads. The cluster
+/// is named in the path: client-go keeps the server URL's path but drops a `?cluster=` query.
 pub(crate) fn webhook_kubeconfig(plan: &AwsPlan, cluster: &str) -> Result<String, TestbedError> {
     let doc = json!({
         "apiVersion": "v1",
         "kind": "Config",
         "clusters": [{"name": "verifier", "cluster": {
-            "server": format!("https://127.0.0.1:{}/authenticate?cluster={cluster}", plan.verifier_port),
+            "server": format!("https://127.0.0.1:{}/authenticate/{cluster}", plan.verifier_port),
             "certificate-authority": plan.dir.join("ca.crt"),
         }}],
         "users": [{"name": "kube-apiserver", "user": {}}],
@@ -210,7 +211,8 @@ fn web_identity_token() -> String {
     )
 }
 
-/// DIR/env lines, in order.
+/// DIR/env lines, in order. AWS_DEFAULT_REGION too, as the EKS pod identity webhook injects
+/// both, and awscli v1 reads only that one.
 pub fn env_lines(root: &Path, moto_port: u16) -> Vec<(String, String)> {
     let aws = aws_dir(root);
     [
@@ -221,6 +223,7 @@ pub fn env_lines(root: &Path, moto_port: u16) -> Vec<(String, String)> {
         ),
         ("AWS_CONFIG_FILE", aws.join("config").display().to_string()),
         ("AWS_REGION", REGION.to_string()),
+        ("AWS_DEFAULT_REGION", REGION.to_string()),
         ("AWS_EC2_METADATA_DISABLED", "true".to_string()),
     ]
     .into_iter()

@@ -11,7 +11,7 @@ use crate::error::TestbedError;
 use crate::procs::{self, ProcRecord, create_dir, free_port, spawn, stop_all, write_file};
 use crate::proxy::{self, ProxyPorts};
 use crate::state::{ClusterState, KubeconfigEntry, Ports, State, render_kubeconfig};
-use crate::wait::{file_exists, poll, readyz, tcp_open};
+use crate::wait::{default_namespace, file_exists, poll, readyz, tcp_open};
 use crate::{ClusterSpec, Fault, REGION};
 
 const APISERVER_READY: Duration = Duration::from_secs(180);
@@ -272,6 +272,7 @@ pub(crate) fn admin_client_for(
     kube::Client::try_from(config).map_err(|e| err("build a client", Box::new(e)))
 }
 
+/// Ready = /readyz says "ok" and the `default` namespace exists (tests create objects there).
 async fn wait_apiserver(
     c: &ClusterState,
     server: &str,
@@ -279,8 +280,9 @@ async fn wait_apiserver(
 ) -> Result<(), TestbedError> {
     let client = admin_client_for(c, server)?;
     let what = format!("kube-apiserver of {}", c.name);
-    poll(&what, APISERVER_READY, Some(rec), &rec.log, || {
-        readyz(&client)
+    poll(&what, APISERVER_READY, Some(rec), &rec.log, || async {
+        readyz(&client).await?;
+        default_namespace(&client).await
     })
     .await
 }

@@ -97,12 +97,16 @@ pub fn start_time(pid: u32) -> Option<u64> {
     stat(pid).map(|(_, start)| start)
 }
 
-/// True while the process exists, is not a zombie, and is the one that was recorded.
+/// True while the recorded process exists and is not yet fully dead. A zombie counts as dead
+/// only once its other threads are gone too: a killed multi-threaded process (an apiserver)
+/// shows its leader as a zombie while the other threads still hold its sockets open.
 pub fn is_running(pid: u32, recorded_start: u64) -> bool {
     match stat(pid) {
-        Some((state, start)) => {
-            state != 'Z' && state != 'X' && (recorded_start == 0 || start == recorded_start)
-        }
+        Some((_, start)) if recorded_start != 0 && start != recorded_start => false,
+        Some(('Z' | 'X', _)) => std::fs::read_dir(format!("/proc/{pid}/task"))
+            .map(|tasks| tasks.count() > 1)
+            .unwrap_or(false),
+        Some(_) => true,
         None => false,
     }
 }
@@ -151,17 +155,46 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// A currently free loopback port. Another process may take it before we bind it; ports are
-/// drawn from the kernel's ephemeral range, so collisions are rare, and a start-up that fails
-/// on one reports the log that says so.
+/// A currently free loopback port for a server that may have to bind it again later (an
+/// apiserver restarted by a fault). Drawn at random from below the kernel's ephemeral range, so
+/// neither client connections nor `bind(0)` elsewhere on the machine ever take it while its
+/// server is stopped; within this process, a port is handed out once.
 pub fn free_port() -> Result<u16, TestbedError> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")
-        .map_err(|e| TestbedError::io("bind a free port on", "127.0.0.1", e))?;
-    let port = listener
-        .local_addr()
-        .map_err(|e| TestbedError::io("bind a free port on", "127.0.0.1", e))?
-        .port();
-    Ok(port)
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+    static GIVEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+    let (low, high) = server_port_range();
+    let span = u32::from(high - low);
+    for _ in 0..200 {
+        let mut b = [0u8; 4];
+        let _ = getrandom::fill(&mut b);
+        let port = low + (u32::from_le_bytes(b) % span) as u16;
+        let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+        let given = given.get_or_insert_with(HashSet::new);
+        if given.contains(&port) || std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
+            continue;
+        }
+        given.insert(port);
+        return Ok(port);
+    }
+    Err(TestbedError::io(
+        "find a free port below the ephemeral range on",
+        "127.0.0.1",
+        std::io::Error::from(std::io::ErrorKind::AddrInUse),
+    ))
+}
+
+/// [10000, start of the ephemeral range), or [40000, 50000) if that range is too small.
+fn server_port_range() -> (u16, u16) {
+    let start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|t| t.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    if start > 12000 {
+        (10000, start)
+    } else {
+        (40000, 50000)
+    }
 }
 
 /// Writes a file atomically (temp file + rename) with the given mode.
@@ -222,6 +255,16 @@ mod tests {
         let left = stop_all(&[&rec], Duration::from_secs(5));
         assert!(left.is_empty());
         assert!(!rec.is_running());
+    }
+
+    #[test]
+    fn free_ports_are_distinct_and_bindable() {
+        let a = free_port().unwrap();
+        let b = free_port().unwrap();
+        assert_ne!(a, b);
+        let (low, high) = server_port_range();
+        assert!((low..high).contains(&a));
+        std::net::TcpListener::bind(("127.0.0.1", a)).unwrap();
     }
 
     #[test]

@@ -93,6 +93,17 @@ pub(crate) async fn readyz(client: &kube::Client) -> Result<(), String> {
     }
 }
 
+/// Ok once the apiserver's bootstrap controller has created the `default` namespace, which
+/// can come a few seconds after /readyz first says "ok".
+pub(crate) async fn default_namespace(client: &kube::Client) -> Result<(), String> {
+    let api: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(client.clone());
+    tokio::time::timeout(Duration::from_secs(5), api.get("default"))
+        .await
+        .map_err(|_| "GET namespace default timed out".to_string())?
+        .map(|_| ())
+        .map_err(|e| format!("GET namespace default: {e}"))
+}
+
 /// Ok once `path` exists.
 pub(crate) async fn file_exists(path: PathBuf) -> Result<(), String> {
     if tokio::fs::try_exists(&path).await.unwrap_or(false) {

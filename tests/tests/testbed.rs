@@ -1,0 +1,409 @@
+//! Acceptance tests of the testbed itself (issue 2): three real clusters answer kubectl 1.20 and
+//! a kube-rs watcher; each fault does what it claims; `testbed down`, drop and the reaper leave
+//! no process behind. The shared testbed serves the read-mostly tests; tests that break or stop
+//! clusters start their own.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step is a failed test
+
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use e2e::procs::ProcRecord;
+use e2e::{Fault, State, Testbed, TestbedOptions, unique_ns, wait_for};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use kube::api::{Api, DeleteParams, PostParams, WatchEvent, WatchParams};
+use kube::runtime::watcher;
+
+const TESTBED: &str = env!("CARGO_BIN_EXE_testbed");
+
+fn cm(name: &str, value: &str) -> ConfigMap {
+    serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name}, "data": {"k": value}
+    }))
+    .unwrap()
+}
+
+fn ns(name: &str) -> Namespace {
+    serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).unwrap()
+}
+
+fn port_of(url: &str) -> u16 {
+    url.rsplit(':').next().unwrap().parse().unwrap()
+}
+
+fn processes(state: &State) -> Vec<(String, ProcRecord)> {
+    state
+        .processes()
+        .into_iter()
+        .map(|(n, p)| (n, p.clone()))
+        .collect()
+}
+
+fn assert_all_gone(procs: &[(String, ProcRecord)]) {
+    let left: Vec<_> = procs.iter().filter(|(_, p)| p.is_running()).collect();
+    assert!(left.is_empty(), "still running: {left:?}");
+}
+
+#[test]
+fn verify_cli() {
+    use clap::CommandFactory;
+    e2e::cli::Cli::command().debug_assert();
+}
+
+#[test]
+fn shared_testbed_has_three_clusters_and_its_files() {
+    let tb = Testbed::shared();
+    let names: Vec<_> = tb.clusters().iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["mc-mgmt-k8s", "mc-project-k8s", "mc-project2-k8s"]);
+
+    let kc = kube::config::Kubeconfig::read_from(tb.kubeconfig_path()).unwrap();
+    assert_eq!(kc.current_context.as_deref(), Some("mc-mgmt-k8s"));
+    let contexts: Vec<_> = kc.contexts.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(contexts, names);
+
+    let state = State::load(tb.dir()).unwrap();
+    for (c, s) in tb.clusters().iter().zip(&state.clusters) {
+        assert_eq!(c.server, s.server);
+        assert_eq!(port_of(&c.server), s.ports.proxy);
+        assert_eq!(port_of(&c.direct_server), s.ports.apiserver);
+        assert!(c.ca_pem.contains("BEGIN CERTIFICATE"));
+        assert_eq!(
+            c.arn,
+            format!("arn:aws:eks:eu-central-1:{}:cluster/{}", c.account, c.name)
+        );
+        for role in ["proxy", "etcd", "apiserver"] {
+            assert!(
+                s.processes[role].is_running(),
+                "{}/{role} not running",
+                c.name
+            );
+        }
+    }
+    let aws = tb.dir().join("aws");
+    let ini = std::fs::read_to_string(aws.join("credentials")).unwrap();
+    assert!(
+        ini.starts_with("[mc-mgmt]\nrole_arn = arn:aws:iam::111111111111:role/kubed-master\n"),
+        "{ini}"
+    );
+    assert!(ini.contains("[mc-project2]\nrole_arn = arn:aws:iam::333333333333:role/kubed-follower\nsource_profile = mc-mgmt\nrole_session_name = mc-project2\n"), "{ini}");
+    assert_eq!(std::fs::read_to_string(aws.join("config")).unwrap(), "");
+    let env = tb.aws_env();
+    for key in [
+        "AWS_ENDPOINT_URL",
+        "AWS_SHARED_CREDENTIALS_FILE",
+        "AWS_CONFIG_FILE",
+        "AWS_REGION",
+    ] {
+        assert!(
+            env.iter().any(|(k, _)| k == key),
+            "{key} missing from DIR/env"
+        );
+    }
+    let world: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(aws.join("world.json")).unwrap()).unwrap();
+    assert_eq!(
+        world["clusters"][1]["endpoint"],
+        tb.cluster("mc-project-k8s").server.as_str()
+    );
+}
+
+#[test]
+fn kubectl_1_20_lists_namespaces_on_every_cluster() {
+    let tb = Testbed::shared();
+    let version = tb
+        .kubectl()
+        .args(["version", "--client", "-o", "json"])
+        .output()
+        .unwrap();
+    let version: serde_json::Value = serde_json::from_slice(&version.stdout).unwrap();
+    assert_eq!(version["clientVersion"]["minor"], "20", "{version}");
+    for c in tb.clusters() {
+        let out = tb
+            .kubectl()
+            .args(["--context", &c.name, "get", "ns", "-o", "name"])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            c.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stdout.contains("namespace/kube-system"),
+            "{}: {stdout}",
+            c.name
+        );
+    }
+}
+
+async fn next_event<S>(events: &mut S) -> watcher::Event<ConfigMap>
+where
+    S: futures::Stream<Item = Result<watcher::Event<ConfigMap>, watcher::Error>> + Unpin,
+{
+    let next = tokio::time::timeout(Duration::from_secs(30), events.next()).await;
+    next.expect("the watcher went quiet for 30 s")
+        .expect("the watcher stream ended")
+        .expect("watcher error")
+}
+
+#[tokio::test]
+async fn kube_watcher_sees_added_on_every_cluster() {
+    let tb = Testbed::shared();
+    for c in tb.clusters() {
+        let client = tb.admin_client(&c.name).await;
+        let name = unique_ns("watch");
+        Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &ns(&name))
+            .await
+            .unwrap();
+        let api: Api<ConfigMap> = Api::namespaced(client.clone(), &name);
+        let mut events = watcher(api.clone(), watcher::Config::default()).boxed();
+        while !matches!(next_event(&mut events).await, watcher::Event::InitDone) {}
+        api.create(&PostParams::default(), &cm("seen", "1"))
+            .await
+            .unwrap();
+        loop {
+            match next_event(&mut events).await {
+                watcher::Event::Apply(o) if o.metadata.name.as_deref() == Some("seen") => break,
+                other => eprintln!("{}: skipping {other:?}", c.name),
+            }
+        }
+        Api::<Namespace>::all(client)
+            .delete(&name, &DeleteParams::default())
+            .await
+            .unwrap();
+    }
+}
+
+/// A client whose requests give up after `timeout` (connect included).
+async fn client_with_timeout(tb: &Testbed, cluster: &str, timeout: Duration) -> kube::Client {
+    let mut config = tb.admin_config(cluster).await;
+    config.connect_timeout = Some(timeout);
+    config.read_timeout = Some(timeout);
+    config.write_timeout = Some(timeout);
+    kube::Client::try_from(config).unwrap()
+}
+
+async fn get_eventually(api: &Api<ConfigMap>, name: &str, what: &str) -> ConfigMap {
+    wait_for(what, Duration::from_secs(60), || async {
+        api.get(name).await.ok()
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_have_the_effects_they_claim() {
+    let tb = Testbed::up(TestbedOptions::numbered(1, false))
+        .await
+        .unwrap();
+    let c = tb.clusters()[0].clone();
+    let client = client_with_timeout(&tb, &c.name, Duration::from_secs(20)).await;
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    let before = api
+        .create(&PostParams::default(), &cm("before", "v1"))
+        .await
+        .unwrap();
+    let rv = |o: &ConfigMap| {
+        o.metadata
+            .resource_version
+            .clone()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+    };
+
+    // stop: the apiserver's port refuses connections, requests through the proxy fail.
+    tb.fault(&c.name, Fault::Stop).await.unwrap();
+    let refused = TcpStream::connect(("127.0.0.1", port_of(&c.direct_server))).unwrap_err();
+    assert_eq!(
+        refused.kind(),
+        std::io::ErrorKind::ConnectionRefused,
+        "{refused}"
+    );
+    let err = api.get("before").await.unwrap_err();
+    eprintln!("stopped apiserver, GET through the proxy: {err}");
+    // start: same port, same etcd: the data and the resourceVersion counter continue.
+    tb.fault(&c.name, Fault::Start).await.unwrap();
+    let again = get_eventually(&api, "before", "GET after start").await;
+    assert_eq!(again.data, before.data);
+    assert_eq!(rv(&again), rv(&before));
+    let after = api
+        .create(&PostParams::default(), &cm("after-start", "v2"))
+        .await
+        .unwrap();
+    assert!(
+        rv(&after) > rv(&before),
+        "RV went back: {} <= {}",
+        rv(&after),
+        rv(&before)
+    );
+
+    // kill-etcd: the apiserver stays up but reads and writes fail (5xx or time out).
+    tb.fault(&c.name, Fault::KillEtcd).await.unwrap();
+    let t = Instant::now();
+    let read = api.get("before").await;
+    let write = api
+        .create(&PostParams::default(), &cm("no-etcd", "x"))
+        .await;
+    eprintln!(
+        "etcd killed, {:?}: GET -> {read:?}; POST -> {write:?}",
+        t.elapsed()
+    );
+    for (what, res) in [("GET", read.map(|_| ())), ("POST", write.map(|_| ()))] {
+        match res {
+            Ok(()) => panic!("{what} succeeded without etcd"),
+            Err(kube::Error::Api(s)) => assert!(s.code >= 500, "{what}: {s:?}"),
+            Err(_) => {} // the client's own timeout: an outage as well
+        }
+    }
+    // start-etcd: the same data is readable again.
+    tb.fault(&c.name, Fault::StartEtcd).await.unwrap();
+    let again = get_eventually(&api, "before", "GET after start-etcd").await;
+    assert_eq!(again.data, before.data);
+
+    // partition: an open watch is cut, new requests hang until the client's timeout.
+    let mut watch = api
+        .watch(
+            &WatchParams::default().timeout(290),
+            &after.metadata.resource_version.clone().unwrap(),
+        )
+        .await
+        .unwrap()
+        .boxed();
+    tb.fault(&c.name, Fault::Partition).await.unwrap();
+    let cut = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match watch.next().await {
+                None | Some(Err(_)) => return,
+                Some(Ok(WatchEvent::Bookmark(_))) => continue,
+                Some(Ok(e)) => eprintln!("event while partitioned: {e:?}"),
+            }
+        }
+    })
+    .await;
+    assert!(cut.is_ok(), "the watch survived the partition");
+    let short = client_with_timeout(&tb, &c.name, Duration::from_secs(3)).await;
+    let short_api: Api<ConfigMap> = Api::namespaced(short, "default");
+    let t = Instant::now();
+    let res = tokio::time::timeout(Duration::from_secs(15), short_api.get("before")).await;
+    let took = t.elapsed();
+    eprintln!("partitioned GET after {took:?}: {res:?}");
+    assert!(
+        !matches!(res, Ok(Ok(_))),
+        "GET answered during the partition"
+    );
+    assert!(
+        took >= Duration::from_millis(2900),
+        "failed fast ({took:?}): not a timeout"
+    );
+    // heal: traffic flows again.
+    tb.fault(&c.name, Fault::Heal).await.unwrap();
+    get_eventually(&short_api, "before", "GET after heal").await;
+
+    // latency: every request takes at least that long (each direction is delayed); heal
+    // removes it (the fastest of a few requests, so a busy machine does not fail the test).
+    let latency = Duration::from_millis(800);
+    let timed_gets = |n: usize| {
+        let api = api.clone();
+        async move {
+            let mut times = Vec::new();
+            for _ in 0..n {
+                let t = Instant::now();
+                api.get("before").await.unwrap();
+                times.push(t.elapsed());
+            }
+            times
+        }
+    };
+    tb.fault(&c.name, Fault::Latency(latency)).await.unwrap();
+    let slow = timed_gets(3).await;
+    assert!(
+        slow.iter().all(|t| *t >= latency),
+        "faster than {latency:?}: {slow:?}"
+    );
+    tb.fault(&c.name, Fault::Heal).await.unwrap();
+    let fast = timed_gets(5).await;
+    let fastest = fast.iter().min().copied().unwrap();
+    assert!(fastest < latency, "still slow after heal: {fast:?}");
+    eprintln!("with {latency:?} latency: {slow:?}; healed: {fast:?}");
+
+    // drop stops every process the testbed started.
+    let procs = processes(&tb.state());
+    assert!(procs.len() >= 4, "{procs:?}");
+    drop(tb);
+    assert_all_gone(&procs);
+}
+
+#[test]
+fn testbed_down_leaves_no_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let up = Command::new(TESTBED)
+        .args(["up", "--dir", d, "--cluster", "down-k8s", "--aws"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&up.stderr);
+    assert!(up.status.success(), "testbed up failed: {stderr}");
+    let procs = processes(&State::load(dir.path()).unwrap());
+    let roles: Vec<_> = procs.iter().map(|(n, _)| n.as_str()).collect();
+    for role in [
+        "down-k8s/apiserver",
+        "down-k8s/etcd",
+        "down-k8s/proxy",
+        "awsworld",
+    ] {
+        assert!(roles.contains(&role), "{role} not in {roles:?}");
+    }
+    for (name, p) in &procs {
+        assert!(p.is_running(), "{name} is not running after up");
+    }
+    let down = Command::new(TESTBED)
+        .args(["down", "--dir", d])
+        .output()
+        .unwrap();
+    assert!(
+        down.status.success(),
+        "{}",
+        String::from_utf8_lossy(&down.stderr)
+    );
+    assert_all_gone(&procs);
+}
+
+/// Run by `reaper_tears_down_after_abort` in a child process: starts a testbed in
+/// KCS_REAPER_TEST_DIR and aborts (no drop, no unwinding).
+#[tokio::test]
+#[ignore = "helper: runs only inside reaper_tears_down_after_abort"]
+async fn reaper_child_aborts() {
+    let Some(dir) = std::env::var_os("KCS_REAPER_TEST_DIR") else {
+        return;
+    };
+    let mut opts = TestbedOptions::numbered(1, false);
+    opts.dir = Some(dir.into());
+    let _tb = Testbed::up(opts).await.unwrap();
+    std::process::abort();
+}
+
+#[test]
+fn reaper_tears_down_after_abort() {
+    let dir = tempfile::tempdir().unwrap();
+    let status = Command::new(std::env::current_exe().unwrap())
+        .args(["--ignored", "--exact", "reaper_child_aborts", "--nocapture"])
+        .env("KCS_REAPER_TEST_DIR", dir.path())
+        .status()
+        .unwrap();
+    assert!(!status.success(), "the child should have aborted");
+    let procs = processes(&State::load(Path::new(dir.path())).unwrap());
+    assert!(
+        procs.iter().any(|(n, _)| n.ends_with("/apiserver")),
+        "{procs:?}"
+    );
+    let end = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < end && procs.iter().any(|(_, p)| p.is_running()) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_all_gone(&procs);
+}
