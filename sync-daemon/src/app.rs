@@ -118,16 +118,18 @@ async fn run(a: SyncArgs) -> ExitCode {
         ops.metrics.leader.set(1);
     }
     let state = leader.as_ref().map(|l| l.state.clone());
+    // Holds a receiver: aborted before the release, which waits for every receiver to go.
+    let mut gauge_task = None;
     if let Some(mut s) = state.clone() {
         let m = ops.metrics.clone();
-        tokio::spawn(async move {
+        gauge_task = Some(tokio::spawn(async move {
             loop {
                 m.leader.set(i64::from(*s.borrow_and_update()));
                 if s.changed().await.is_err() {
                     return;
                 }
             }
-        });
+        }));
     }
     let rt = runner::Runtime {
         hooks: ops.clone(),
@@ -138,6 +140,10 @@ async fn run(a: SyncArgs) -> ExitCode {
     };
     let result = runner::run(a, rt).await;
     let started = std::time::Instant::now();
+    if let Some(t) = gauge_task {
+        t.abort();
+        let _ = t.await;
+    }
     if let Some(l) = leader {
         l.release(RELEASE_LIMIT).await;
     }

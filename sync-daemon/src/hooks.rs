@@ -15,6 +15,8 @@ pub struct Synced<'a> {
     pub wrote: bool,
     /// Namespaces where a copy was created (the first sync there).
     pub created: &'a [String],
+    /// How many namespaces of this cluster should hold a copy.
+    pub wanted: usize,
     pub converged: bool,
 }
 

@@ -256,7 +256,7 @@ impl Hooks for Metrics {
             }
         }
         let set = st.in_sync.entry(cluster.to_string()).or_default();
-        if r.converged && rv.is_some() {
+        if r.converged && rv.is_some() && r.wanted > 0 {
             set.insert(key.clone());
         } else {
             set.remove(key);
@@ -309,6 +309,7 @@ mod tests {
             source_rv: rv,
             wrote,
             created: &[],
+            wanted: 1,
             converged: true,
         }
     }

@@ -323,6 +323,7 @@ impl Context {
                     source_rv: source.and_then(|src| src.object.resource_version.as_deref()),
                     wrote,
                     created: if converged { &created } else { &[] },
+                    wanted: wanted.len(),
                     converged,
                 };
                 self.hooks.synced(&t.cluster.context, key, &r);
