@@ -312,8 +312,12 @@ impl Context {
         if !problems.is_empty() && outcome == (Outcome::Done { converged: true }) {
             outcome = Outcome::Done { converged: false };
         }
-        if let Some(obj) = src_obj.as_deref() {
-            self.report(idx, key, obj, problems).await;
+        match src_obj.as_deref() {
+            Some(obj) => self.report(idx, key, obj, problems).await,
+            None => {
+                let mut g = self.reported.lock().unwrap_or_else(|p| p.into_inner());
+                g.remove(&(idx, key.clone()));
+            }
         }
         match first_error {
             Some(e) => Err(e),
@@ -530,11 +534,16 @@ impl Context {
             .collect();
         {
             let mut g = self.reported.lock().unwrap_or_else(|p| p.into_inner());
-            let slot = g.entry((idx, key.clone())).or_default();
-            if *slot == notes {
+            let slot = (idx, key.clone());
+            // Only keys with open problems are remembered, so the map stays small.
+            let before = if notes.is_empty() {
+                g.remove(&slot)
+            } else {
+                g.insert(slot, notes.clone())
+            };
+            if before.unwrap_or_default() == notes {
                 return;
             }
-            *slot = notes;
         }
         let cluster = &self.targets[idx].cluster.context;
         let reference = obj.object_ref(&());
