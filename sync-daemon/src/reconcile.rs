@@ -409,7 +409,7 @@ impl Context {
                     .await
                     .map_err(|e| write_err("delete", &namespace, e))?;
                 self.hooks.write(ctx, K::KIND, "delete");
-                tracing::info!(cluster = %ctx, source = %key, namespace = %namespace, "copy deleted");
+                tracing::info!(cluster = %ctx, source = %key, namespace = %namespace, dry_run = self.writer.dry_run, "copy deleted");
                 if gone {
                     done
                 } else {
@@ -435,7 +435,7 @@ impl Context {
                         .map_err(|e| write_err("patch", &desired.namespace, e))?;
                     self.hooks.write(ctx, K::KIND, "remove_keys");
                 }
-                tracing::info!(cluster = %ctx, source = %key, namespace = %desired.namespace, "copy updated");
+                tracing::info!(cluster = %ctx, source = %key, namespace = %desired.namespace, dry_run = self.writer.dry_run, "copy updated");
                 done
             }
             Action::Recreate { desired, uid } => {
@@ -449,7 +449,7 @@ impl Context {
                 if !gone {
                     return Ok(Outcome::RetryAfter(Duration::from_secs(2)));
                 }
-                tracing::info!(cluster = %ctx, source = %key, namespace = %desired.namespace, "copy deleted for re-creation (immutable or type change)");
+                tracing::info!(cluster = %ctx, source = %key, namespace = %desired.namespace, dry_run = self.writer.dry_run, "copy deleted for re-creation (immutable or type change)");
                 self.create::<K>(t, key, &desired, problems).await
             }
         }
@@ -473,7 +473,7 @@ impl Context {
             match self.writer.apply(&api, &obj, false).await {
                 Ok(()) => {
                     self.hooks.write(ctx, K::KIND, "create");
-                    tracing::info!(cluster = %ctx, source = %key, namespace = %ns, "copy created");
+                    tracing::info!(cluster = %ctx, source = %key, namespace = %ns, dry_run = self.writer.dry_run, "copy created");
                     return Ok(Outcome::Done { converged: true });
                 }
                 Err(kube::Error::Api(s))

@@ -28,7 +28,7 @@ impl Writer {
     ) -> Result<(), kube::Error> {
         let name = kube::ResourceExt::name_any(obj);
         if self.dry_run {
-            tracing::info!(kind = K::KIND.as_str(), name = %name, force, "dry run: would apply");
+            tracing::info!(kind = K::KIND.as_str(), namespace = api.namespace().unwrap_or_default(), name = %name, force, "dry run: would apply");
             return Ok(());
         }
         let mut pp = PatchParams::apply(FIELD_MANAGER);
@@ -44,7 +44,7 @@ impl Writer {
         keys: &[(&'static str, String)],
     ) -> Result<(), kube::Error> {
         if self.dry_run {
-            tracing::info!(kind = K::KIND.as_str(), name = %name, keys = keys.len(), "dry run: would remove keys");
+            tracing::info!(kind = K::KIND.as_str(), namespace = api.namespace().unwrap_or_default(), name = %name, keys = keys.len(), "dry run: would remove keys");
             return Ok(());
         }
         let mut body = Map::new();
@@ -74,7 +74,7 @@ impl Writer {
         uid: Option<&str>,
     ) -> Result<bool, kube::Error> {
         if self.dry_run {
-            tracing::info!(kind = K::KIND.as_str(), name = %name, "dry run: would delete");
+            tracing::info!(kind = K::KIND.as_str(), namespace = api.namespace().unwrap_or_default(), name = %name, "dry run: would delete");
             return Ok(true);
         }
         let dp = DeleteParams {
