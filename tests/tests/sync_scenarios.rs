@@ -143,15 +143,22 @@ async fn cross_cluster_lifecycle() {
     )
     .await;
 
-    // No-op: after convergence, resyncs (every 2 s) write nothing anywhere.
+    // No-op: after convergence (and one resync, so one-off Events of the first sync are
+    // out), three more resyncs (every 2 s) write nothing at all, in any cluster.
+    let resyncs = || _d.log_text().matches("periodic resync").count();
+    let start = resyncs();
+    wait_for("one periodic resync", SOON, || async {
+        (resyncs() > start).then_some(())
+    })
+    .await;
     let marks: Vec<u64> = w
         .all()
         .iter()
         .map(|(c, _)| audit_mark(&w.tb.audit_log(c)))
         .collect();
-    let log_mark = _d.log_text().matches("periodic resync").count();
+    let log_mark = resyncs();
     wait_for("three periodic resyncs", SOON, || async {
-        (_d.log_text().matches("periodic resync").count() >= log_mark + 3).then_some(())
+        (resyncs() >= log_mark + 3).then_some(())
     })
     .await;
     for ((c, _), mark) in w.all().iter().zip(&marks) {
