@@ -874,6 +874,30 @@ async fn the_daemon_syncs_with_the_manifests_args_and_identities_and_not_with_on
         .await;
         assert_eq!(who, [user], "{f}");
     }
+    // Events on the source (events.k8s.io/v1, the Synced one at least) are written as kubed-master:
+    // rbac-source.yaml's events rule is enough.
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(src.clone(), "prod");
+    wait_logged(
+        "an Event on the source",
+        Duration::from_secs(30),
+        &log,
+        || {
+            let (events, name) = (events.clone(), name.clone());
+            async move {
+                let list = events.list(&ListParams::default()).await.ok()?;
+                list.items
+                    .into_iter()
+                    .any(|e| e.regarding.and_then(|r| r.name).as_deref() == Some(name.as_str()))
+                    .then_some(())
+            }
+        },
+    )
+    .await;
+    let forbidden = std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .matches("forbidden")
+        .count();
+    assert_eq!(forbidden, 0, "the daemon met a 403 (see {})", log.display());
     drop(daemon);
 
     // One verb fewer: the follower ClusterRole without `create` in mc-project2-k8s. `sync-daemon once`
