@@ -658,3 +658,50 @@ async fn source_as_target_refused() {
     let _ = std::fs::remove_file(&path);
     let _ = Duration::ZERO;
 }
+
+/// `ctx/namespace` items put one source into several namespaces of one follower (kubed
+/// #457/#469); with --create-namespaces a missing target namespace is created.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explicit_namespaces_created_on_demand() {
+    let w = World::get().await;
+    let ns = unique_ns("kcs-multi");
+    let (prod, staging) = (unique_ns("kcs-prod"), unique_ns("kcs-staging"));
+    create_ns(&w.mgmt, &ns, &[]).await;
+    let items = format!("{PROJECT}/{prod}, {PROJECT}/{staging}");
+    let src = create(
+        &w.mgmt,
+        &ns,
+        &configmap("multi", &[(SYNC_CONTEXTS, &items)], &[], &[("k", "v")]),
+    )
+    .await;
+    let _d = w.daemon("multi", &ns, &["--create-namespaces"]);
+    let want: &[(&str, &[&str])] = &[(PROJECT, &[prod.as_str(), staging.as_str()])];
+    wait_copies::<ConfigMap, _>(
+        "copies in both named namespaces",
+        &w.all(),
+        &ns,
+        "multi",
+        want,
+        |c| is_copy_of_cm(c, &src, "mc-mgmt"),
+    )
+    .await;
+    // Dropping one item removes that copy only.
+    merge::<ConfigMap>(
+        &w.mgmt,
+        &ns,
+        "multi",
+        json!({"metadata": {"annotations": {SYNC_CONTEXTS: format!("{PROJECT}/{prod}")}}}),
+    )
+    .await;
+    let want: &[(&str, &[&str])] = &[(PROJECT, &[prod.as_str()])];
+    wait_copies::<ConfigMap, _>(
+        "copy left only in the remaining namespace",
+        &w.all(),
+        &ns,
+        "multi",
+        want,
+        |_| true,
+    )
+    .await;
+    w.cleanup(&[&ns, &prod, &staging]).await;
+}
