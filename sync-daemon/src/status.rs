@@ -94,6 +94,17 @@ pub enum StatusError {
     },
 }
 
+fn skip_reason(why: &NotSource) -> String {
+    match why {
+        NotSource::SkippedSecretType(t) => {
+            format!("Secret type {t} is skipped (see --include-secret-types)")
+        }
+        NotSource::NameTooLong => "name longer than 63 characters".into(),
+        NotSource::Deleting => "source is being deleted".into(),
+        NotSource::NoSyncKeys | NotSource::OwnCopy => "not a source".into(),
+    }
+}
+
 /// The state of one planned action.
 pub fn state_of(a: &Action) -> (State, String) {
     match a {
@@ -144,7 +155,7 @@ async fn rows_for<K: Syncable>(
             Err(NotSource::NoSyncKeys | NotSource::OwnCopy) => continue,
             Err(why) => {
                 if local_ns.is_some() {
-                    out.push(row("*", State::Skipped, format!("{why:?}")));
+                    out.push(row("*", State::Skipped, skip_reason(&why)));
                 }
                 continue;
             }
