@@ -45,6 +45,9 @@ pub struct Cluster {
     pub context: String,
     /// The context's `namespace`: the default target namespace there (kubed's rule).
     pub namespace: Option<String>,
+    /// Other contexts reaching the same server, with their namespaces: one cluster, one client,
+    /// one copy cache, so copies made through one alias are never orphans of another.
+    pub aliases: Vec<(String, Option<String>)>,
     /// For requests (short timeouts).
     pub client: Client,
     /// For long-running watches.
@@ -171,6 +174,7 @@ async fn context_cluster(kc: &Kubeconfig, name: &str) -> Result<Cluster, Cluster
     Ok(Cluster {
         context: name.to_string(),
         namespace,
+        aliases: Vec::new(),
         client,
         watch_client,
     })
@@ -191,6 +195,7 @@ pub async fn load(
             source: Cluster {
                 context: "in-cluster".into(),
                 namespace: None,
+                aliases: Vec::new(),
                 client,
                 watch_client,
             },
@@ -204,11 +209,21 @@ pub async fn load(
     })?;
     let source_name = source_context(&kc, path, source_context_flag)?;
     let source = context_cluster(&kc, &source_name).await?;
-    let mut followers = Vec::new();
+    let mut followers: Vec<Cluster> = Vec::new();
+    let mut servers: Vec<Option<String>> = Vec::new();
     let mut broken = Vec::new();
     for c in kc.contexts.iter().filter(|c| c.name != source_name) {
+        let server = server_of(&kc, &c.name);
+        if let Some(i) = servers.iter().position(|s| s.is_some() && *s == server) {
+            let ns = c.context.as_ref().and_then(|x| x.namespace.clone());
+            followers[i].aliases.push((c.name.clone(), ns));
+            continue;
+        }
         match context_cluster(&kc, &c.name).await {
-            Ok(cl) => followers.push(cl),
+            Ok(cl) => {
+                followers.push(cl);
+                servers.push(server);
+            }
             Err(e) => {
                 tracing::warn!(context = %c.name, error = %crate::error::chain(&e), "context skipped: cannot build a client");
                 broken.push((c.name.clone(), crate::error::chain(&e)));
@@ -261,6 +276,36 @@ mod tests {
         }
         y += "users:\n- name: u\n  user:\n    token: t\n";
         Kubeconfig::from_yaml(&y).expect("test kubeconfig")
+    }
+
+    #[tokio::test]
+    async fn contexts_on_one_server_share_one_cluster() {
+        let mut y = String::from(
+            "apiVersion: v1\nkind: Config\ncurrent-context: a\nclusters:\n\
+             - name: a\n  cluster:\n    server: https://h:1\n\
+             - name: b\n  cluster:\n    server: https://h:2\n\
+             - name: b2\n  cluster:\n    server: https://H:2/\ncontexts:\n",
+        );
+        for (ctx, cl, ns) in [("a", "a", ""), ("b", "b", "prod"), ("c", "b2", "staging")] {
+            y += &format!("- name: {ctx}\n  context:\n    cluster: {cl}\n    user: u\n");
+            if !ns.is_empty() {
+                y += &format!("    namespace: {ns}\n");
+            }
+        }
+        y += "users:\n- name: u\n  user:\n    token: t\n";
+        let path = std::env::temp_dir().join(format!("kcs-aliases-{}.yaml", std::process::id()));
+        std::fs::write(&path, y).unwrap();
+        let cl = load(Some(&path), None).await;
+        let _ = std::fs::remove_file(&path);
+        let cl = cl.unwrap();
+        assert_eq!(cl.source.context, "a");
+        assert_eq!(cl.followers.len(), 1);
+        assert_eq!(cl.followers[0].context, "b");
+        assert_eq!(cl.followers[0].namespace.as_deref(), Some("prod"));
+        assert_eq!(
+            cl.followers[0].aliases,
+            vec![("c".to_string(), Some("staging".to_string()))]
+        );
     }
 
     #[test]

@@ -357,8 +357,20 @@ pub fn plan(
     let wanted = source
         .map(|src| target_namespaces(src, target))
         .unwrap_or_default();
+    plan_namespaces(source, &wanted, observed_copies, others, s)
+}
+
+/// [`plan`] for an already computed set of wanted namespaces (a cluster reached through
+/// several contexts wants the union of what each context asks for).
+pub fn plan_namespaces(
+    source: Option<&Source<'_>>,
+    wanted: &BTreeSet<String>,
+    observed_copies: &[&ObjectView],
+    others: &BTreeMap<String, ObjectView>,
+    s: &Settings,
+) -> Vec<Action> {
     let mut actions = Vec::new();
-    for ns in &wanted {
+    for ns in wanted {
         let Some(src) = source else { break };
         let desired = desired_copy(src.object, ns, s);
         let observed = observed_copies

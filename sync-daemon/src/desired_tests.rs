@@ -356,3 +356,43 @@ fn plan_creates_updates_and_deletes() {
     );
     assert!(matches!(&actions[1], Action::Conflict { namespace, .. } if namespace == "c"));
 }
+
+#[test]
+fn plan_over_a_union_of_namespaces() {
+    // One follower reached by two contexts: copies wanted by either are kept, not orphaned.
+    let s = settings();
+    let src_obj = cm(
+        "prod",
+        "demo",
+        &[(ann::SYNC_CONTEXTS, "b,c")],
+        &[("k", "v")],
+    );
+    let src = classify(&src_obj, &s).expect("source");
+    let mut wanted = target_namespaces(
+        &src,
+        &Target::Context {
+            context: "b",
+            namespace: Some("one"),
+        },
+    );
+    wanted.extend(target_namespaces(
+        &src,
+        &Target::Context {
+            context: "c",
+            namespace: Some("two"),
+        },
+    ));
+    let in_one = copy_of(&src_obj, "one");
+    let in_two = copy_of(&src_obj, "two");
+    let actions = plan_namespaces(
+        Some(&src),
+        &wanted,
+        &[&in_one, &in_two],
+        &BTreeMap::new(),
+        &s,
+    );
+    assert!(
+        actions.iter().all(|a| matches!(a, Action::Noop { .. })),
+        "{actions:?}"
+    );
+}

@@ -253,9 +253,19 @@ impl Context {
 
         // Namespaces that want a copy but hold none of ours: look the name up once, so an
         // unmanaged object there is seen (the copy cache only holds objects with our labels).
-        let wanted = source
+        let mut wanted = source
             .map(|src| desired::target_namespaces(src, &target))
             .unwrap_or_default();
+        // Other contexts reaching the same cluster add their namespaces.
+        for (context, namespace) in &t.cluster.aliases {
+            let alias = Target::Context {
+                context,
+                namespace: namespace.as_deref(),
+            };
+            if let Some(src) = source {
+                wanted.extend(desired::target_namespaces(src, &alias));
+            }
+        }
         let mut others = BTreeMap::new();
         for ns in wanted
             .iter()
@@ -279,7 +289,7 @@ impl Context {
             }
         }
 
-        let actions = desired::plan(source, &target, &observed_refs, &others, s);
+        let actions = desired::plan_namespaces(source, &wanted, &observed_refs, &others, s);
         let wrote = actions
             .iter()
             .any(|a| !matches!(a, Action::Noop { .. } | Action::Conflict { .. }));
@@ -353,11 +363,11 @@ impl Context {
                 self.broken_contexts.iter().find(|(n, _)| n == &c.context)
             {
                 format!("context {:?} cannot be used: {why}", c.context)
-            } else if !self
-                .targets
-                .iter()
-                .any(|t| !t.local && t.cluster.context == c.context)
-            {
+            } else if !self.targets.iter().any(|t| {
+                !t.local
+                    && (t.cluster.context == c.context
+                        || t.cluster.aliases.iter().any(|(n, _)| n == &c.context))
+            }) {
                 format!("context {:?} is not in the kubeconfig file", c.context)
             } else {
                 continue;
