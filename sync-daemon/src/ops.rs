@@ -87,7 +87,13 @@ impl Hooks for Ops {
             .unwrap_or_else(|p| p.into_inner())
             .take();
         if let Some(rx) = rx {
-            tokio::spawn(publish(ctx.clone(), rx, unreach_rx, self.dry_run));
+            tokio::spawn(publish(
+                ctx.clone(),
+                rx,
+                unreach_rx,
+                self.dry_run,
+                self.metrics.clone(),
+            ));
         }
     }
 }
@@ -150,6 +156,7 @@ async fn publish(
     mut first: mpsc::UnboundedReceiver<FirstSync>,
     mut unreachable: mpsc::UnboundedReceiver<Unreachable>,
     dry_run: bool,
+    metrics: Arc<Metrics>,
 ) {
     loop {
         let (refs, ev) = tokio::select! {
@@ -177,6 +184,9 @@ async fn publish(
             }
             else => return,
         };
+        if metrics.leader.get() != 1 {
+            continue; // a standby writes nothing, Events included
+        }
         for r in refs {
             if dry_run {
                 tracing::info!(reason = %ev.reason, source = ?r.name, "dry run: would publish event");
