@@ -13,7 +13,7 @@ export KCS_VENV ?= $(KCS_CACHE)/venv
 CARGO ?= cargo
 DEMO_DIR ?= $(CURDIR)/.testbed-demo
 
-.PHONY: help setup build release lint test test-unit test-e2e demo bench soak fuzz clean
+.PHONY: help setup build release lint test test-unit test-e2e demo testbed-up testbed-down bench soak fuzz clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -43,6 +43,14 @@ test-unit: ## unit tests only (no clusters)
 demo: setup ## the seed scenario end to end on local clusters
 	$(CARGO) build -p e2e -p kubeconfig-gen -p sync-daemon
 	bash scripts/demo.sh "$(DEMO_DIR)"
+
+TESTBED_DIR ?= $(CURDIR)/.testbed
+testbed-up: ## start 3 clusters + the AWS world in .testbed/ and leave them running
+	$(CARGO) build -p e2e --bin testbed
+	target/debug/testbed up --dir "$(TESTBED_DIR)" --aws
+
+testbed-down: ## stop the testbed started by testbed-up (every process, by pid)
+	target/debug/testbed down --dir "$(TESTBED_DIR)"
 
 # BENCH_ARGS: e.g. "--phases latency --runs 5" (see `target/release/bench --help`).
 BENCH_ARGS ?=
