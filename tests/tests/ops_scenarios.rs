@@ -814,3 +814,51 @@ async fn trace_logs_never_contain_secret_values() {
     }
     w.cleanup(&ns).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn leader_that_loses_its_lease_exits_3() {
+    let w = World::get().await;
+    let ns = unique_ns("ops-lost");
+    w.ns_everywhere(&ns).await;
+    let kc = w.kc();
+    let mut d = Proc::start(
+        w.tb.dir(),
+        &ns,
+        &run_args(&kc, &ns, &["--leader-elect", "--lease-namespace", &ns]),
+        &[],
+    );
+    wait_ready(&mut d).await;
+    wait_for("leader", SOON, || async {
+        (d.metric("kcs_leader").await == Some(1.0)).then_some(())
+    })
+    .await;
+    // Someone else takes the Lease (as a split brain would look from here).
+    // MicroTime: exactly six fractional digits.
+    let now = format!(
+        "{}.000000Z",
+        k8s_openapi::jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S")
+    );
+    let pp = kube::api::PatchParams {
+        field_manager: Some("e2e-intruder".into()),
+        ..Default::default()
+    };
+    Api::<Lease>::namespaced(w.mgmt.clone(), &ns)
+        .patch(
+            "kubed-cross-sync",
+            &pp,
+            &kube::api::Patch::Merge(json!({"spec": {
+                "holderIdentity": "intruder",
+                "leaseDurationSeconds": 3600,
+                "acquireTime": now,
+                "renewTime": now,
+            }})),
+        )
+        .await
+        .unwrap();
+    let status = d
+        .wait_exit(Duration::from_secs(30))
+        .unwrap_or_else(|| panic!("still running; log:\n{}", d.log_text()));
+    assert_eq!(status.code(), Some(3), "{}", d.log_text());
+    assert!(d.log_text().contains("leader lease lost"));
+    w.cleanup(&ns).await;
+}
