@@ -101,6 +101,15 @@ fn shared_testbed_has_three_clusters_and_its_files() {
             "{key} missing from DIR/env"
         );
     }
+    // The audit log records requests as JSON events at level Metadata (the aws-auth apply
+    // at start-up at least).
+    let audit = std::fs::read_to_string(tb.audit_log("mc-mgmt-k8s")).unwrap();
+    let first: serde_json::Value = serde_json::from_str(audit.lines().next().unwrap()).unwrap();
+    assert_eq!(first["level"], "Metadata", "{first}");
+    assert!(
+        first["verb"].is_string() && first["user"]["username"].is_string(),
+        "{first}"
+    );
     let world: serde_json::Value =
         serde_json::from_slice(&std::fs::read(aws.join("world.json")).unwrap()).unwrap();
     assert_eq!(
@@ -373,6 +382,35 @@ fn testbed_down_leaves_no_process() {
     for (name, p) in &procs {
         assert!(p.is_running(), "{name} is not running after up");
     }
+    // The CLI's faults act on the same processes (kubectl 1.20 through the proxy).
+    let kubectl = |timeout: &str| {
+        let mut cmd = Command::new(e2e::assets::kubectl());
+        cmd.env("KUBECONFIG", dir.path().join("kubeconfig")).args([
+            "get",
+            "ns",
+            "default",
+            "--request-timeout",
+            timeout,
+        ]);
+        cmd.output().unwrap().status.success()
+    };
+    let fault = |kind: &str| {
+        let out = Command::new(TESTBED)
+            .args(["fault", "--dir", d, "--cluster", "down-k8s", kind])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "fault {kind}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    assert!(kubectl("20s"), "kubectl failed before any fault");
+    fault("partition");
+    assert!(!kubectl("3s"), "kubectl got through a partition");
+    fault("heal");
+    assert!(kubectl("20s"), "kubectl failed after heal");
+
     let down = Command::new(TESTBED)
         .args(["down", "--dir", d])
         .output()
