@@ -140,10 +140,16 @@ fn clients(mut config: Config, context: &str) -> Result<(Client, Client), Cluste
         http::header::USER_AGENT,
         http::HeaderValue::from_static(USER_AGENT),
     ));
+    // Exec-plugin contexts authenticate through `reauth` (renewal on expiry and after a 401).
+    let reauth = crate::reauth::take(&mut config, context);
     let build = |c: Config| {
-        Client::try_from(c).map_err(|e| ClusterError::Build {
+        let b = kube::client::ClientBuilder::try_from(c).map_err(|e| ClusterError::Build {
             context: context.to_string(),
             source: Box::new(e),
+        })?;
+        Ok(match &reauth {
+            Some(layer) => b.with_layer(layer).build(),
+            None => b.build(),
         })
     };
     let watch = build(config.clone())?;

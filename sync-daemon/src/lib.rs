@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod ops;
 pub mod opsargs;
 pub mod queue;
+pub mod reauth;
 pub mod reconcile;
 pub mod runner;
 pub mod selector;

@@ -537,16 +537,30 @@ async fn status_reports_each_state() {
     w.cleanup(&ns).await;
 }
 
-/// An exec plugin that hands out the admin token with an expiry 62 s ahead: the client renews
-/// 60 s before expiry, so every token lives ~2 s. Each call appends a line to `count`.
-fn exec_kubeconfig(w: &World, ns: &str) -> (String, std::path::PathBuf) {
+/// An exec plugin that hands out the admin token with an expiry `ttl` ahead; each call appends
+/// a line to `count`. With `bogus_first`, the first call per cluster hands out a token the API
+/// server rejects (valid-looking, long expiry): only a renewal after the 401 gets past it.
+fn exec_kubeconfig(
+    w: &World,
+    ns: &str,
+    ttl: &str,
+    bogus_first: bool,
+) -> (String, std::path::PathBuf) {
     let dir = w.tb.dir();
     let count = dir.join(format!("{ns}.exec-calls"));
     let script = dir.join(format!("{ns}-exec.sh"));
+    let first = if bogus_first {
+        format!(
+            "if [ ! -e \"{c}.$1\" ]; then touch \"{c}.$1\"; set -- \"$1\" bogus-token; fi\n",
+            c = count.display()
+        )
+    } else {
+        String::new()
+    };
     std::fs::write(
         &script,
         format!(
-            "#!/bin/sh\necho \"$1\" >> {count}\nexp=$(date -u -d '+62 seconds' +%Y-%m-%dT%H:%M:%SZ)\n\
+            "#!/bin/sh\necho \"$1\" >> {count}\n{first}exp=$(date -u -d '{ttl}' +%Y-%m-%dT%H:%M:%SZ)\n\
              printf '{{\"kind\":\"ExecCredential\",\"apiVersion\":\"client.authentication.k8s.io/v1beta1\",\"spec\":{{}},\"status\":{{\"token\":\"%s\",\"expirationTimestamp\":\"%s\"}}}}' \"$2\" \"$exp\"\n",
             count = count.display()
         ),
@@ -574,11 +588,43 @@ fn exec_kubeconfig(w: &World, ns: &str) -> (String, std::path::PathBuf) {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_rejected_exec_token_is_renewed_after_the_401() {
+    let w = World::get().await;
+    let ns = unique_ns("ops-401");
+    w.ns_everywhere(&ns).await;
+    let (kc, count) = exec_kubeconfig(&w, &ns, "+1 hour", true);
+    let mut d = Proc::start(w.tb.dir(), &ns, &run_args(&kc, &ns, &[]), &[]);
+    create(
+        &w.mgmt,
+        &ns,
+        &configmap("cfg", &[(SYNC_CONTEXTS, PROJECT)], &[], &[("k", "v")]),
+    )
+    .await;
+    wait_cm_data(&w.project, &ns, "cfg", "v", SOON).await;
+    wait_ready(&mut d).await;
+    let calls = std::fs::read_to_string(&count).unwrap_or_default();
+    for c in [MGMT, PROJECT] {
+        let n = calls.lines().filter(|l| *l == c).count();
+        assert!(
+            n >= 2,
+            "{c}: plugin ran {n} times (bogus, then after the 401)"
+        );
+    }
+    assert!(
+        d.log_text().contains("401 Unauthorized"),
+        "{}",
+        d.log_text()
+    );
+    drop(d);
+    w.cleanup(&ns).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn fast_expiring_exec_tokens_never_fail_a_sync() {
     let w = World::get().await;
     let ns = unique_ns("ops-token");
     w.ns_everywhere(&ns).await;
-    let (kc, count) = exec_kubeconfig(&w, &ns);
+    let (kc, count) = exec_kubeconfig(&w, &ns, "+62 seconds", false);
     let mut d = Proc::start(w.tb.dir(), &ns, &run_args(&kc, &ns, &[]), &[]);
     wait_ready(&mut d).await;
     let calls = || {
