@@ -44,6 +44,15 @@ pub struct ReauthLayer {
 /// Takes the exec entry out of `config` (so kube adds no auth layer of its own) and returns the
 /// layer that authenticates instead; `None` for contexts without an exec plugin.
 pub fn take(config: &mut Config, context: &str) -> Option<ReauthLayer> {
+    // provideClusterInfo needs the cluster block in KUBERNETES_EXEC_INFO: left to kube.
+    if config
+        .auth_info
+        .exec
+        .as_ref()
+        .is_none_or(|e| e.provide_cluster_info)
+    {
+        return None;
+    }
     let exec = config.auth_info.exec.take()?;
     Some(ReauthLayer {
         exec: Arc::new(exec),
