@@ -31,7 +31,7 @@ pub struct OpsArgs {
     #[arg(long, default_value = "kubed-cross-sync")]
     pub lease_name: String,
     /// How long a lease holder stays leader without renewing; a standby takes over after it
-    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    #[arg(long, default_value = "12s", value_parser = parse_duration)]
     pub lease_duration: Duration,
     /// A cluster unreachable for longer than this gets a FollowerUnreachable Event on its sources
     #[arg(long, default_value = "2m", value_parser = parse_duration)]
