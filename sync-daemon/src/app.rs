@@ -65,11 +65,7 @@ fn fail(e: &dyn std::error::Error) -> ExitCode {
 }
 
 fn warn_client_flags(a: &SyncArgs) {
-    if a.ops.qps.is_some() || a.ops.burst.is_some() {
-        tracing::warn!(
-            "--qps/--burst are accepted for kubed compatibility; the daemon makes no request per event (watches and caches), so no client-side limit is applied"
-        );
-    }
+    crate::ratelimit::configure(a.ops.qps, a.ops.burst);
     if a.ops.kubeconfig.is_some() {
         tracing::warn!(
             "--kubeconfig is accepted and ignored: the source cluster is --source-context, else the --kubeconfig-file current-context"

@@ -142,11 +142,14 @@ fn clients(mut config: Config, context: &str) -> Result<(Client, Client), Cluste
     ));
     // Exec-plugin contexts authenticate through `reauth` (renewal on expiry and after a 401).
     let reauth = crate::reauth::take(&mut config, context);
+    // One bucket for the cluster's request and watch clients (--qps/--burst).
+    let limit = crate::ratelimit::RateLimitLayer::new();
     let build = |c: Config| {
         let b = kube::client::ClientBuilder::try_from(c).map_err(|e| ClusterError::Build {
             context: context.to_string(),
             source: Box::new(e),
         })?;
+        let b = b.with_layer(&limit);
         Ok(match &reauth {
             Some(layer) => b.with_layer(layer).build(),
             None => b.build(),

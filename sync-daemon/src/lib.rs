@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod ops;
 pub mod opsargs;
 pub mod queue;
+pub mod ratelimit;
 pub mod reauth;
 pub mod reconcile;
 pub mod runner;

@@ -42,10 +42,10 @@ pub struct OpsArgs {
     /// kubed's klog verbosity: 0-3 info, 4-5 debug, 6+ trace (RUST_LOG, when set, wins)
     #[arg(long = "v", value_name = "LEVEL")]
     pub verbosity: Option<u8>,
-    /// kubed's client QPS (accepted; kubed's default 1e6 is meaningless, see README)
+    /// Client-side requests per second per cluster (default 50; kubed's 1e6 means no limit)
     #[arg(long)]
     pub qps: Option<f32>,
-    /// kubed's client burst (accepted with --qps)
+    /// Requests allowed at once above --qps per cluster (default 100)
     #[arg(long)]
     pub burst: Option<u32>,
     /// kubed's --kubeconfig for the source cluster (accepted; the source is --source-context,
