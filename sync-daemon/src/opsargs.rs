@@ -53,3 +53,44 @@ pub struct OpsArgs {
     #[arg(long)]
     pub kubeconfig: Option<PathBuf>,
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use crate::args::Cli;
+    use clap::CommandFactory;
+
+    /// Every operational flag of `run` and `status` is documented in README's Operations section.
+    #[test]
+    fn readme_documents_every_ops_flag() {
+        let readme = include_str!("../../README.md");
+        let start = readme.find("### Operations").expect("Operations section");
+        let ops = &readme[start..];
+        let cli = Cli::command();
+        let run = cli.find_subcommand("run").expect("run");
+        let core = [
+            "kubeconfig-file",
+            "config-source-namespace",
+            "cluster-name",
+            "source-context",
+            "resync-period",
+            "create-namespaces",
+            "adopt-existing",
+            "include-secret-types",
+            "help",
+        ];
+        for a in run.get_arguments() {
+            let Some(long) = a.get_long() else { continue };
+            if core.contains(&long) {
+                continue; // the core flags are in the table above the Operations section
+            }
+            assert!(
+                ops.contains(&format!("`--{long}")),
+                "--{long} missing from README Operations"
+            );
+        }
+        let status = cli.find_subcommand("status").expect("status");
+        assert!(status.get_arguments().any(|a| a.get_short() == Some('o')));
+        assert!(ops.contains("-o json"));
+    }
+}
