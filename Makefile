@@ -55,7 +55,7 @@ testbed-down: ## stop the testbed started by testbed-up (every process, by pid)
 # BENCH_ARGS: e.g. "--phases latency --runs 5" (see `target/release/bench --help`).
 BENCH_ARGS ?=
 bench: setup ## benchmarks against testbed clusters and the release daemon (figures for BENCHMARKS.md)
-	$(CARGO) build --release -p sync-daemon -p kubeconfig-gen -p e2e --bin sync-daemon --bin kubeconfig-gen --bin bench
+	$(CARGO) build --release -p sync-daemon -p kubeconfig-gen -p e2e --bin sync-daemon --bin kubeconfig-gen --bin bench --bin testbed
 	target/release/bench --out target/bench-results.md $(BENCH_ARGS)
 	@if [ -x scripts/bench-kubeconfig-gen.sh ]; then bash scripts/bench-kubeconfig-gen.sh; fi
 
