@@ -189,6 +189,41 @@ pub async fn default_config(region: &str) -> SdkConfig {
         .await
 }
 
+/// Credentials for `token`, straight from the providers: `ConfigLoader::load` also builds an HTTPS
+/// client (reading the system's root certificates: most of a token's CPU time) that static
+/// credentials never use. Chains that call STS still build their clients, lazily.
+pub async fn token_credentials(
+    files: &Files,
+    profile: Option<&str>,
+    region: &str,
+) -> Result<Credentials> {
+    let fail = |who: &str, e: aws_credential_types::provider::error::CredentialsError| {
+        Error::Credentials {
+            profile: who.to_string(),
+            source: Cause(DisplayErrorContext(&e).to_string()),
+        }
+    };
+    let provider_config =
+        ProviderConfig::default().with_region(Some(Region::new(region.to_string())));
+    match profile {
+        Some(p) => ProfileFileCredentialsProvider::builder()
+            .configure(&provider_config)
+            .profile_files(files.env_config_files())
+            .profile_name(p)
+            .build()
+            .provide_credentials()
+            .await
+            .map_err(|e| fail(p, e)),
+        None => {
+            let env = aws_config::environment::EnvironmentVariableCredentialsProvider::new();
+            if let Ok(c) = env.provide_credentials().await {
+                return Ok(c);
+            }
+            credentials(&default_config(region).await, "(default chain)").await
+        }
+    }
+}
+
 pub async fn credentials(cfg: &SdkConfig, profile: &str) -> Result<Credentials> {
     let fail = |msg: String| Error::Credentials {
         profile: profile.to_string(),

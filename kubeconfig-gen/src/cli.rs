@@ -190,42 +190,31 @@ async fn run_token(args: TokenArgs, global_region: Option<String>) -> Result<()>
     let profile = args.profile.clone().or_else(|| env("AWS_PROFILE"));
     let files = aws::Files::resolve(args.files.config_file, args.files.credentials_file);
     let explicit_region = args.region.or(global_region);
-    let (cfg, who, region) = match &profile {
+    let region = match &profile {
         Some(p) => {
             let profiles = files.read_profiles()?;
             let chain = profiles.chain(p)?;
             aws::check_token_files(&chain)?;
-            let region = explicit_region
+            explicit_region
                 .or_else(|| profiles.region(p, &env))
-                .ok_or_else(|| Error::NoRegion { profile: p.clone() })?;
-            (
-                aws::profile_config(&files, p, &region).await,
-                p.clone(),
-                region,
-            )
+                .ok_or_else(|| Error::NoRegion { profile: p.clone() })?
         }
-        None => {
-            let region = explicit_region
-                .or_else(|| env("AWS_REGION"))
-                .or_else(|| env("AWS_DEFAULT_REGION"))
-                .or_else(|| {
-                    files
-                        .read_profiles()
-                        .ok()
-                        .and_then(|p| p.region("default", &|_| None))
-                })
-                .ok_or_else(|| Error::NoRegion {
-                    profile: "(default chain)".into(),
-                })?;
-            (
-                aws::default_config(&region).await,
-                "(default chain)".to_string(),
-                region,
-            )
-        }
+        None => explicit_region
+            .or_else(|| env("AWS_REGION"))
+            .or_else(|| env("AWS_DEFAULT_REGION"))
+            .or_else(|| {
+                files
+                    .read_profiles()
+                    .ok()
+                    .and_then(|p| p.region("default", &|_| None))
+            })
+            .ok_or_else(|| Error::NoRegion {
+                profile: "(default chain)".into(),
+            })?,
     };
-    let mut creds = aws::credentials(&cfg, &who).await?;
+    let mut creds = aws::token_credentials(&files, profile.as_deref(), &region).await?;
     if let Some(role) = &args.role_arn {
+        let cfg = aws::default_config(&region).await;
         creds = aws::assume_role(&cfg, creds, role).await?;
     }
     let now = SystemTime::now();
