@@ -57,7 +57,7 @@ grep -c 'name: c' "$WORK/ours.yaml" >/dev/null
 
 export AWS_ACCESS_KEY_ID=AKIDEXAMPLE AWS_SECRET_ACCESS_KEY=benchsecret
 unset AWS_ENDPOINT_URL
-hyperfine --warmup 2 --runs 20 --export-json "$WORK/token.json" \
+hyperfine -N --warmup 2 --runs 20 --export-json "$WORK/token.json" \
   -n "aws eks get-token" "$KCS_VENV/bin/aws --region eu-central-1 eks get-token --cluster-name c1-1 --output json" \
   -n "kubeconfig-gen token" "$BIN token --cluster-name c1-1 --region eu-central-1"
 
