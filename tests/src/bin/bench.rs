@@ -198,23 +198,33 @@ async fn main() -> Result<()> {
     let w = world(&args).await?;
     let started = Instant::now();
     let has = |p: &str| args.phases.iter().any(|x| x == p);
+    // Each section is written out as soon as it is measured, so a run stopped early keeps them.
+    let emit = |report: &mut String, section: String| -> Result<()> {
+        eprintln!("{section}");
+        report.push_str(&section);
+        if let Some(out) = &args.out {
+            std::fs::write(out, &*report).with_context(|| format!("write {}", out.display()))?;
+        }
+        Ok(())
+    };
     if has("latency") || has("steady") {
-        report += &phases::latency(&w, &args, has("latency"), has("steady")).await?;
+        let s = phases::latency(&w, &args, has("latency"), has("steady")).await?;
+        emit(&mut report, s)?;
     }
     if has("throughput") {
-        report += &phases::throughput(&w, &args, has("steady")).await?;
+        let s = phases::throughput(&w, &args, has("steady")).await?;
+        emit(&mut report, s)?;
     }
     if has("memory") {
-        report += &phases::memory(&w, &args).await?;
+        let s = phases::memory(&w, &args).await?;
+        emit(&mut report, s)?;
     }
-    report += &format!(
+    let wall = format!(
         "\n_bench wall time: {:.0} s_\n",
         started.elapsed().as_secs_f64()
     );
+    emit(&mut report, wall)?;
     println!("{report}");
-    if let Some(out) = &args.out {
-        std::fs::write(out, &report).with_context(|| format!("write {}", out.display()))?;
-    }
     drop(w);
     Ok(())
 }
