@@ -11,6 +11,8 @@ export KUBE_TEST_ASSETS ?= $(KCS_CACHE)/kube
 export KCS_KUBECTL ?= $(KCS_CACHE)/kubectl/kubectl
 export KCS_VENV ?= $(KCS_CACHE)/venv
 CARGO ?= cargo
+# Where cargo puts binaries (CI keeps it in the cache: see .ci/run).
+TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 DEMO_DIR ?= $(CURDIR)/.testbed-demo
 
 .PHONY: help setup build release lint test test-unit test-e2e demo testbed-up testbed-down bench soak fuzz clean
@@ -27,7 +29,7 @@ build: ## debug build of every crate
 release: ## release build of the two product binaries
 	$(CARGO) build --release -p kubeconfig-gen -p sync-daemon
 
-lint: ## rustfmt check + clippy -D warnings + packaging lint (hadolint, kustomize, kubernetes-validate, checkov)
+lint: setup ## rustfmt check + clippy -D warnings + packaging lint (hadolint, kustomize, kubernetes-validate, checkov)
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	bash scripts/lint-manifests.sh
@@ -47,16 +49,16 @@ demo: setup ## the seed scenario end to end on local clusters
 TESTBED_DIR ?= $(CURDIR)/.testbed
 testbed-up: ## start 3 clusters + the AWS world in .testbed/ and leave them running
 	$(CARGO) build -p e2e --bin testbed
-	target/debug/testbed up --dir "$(TESTBED_DIR)" --aws
+	$(TARGET_DIR)/debug/testbed up --dir "$(TESTBED_DIR)" --aws
 
 testbed-down: ## stop the testbed started by testbed-up (every process, by pid)
-	target/debug/testbed down --dir "$(TESTBED_DIR)"
+	$(TARGET_DIR)/debug/testbed down --dir "$(TESTBED_DIR)"
 
 # BENCH_ARGS: e.g. "--phases latency --runs 5" (see `target/release/bench --help`).
 BENCH_ARGS ?=
 bench: setup ## benchmarks against testbed clusters and the release daemon (figures for BENCHMARKS.md)
 	$(CARGO) build --release -p sync-daemon -p kubeconfig-gen -p e2e --bin sync-daemon --bin kubeconfig-gen --bin bench --bin testbed
-	target/release/bench --out target/bench-results.md $(BENCH_ARGS)
+	$(TARGET_DIR)/release/bench --out $(TARGET_DIR)/bench-results.md $(BENCH_ARGS)
 	@if [ -x scripts/bench-kubeconfig-gen.sh ]; then bash scripts/bench-kubeconfig-gen.sh; fi
 
 soak: setup ## long fault runs (60 s outages, 40 watch cuts, 20 daemon kills over 1,000 sources)

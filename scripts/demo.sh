@@ -9,7 +9,7 @@ set -euo pipefail
 
 DIR=${1:?usage: scripts/demo.sh DIR}
 repo=$(cd "$(dirname "$0")/.." && pwd)
-BIN=${BIN:-$repo/target/debug}
+BIN=${BIN:-${CARGO_TARGET_DIR:-$repo/target}/debug}
 KCS_CACHE=${KCS_CACHE:-/var/cache/kubed-cross-sync}
 KUBECTL=${KCS_KUBECTL:-$KCS_CACHE/kubectl/kubectl}
 for b in testbed kubeconfig-gen sync-daemon; do
