@@ -1,5 +1,6 @@
 //! Keeps README.md's configuration reference true: every long flag and every environment
 //! variable that `--help` of each subcommand of both binaries shows must be documented there.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::Command;
