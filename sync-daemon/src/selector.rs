@@ -256,6 +256,11 @@ fn parse_set<'a>(
     let mut want_value = true;
     loop {
         match it.next() {
+            // `()` is the set holding the empty value, as in apimachinery's parseValues; it is
+            // also how kube-core prints that set, so parse(display(s)) == s (found by fuzzing).
+            Some((_, Tok::Close)) if values.is_empty() && want_value => {
+                return Ok(BTreeSet::from([String::new()]));
+            }
             Some((_, Tok::Close)) => return Ok(values),
             Some((_, Tok::Ident(v))) if want_value => {
                 if !valid_value(v) {
@@ -332,7 +337,6 @@ mod tests {
     fn rejects_bad_selectors() {
         for sel in [
             "env=",        // legal: empty value (checked below)
-            "env in ()",   // empty set
             "env in prod", // missing parens
             "=prod",
             "env=prod,",
@@ -357,10 +361,12 @@ mod tests {
 
     #[test]
     fn errors_are_specific() {
-        assert_eq!(
-            parse("env in ()"),
-            Err(SelectorError::EmptySet("env".into()))
-        );
+        // `()` holds the empty value (apimachinery), and that is how the set prints.
+        let empty = parse("env in ()").unwrap();
+        assert_eq!(parse(" env in (,)").unwrap(), empty);
+        assert_eq!(parse(&empty.to_string()).unwrap(), empty);
+        assert!(empty.matches(&labels(&[("env", "")])));
+        assert!(!empty.matches(&labels(&[("env", "prod")])));
         assert_eq!(parse("-x"), Err(SelectorError::InvalidKey("-x".into())));
         assert!(matches!(
             parse("env in prod"),
