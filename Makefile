@@ -7,6 +7,9 @@ SHELL := /bin/bash
 export KCS_CACHE ?= /var/cache/kubed-cross-sync
 # The testbed and the tests find kube-apiserver, kube-controller-manager and etcd here
 # (envtest's KUBEBUILDER_ASSETS convention; set it yourself to use your own binaries).
+# setup builds the binaries itself unless *you* set KUBE_TEST_ASSETS; the default below is only
+# where the tests then find them.
+USER_KUBE_TEST_ASSETS := $(KUBE_TEST_ASSETS)
 export KUBE_TEST_ASSETS ?= $(KCS_CACHE)/kube
 export KCS_KUBECTL ?= $(KCS_CACHE)/kubectl/kubectl
 export KCS_VENV ?= $(KCS_CACHE)/venv
@@ -21,7 +24,7 @@ help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 setup: ## install Debian/PyPI prerequisites and build (or find) kube-apiserver v1.20.2 (idempotent)
-	bash scripts/setup.sh
+	KUBE_TEST_ASSETS="$(USER_KUBE_TEST_ASSETS)" bash scripts/setup.sh
 
 build: ## debug build of every crate
 	$(CARGO) build --workspace --all-targets
