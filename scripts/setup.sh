@@ -76,7 +76,6 @@ if [ -n "${KUBE_TEST_ASSETS:-}" ]; then
   done
   log "using prebuilt binaries from KUBE_TEST_ASSETS=$KUBE_TEST_ASSETS"
 else
-  fix_hash=$(sha256sum "$here/setup.sh" | cut -c1-12)
   key="kube-$KUBE_SRC_VERSION-go$GO_VERSION-$(cat /usr/share/gocode/src/github.com/modern-go/reflect2/*.go /usr/share/gocode/src/github.com/json-iterator/go/*.go 2>/dev/null | sha256sum | cut -c1-8)"
   out="$KCS_CACHE/$key"
   if [ ! -x "$out/kube-apiserver" ] || [ ! -x "$out/kube-controller-manager" ]; then
