@@ -14,8 +14,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
-/// How often every cluster is probed (GET /version).
-const PROBE_INTERVAL: Duration = Duration::from_secs(5);
+/// How often every cluster is probed (GET /version): often enough to notice an outage within
+/// `--unreachable-after` (four probes in that window), never more than every second, and at
+/// most every 30 s — with the default 2m threshold an idle daemon costs 120 requests per
+/// cluster per hour (it was 720 at a fixed 5 s, the whole of its idle traffic).
+fn probe_interval(unreachable_after: Duration) -> Duration {
+    (unreachable_after / 4).clamp(Duration::from_secs(1), Duration::from_secs(30))
+}
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,7 +129,7 @@ pub fn start_health(
         tokio::spawn(async move {
             let cluster = ctx.targets[idx].cluster.context.clone();
             let client = ctx.targets[idx].cluster.client.clone();
-            let mut tick = tokio::time::interval(PROBE_INTERVAL);
+            let mut tick = tokio::time::interval(probe_interval(unreachable_after));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
@@ -235,6 +240,19 @@ pub async fn serve(
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn probes_follow_the_unreachable_threshold() {
+        let s = Duration::from_secs;
+        for (after, every) in [
+            (s(120), s(30)),
+            (s(3600), s(30)),
+            (s(20), s(5)),
+            (s(3), s(1)),
+        ] {
+            assert_eq!(probe_interval(after), every, "{after:?}");
+        }
+    }
 
     #[test]
     fn readiness_needs_every_cluster_probed() {
