@@ -204,3 +204,94 @@ fn binaries_serve_with_an_empty_environment_no_home_a_read_only_cwd_and_uid_1000
     assert_eq!(entries, ["credentials", "token"]);
     std::fs::set_permissions(sb.cwd.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
 }
+
+/// The daemon as the pod runs it: empty environment, no HOME, read-only cwd, uid 1000, a kubeconfig
+/// that embeds everything it needs (as kubeconfig-gen writes it) — it starts, reaches both clusters
+/// of the shared testbed and serves /livez and /readyz.
+#[test]
+fn sync_daemon_serves_probes_in_the_image_conditions() {
+    use base64::Engine as _;
+    let tb = e2e::Testbed::shared();
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let (src, fol) = (tb.cluster("mc-mgmt-k8s"), tb.cluster("mc-project-k8s"));
+    let kubeconfig = format!(
+        "apiVersion: v1\nkind: Config\ncurrent-context: mgmt\nclusters:\n\
+         - name: mgmt\n  cluster: {{server: '{}', certificate-authority-data: {}}}\n\
+         - name: project\n  cluster: {{server: '{}', certificate-authority-data: {}}}\n\
+         users:\n- name: mgmt\n  user: {{token: {}}}\n- name: project\n  user: {{token: {}}}\n\
+         contexts:\n- name: mgmt\n  context: {{cluster: mgmt, user: mgmt}}\n\
+         - name: mc-project-k8s\n  context: {{cluster: project, user: project}}\n",
+        src.server,
+        b64(&src.ca_pem),
+        fol.server,
+        b64(&fol.ca_pem),
+        src.admin_token,
+        fol.admin_token,
+    );
+    let cwd = read_only_dir();
+    std::fs::set_permissions(cwd.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let kc = cwd.path().join("kubeconfig");
+    std::fs::write(&kc, kubeconfig).unwrap();
+    std::fs::set_permissions(&kc, std::fs::Permissions::from_mode(0o444)).unwrap();
+    std::fs::set_permissions(cwd.path(), std::fs::Permissions::from_mode(0o555)).unwrap();
+    let sb = Sandbox {
+        prefix: as_uid_1000(),
+        cwd,
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut argv: Vec<String> = sb.prefix.clone().unwrap_or_default();
+    argv.push(bin_dir().join("sync-daemon").display().to_string());
+    argv.extend(
+        [
+            "run",
+            "--kubeconfig-file=kubeconfig",
+            "--cluster-name=mc-mgmt",
+            "--config-source-namespace=image-contract",
+            &format!("--metrics-addr=127.0.0.1:{port}"),
+        ]
+        .map(String::from),
+    );
+    let mut child = Command::new(&argv[0])
+        .args(&argv[1..])
+        .env_clear()
+        .current_dir(sb.cwd.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let get = |path: &str| -> Option<u16> {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+        s.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+            .ok()?;
+        write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
+        let mut buf = String::new();
+        s.read_to_string(&mut buf).ok()?;
+        buf.split_whitespace().nth(1)?.parse().ok()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut last = (None, None);
+    while std::time::Instant::now() < deadline {
+        last = (get("/livez"), get("/readyz"));
+        if last == (Some(200), Some(200)) || child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let exited = child.try_wait().unwrap();
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(exited, None, "sync-daemon exited early: {stderr}");
+    assert_eq!(
+        last,
+        (Some(200), Some(200)),
+        "/livez, /readyz never both 200 within 60 s: {stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    std::fs::set_permissions(sb.cwd.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+}
