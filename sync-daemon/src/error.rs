@@ -46,6 +46,12 @@ impl SyncError {
             SyncError::NotReady(_) => "not_ready",
         }
     }
+
+    /// The target cluster, not this key, failed (transport error, 5xx, 429): the worker pauses
+    /// the cluster's queue instead of backing the key off on its own.
+    pub fn is_outage(&self) -> bool {
+        matches!(self.category(), "unavailable" | "throttled")
+    }
 }
 
 /// Categorises an API error: forbidden, conflict, invalid, not_found, unavailable (transport,

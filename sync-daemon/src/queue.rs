@@ -23,12 +23,24 @@ impl std::fmt::Display for SourceKey {
 
 const BACKOFF_BASE: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// Cap for retries of a key that failed because its cluster was unavailable, and for the
+/// worker's pause between attempts during such an outage: the cluster is tried at least this
+/// often, so it is caught up within about this long of its return (the fault suite holds us
+/// to 10 s).
+pub const OUTAGE_RETRY_MAX: Duration = Duration::from_secs(2);
 
 /// Delay before retry number `n` (1-based).
 fn backoff(n: u32) -> Duration {
     BACKOFF_BASE
         .saturating_mul(1u32 << n.saturating_sub(1).min(10))
         .min(BACKOFF_MAX)
+}
+
+/// The worker's pause after the `n`th consecutive cluster-level failure (1-based): 250 ms
+/// doubling to [`OUTAGE_RETRY_MAX`]. While it pauses, nothing else is tried against that cluster,
+/// so a partitioned follower costs one hanging request per pause, not one per queued key.
+pub fn outage_pause(n: u32) -> Duration {
+    backoff(n).min(OUTAGE_RETRY_MAX)
 }
 
 #[derive(Default)]
@@ -74,6 +86,21 @@ impl Queue {
             *n
         };
         let delay = backoff(n);
+        self.add_after(key, delay);
+        delay
+    }
+
+    /// Like [`Queue::retry`] for a failure of the cluster rather than of the key: the key's
+    /// backoff grows as usual but never past [`OUTAGE_RETRY_MAX`], so a returning cluster does not
+    /// wait out a long per-key backoff.
+    pub fn retry_outage(&self, key: SourceKey) -> Duration {
+        let n = {
+            let mut g = self.lock();
+            let n = g.failures.entry(key.clone()).or_insert(0);
+            *n = n.saturating_add(1);
+            *n
+        };
+        let delay = outage_pause(n);
         self.add_after(key, delay);
         delay
     }
@@ -143,6 +170,19 @@ mod tests {
         assert_eq!(backoff(3), Duration::from_secs(1));
         assert_eq!(backoff(7), BACKOFF_MAX);
         assert_eq!(backoff(u32::MAX), BACKOFF_MAX);
+        assert_eq!(outage_pause(1), Duration::from_millis(250));
+        assert_eq!(outage_pause(20), OUTAGE_RETRY_MAX);
+    }
+
+    #[tokio::test]
+    async fn outage_retries_stay_short() {
+        let q = Queue::default();
+        for _ in 0..20 {
+            assert!(q.retry_outage(key("a")) <= OUTAGE_RETRY_MAX);
+        }
+        // A key-level failure after the outage continues the key's own, longer backoff.
+        q.next().await;
+        assert_eq!(q.retry(key("a")), BACKOFF_MAX);
     }
 
     #[tokio::test]

@@ -315,7 +315,13 @@ impl Context {
                     // Keep going: one bad namespace must not block the others.
                     self.hooks.error(&t.cluster.context, e.category());
                     tracing::warn!(cluster = %t.cluster.context, source = %key, category = e.category(), error = %chain(&e), "write failed, will retry");
+                    let outage = e.is_outage();
                     first_error.get_or_insert(e);
+                    if outage {
+                        // The cluster is down: the other namespaces would only fail the same way
+                        // (a partition makes each attempt wait out the request timeout).
+                        break;
+                    }
                 }
             }
         }

@@ -6,7 +6,7 @@ use crate::clusters::{self, Clusters};
 use crate::desired::{Kind, Settings};
 use crate::error::chain;
 use crate::hooks::{Hooks, Tally};
-use crate::queue::{Queue, SourceKey};
+use crate::queue::{self, Queue, SourceKey};
 use crate::reconcile::{Context, Outcome, Ready, SourceStores, TargetCluster};
 use crate::writer::Writer;
 use futures::StreamExt;
@@ -318,9 +318,16 @@ async fn worker(ctx: Arc<Context>, idx: usize) {
         t.queue.add(k);
     }
     tracing::info!(cluster = %cluster, queued = t.queue.len(), "caches ready, syncing");
+    // Consecutive cluster-level failures: while it is non-zero the cluster is treated as down.
+    let mut outage = 0u32;
     loop {
         let key = t.queue.next().await;
-        match ctx.reconcile(idx, &key).await {
+        let result = ctx.reconcile(idx, &key).await;
+        if result.as_ref().is_ok_and(|_| outage > 0) {
+            tracing::info!(cluster = %cluster, queued = t.queue.len(), "context answers again, resuming its queue");
+            outage = 0;
+        }
+        match result {
             Ok(Outcome::Done { converged }) => {
                 t.queue.forget(&key);
                 ctx.hooks.reconciled(&cluster, converged);
@@ -328,6 +335,22 @@ async fn worker(ctx: Arc<Context>, idx: usize) {
             Ok(Outcome::RetryAfter(d)) => {
                 t.queue.add_after(key, d);
                 ctx.hooks.reconciled(&cluster, false);
+            }
+            Err(e) if e.is_outage() => {
+                // The cluster failed, not the key: retry the key soon, and pause the whole queue
+                // so that an outage costs one request per pause rather than one per key. The
+                // next attempt after the pause is the probe that ends the outage.
+                outage = outage.saturating_add(1);
+                let retry_in = t.queue.retry_outage(key.clone());
+                let pause = queue::outage_pause(outage);
+                ctx.hooks.error(&cluster, e.category());
+                ctx.hooks.reconciled(&cluster, false);
+                if outage == 1 {
+                    tracing::warn!(cluster = %cluster, source = %key, category = e.category(), error = %chain(&e), "context unavailable, pausing its queue");
+                } else {
+                    tracing::debug!(cluster = %cluster, source = %key, category = e.category(), retry_in = ?retry_in, pause = ?pause, error = %chain(&e), "context still unavailable");
+                }
+                tokio::time::sleep(pause).await;
             }
             Err(e) => {
                 let delay = t.queue.retry(key.clone());
