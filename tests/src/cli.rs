@@ -87,6 +87,7 @@ pub enum FaultKind {
     Start,
     KillEtcd,
     StartEtcd,
+    CompactEtcd,
     Partition,
     Heal,
     Latency,
@@ -111,6 +112,7 @@ pub fn faults(kind: Option<FaultKind>, latency_ms: Option<u64>) -> Result<Vec<Fa
         Some(FaultKind::Start) => Some(Fault::Start),
         Some(FaultKind::KillEtcd) => Some(Fault::KillEtcd),
         Some(FaultKind::StartEtcd) => Some(Fault::StartEtcd),
+        Some(FaultKind::CompactEtcd) => Some(Fault::CompactEtcd),
         Some(FaultKind::Partition) => Some(Fault::Partition),
         Some(FaultKind::Heal) => Some(Fault::Heal),
     };
@@ -200,6 +202,10 @@ mod tests {
         assert_eq!(
             faults(Some(FaultKind::Heal), Some(0)).unwrap(),
             [Fault::Heal, ms(0)]
+        );
+        assert_eq!(
+            faults(Some(FaultKind::CompactEtcd), None).unwrap(),
+            [Fault::CompactEtcd]
         );
         assert!(faults(Some(FaultKind::Latency), None).is_err());
         assert!(faults(None, None).is_err());

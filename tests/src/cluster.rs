@@ -383,6 +383,17 @@ pub(crate) async fn fault(
                 None => Ok(()),
             }
         }
+        Fault::CompactEtcd => {
+            let port = c.ports.etcd_client;
+            let rev = crate::etcd::compact(port)
+                .await
+                .map_err(|detail| TestbedError::Etcd {
+                    cluster: c.name.clone(),
+                    detail,
+                })?;
+            tracing::info!(cluster, revision = rev, "etcd compacted");
+            Ok(())
+        }
         Fault::Partition => proxy_command(&c, "partition").await,
         Fault::Heal => proxy_command(&c, "heal").await,
         Fault::Latency(d) => proxy_command(&c, &format!("latency {}", d.as_millis())).await,

@@ -82,6 +82,9 @@ pub enum TestbedError {
         detail: String,
     },
 
+    #[error("etcd of cluster {cluster} could not be compacted: {detail}")]
+    Etcd { cluster: String, detail: String },
+
     #[error("processes still running after teardown: {0:?}")]
     Leftover(Vec<u32>),
 }

@@ -11,6 +11,7 @@ mod certs;
 pub mod cli;
 mod cluster;
 mod error;
+mod etcd;
 mod launch;
 pub mod procs;
 pub mod proxy;
@@ -136,6 +137,10 @@ pub enum Fault {
     KillEtcd,
     /// Start etcd again on its data; returns when the apiserver's /readyz is ok again.
     StartEtcd,
+    /// Compact the cluster's etcd to its current revision (physically): every older
+    /// resourceVersion is gone from etcd. The apiserver's watch cache still serves its window,
+    /// so a watch resumed at an old RV gets 410 once that cache restarts (Stop + Start).
+    CompactEtcd,
     /// Cut every open connection through the proxy; new ones are accepted and never answered.
     Partition,
     /// End a partition and remove any latency.

@@ -1,13 +1,16 @@
 //! Fault suite: the real sync-daemon against a testbed of its own (source + followers A and B)
 //! while follower A's apiserver is stopped, its etcd killed, it is partitioned or slowed, while the
-//! source's watch streams are cut again and again, and while the daemon itself is SIGKILLed
-//! during a large sync. Every test ends by asserting the follower state equals the model (each
+//! source's watch streams are cut again and again, while a cluster's etcd is compacted past the
+//! daemon's resourceVersions, and while the daemon itself is SIGKILLed during a large sync. Every test ends by asserting the follower state equals the model (each
 //! source's latest value, nothing else carrying our origin), that an unmanaged look-alike was
 //! never modified, and that no Secret value reached the daemon's log.
 //!
 //! Short versions run in `make test`; `KCS_SOAK=1` (`make soak`) runs the long ones.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "../src/bin/bench/audit.rs"]
+#[allow(dead_code)]
+mod audit;
 #[path = "../src/bin/bench/daemon.rs"]
 #[allow(dead_code)]
 mod daemon;
@@ -24,7 +27,9 @@ use base64::Engine;
 use e2e::{ClusterSpec, Fault, Testbed, TestbedOptions, default_account, unique_ns, wait_for};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use kube::api::{Api, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::api::{
+    Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams, VersionMatch,
+};
 use tokio::sync::mpsc;
 
 const SRC: &str = "fault-src-k8s";
@@ -495,5 +500,163 @@ async fn daemon_killed_during_large_sync() {
     .await;
     eprintln!("f-kill: {sources} sources × 2 followers converged {took:?} after the last restart");
     case.final_checks().await;
+    d.stop(Duration::from_secs(5));
+}
+
+/// How many times the daemon logged that a watch `what` on `cluster` ended with 410 Expired.
+fn expired_watches(log: &std::path::Path, cluster: &str, what: &str) -> usize {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("too old resource version"))
+        .filter(|l| l.contains(cluster) && l.contains(&format!("\"{what}\"")))
+        .count()
+}
+
+/// Compacts `cluster`'s etcd past `old_rv` and restarts its apiserver, so nothing can serve a
+/// watch from an RV before the compaction any more. The restart is part of the fault: measured
+/// on 1.20, after a compaction alone the apiserver's watch cache still served a watch from a
+/// compacted RV out of its window (events 203..206 after compacting at 206); a fresh cache
+/// starts at the current revision and answers an older RV with 410 "too old resource version",
+/// as after a real apiserver restart or a failover to another apiserver.
+async fn expire_rvs(case: &Case, cluster: &str, old_rv: &str) {
+    case.tb.fault(cluster, Fault::CompactEtcd).await.unwrap();
+    // The compaction took effect: a list at exactly the old RV is 410 Expired.
+    let direct = direct_client(case.tb, cluster).await;
+    let at_old = ListParams {
+        resource_version: Some(old_rv.to_string()),
+        version_match: Some(VersionMatch::Exact),
+        ..Default::default()
+    };
+    match Api::<ConfigMap>::namespaced(direct, &case.ns)
+        .list(&at_old)
+        .await
+    {
+        Err(kube::Error::Api(s)) => assert_eq!(s.code, 410, "list at a compacted RV: {s:?}"),
+        other => panic!("{cluster}: a list at compacted RV {old_rv} answered {other:?}"),
+    }
+    case.tb.fault(cluster, Fault::Stop).await.unwrap();
+    case.tb.fault(cluster, Fault::Start).await.unwrap();
+}
+
+/// The current list RV of the test namespace's ConfigMaps in `client`'s cluster.
+async fn list_rv(client: &kube::Client, ns: &str) -> String {
+    Api::<ConfigMap>::namespaced(client.clone(), ns)
+        .list(&ListParams::default().limit(1))
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap()
+}
+
+/// Lists of ConfigMaps the daemon made since `mark` (after the start-up sync, only a watch
+/// that had to start over lists; the periodic resync reads the caches).
+fn daemon_lists(mark: &mut audit::Mark) -> u64 {
+    let c = mark.take(daemon::AGENT).unwrap();
+    c.0.get(&("list".to_string(), "configmaps".to_string()))
+        .copied()
+        .unwrap_or(0)
+}
+
+/// Item 3, expired resourceVersion, source side: while the source is partitioned, sources are
+/// updated, created and deleted, then the source's etcd is compacted past all of it and its
+/// apiserver restarted; after the heal the daemon's source watches get 410, re-list, and both
+/// followers end equal to the model (no missed update, create or delete).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn source_rv_expired_by_compaction() {
+    let _turn = SERIAL.lock().await;
+    let mut case = Case::new("f-compact-src", 10).await;
+    let mut d = case.daemon("main");
+    case.converged(A, Duration::from_secs(120)).await;
+    case.converged(B, Duration::from_secs(120)).await;
+    let old_rv = list_rv(&case.src, &case.ns).await;
+    let mut lists = audit::Mark::now(&case.tb.audit_log(SRC));
+    let expired_before = expired_watches(&d.log, SRC, "configmaps");
+
+    case.tb.fault(SRC, Fault::Partition).await.unwrap();
+    case.change_all(1).await;
+    let api = Api::<ConfigMap>::namespaced(case.src.clone(), &case.ns);
+    api.delete("src-0009", &DeleteParams::default())
+        .await
+        .unwrap();
+    case.model.remove("src-0009");
+    let followers = vec![A.to_string(), B.to_string()];
+    load::create_all(
+        &case.src,
+        vec![load::config_map(&case.ns, "src-new", &followers, "new")],
+        1,
+    )
+    .await
+    .unwrap();
+    case.model.insert("src-new".into(), "new".into());
+    case.change_all(2).await;
+    expire_rvs(&case, SRC, &old_rv).await;
+    case.tb.fault(SRC, Fault::Heal).await.unwrap();
+
+    let took = case.converged(A, Duration::from_secs(60)).await;
+    d.check_alive().unwrap();
+    case.final_checks().await;
+    let expired = expired_watches(&d.log, SRC, "configmaps") - expired_before;
+    let relisted = daemon_lists(&mut lists);
+    eprintln!(
+        "f-compact-src: A converged {took:?} after the heal; {expired} watch(es) got 410, {relisted} re-list(s)"
+    );
+    assert!(
+        expired >= 1,
+        "the daemon's source watch never got 410 Expired: the fault had no effect ({})",
+        d.log.display()
+    );
+    assert!(
+        relisted >= 1,
+        "no re-list of the source's ConfigMaps after 410"
+    );
+    d.stop(Duration::from_secs(5));
+}
+
+/// Item 3, expired resourceVersion, follower side: while A is partitioned, one copy there is
+/// edited and another deleted by hand (through a direct client) and the sources change; A's
+/// etcd is compacted past it and its apiserver restarted. After the heal the daemon's watch of
+/// A's copies gets 410 and re-lists, and the drift is repaired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follower_rv_expired_by_compaction() {
+    let _turn = SERIAL.lock().await;
+    let mut case = Case::new("f-compact-a", 10).await;
+    let mut d = case.daemon("main");
+    case.converged(A, Duration::from_secs(120)).await;
+    case.converged(B, Duration::from_secs(120)).await;
+    let old_rv = list_rv(&case.a, &case.ns).await;
+    let mut lists = audit::Mark::now(&case.tb.audit_log(A));
+    let expired_before = expired_watches(&d.log, A, "configmap copies");
+
+    case.tb.fault(A, Fault::Partition).await.unwrap();
+    let a_direct = Api::<ConfigMap>::namespaced(direct_client(case.tb, A).await, &case.ns);
+    let edit = serde_json::json!({ "data": { "v": "edited-by-hand" } });
+    a_direct
+        .patch("src-0003", &PatchParams::default(), &Patch::Merge(&edit))
+        .await
+        .unwrap();
+    a_direct
+        .delete("src-0004", &DeleteParams::default())
+        .await
+        .unwrap();
+    case.set("src-0005", "while-a-was-out").await;
+    expire_rvs(&case, A, &old_rv).await;
+    case.tb.fault(A, Fault::Heal).await.unwrap();
+
+    let took = case.converged(A, Duration::from_secs(60)).await;
+    d.check_alive().unwrap();
+    case.final_checks().await;
+    let expired = expired_watches(&d.log, A, "configmap copies") - expired_before;
+    let relisted = daemon_lists(&mut lists);
+    eprintln!(
+        "f-compact-a: A repaired {took:?} after the heal; {expired} watch(es) got 410, {relisted} re-list(s)"
+    );
+    assert!(
+        expired >= 1,
+        "the daemon's watch of A's copies never got 410 Expired: the fault had no effect ({})",
+        d.log.display()
+    );
+    assert!(relisted >= 1, "no re-list of A's copies after 410");
     d.stop(Duration::from_secs(5));
 }

@@ -13,7 +13,7 @@ use e2e::procs::ProcRecord;
 use e2e::{Fault, State, Testbed, TestbedOptions, unique_ns, wait_for};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
-use kube::api::{Api, DeleteParams, PostParams, WatchEvent, WatchParams};
+use kube::api::{Api, DeleteParams, ListParams, PostParams, VersionMatch, WatchEvent, WatchParams};
 use kube::runtime::watcher;
 
 const TESTBED: &str = env!("CARGO_BIN_EXE_testbed");
@@ -351,6 +351,20 @@ async fn faults_have_the_effects_they_claim() {
     let fastest = fast.iter().min().copied().unwrap();
     assert!(fastest < latency, "still slow after heal: {fast:?}");
     eprintln!("with {latency:?} latency: {slow:?}; healed: {fast:?}");
+
+    // compact-etcd: an old resourceVersion is gone from etcd (a list at exactly it is 410).
+    tb.fault(&c.name, Fault::CompactEtcd).await.unwrap();
+    let at_old = ListParams {
+        resource_version: before.metadata.resource_version.clone(),
+        version_match: Some(VersionMatch::Exact),
+        ..Default::default()
+    };
+    match api.list(&at_old).await {
+        Err(kube::Error::Api(s)) => assert_eq!(s.code, 410, "list at a compacted RV: {s:?}"),
+        other => panic!("list at a compacted RV answered {other:?}"),
+    }
+    // A second compaction with nothing new in between is a no-op, not an error.
+    tb.fault(&c.name, Fault::CompactEtcd).await.unwrap();
 
     // drop stops every process the testbed started.
     let procs = processes(&tb.state());
