@@ -50,6 +50,9 @@ pub struct SyncArgs {
     /// (kubernetes.io/service-account-token, helm.sh/release.v1)
     #[arg(long, value_delimiter = ',')]
     pub include_secret_types: Vec<String>,
+    /// Reconciles in flight per target cluster (a source is never reconciled twice at once)
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub workers: u16,
     #[command(flatten)]
     pub ops: crate::opsargs::OpsArgs,
 }

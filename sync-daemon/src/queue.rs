@@ -1,7 +1,9 @@
-//! A per-cluster work queue of source keys with per-key exponential backoff: one queue and one
-//! worker per target cluster, so a dead follower only ever delays its own keys.
+//! A per-cluster work queue of source keys with per-key exponential backoff: one queue and its
+//! own workers per target cluster, so a dead follower only ever delays its own keys. Several
+//! workers share a queue, and a key is never handed to two of them at once: a key added while it
+//! is being reconciled waits until [`Queue::done`] (client-go's workqueue "dirty/processing" rule).
 use crate::desired::Kind;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -47,6 +49,8 @@ pub fn outage_pause(n: u32) -> Duration {
 struct Inner {
     due: HashMap<SourceKey, Instant>,
     failures: HashMap<SourceKey, u32>,
+    /// Keys handed out by `next` and not yet `done`.
+    processing: HashSet<SourceKey>,
 }
 
 #[derive(Default)]
@@ -118,7 +122,20 @@ impl Queue {
         self.len() == 0
     }
 
-    /// Waits for the next due key and removes it from the queue.
+    /// Marks a key handed out by [`Queue::next`] as finished; if it was added again meanwhile,
+    /// it becomes available to the next worker.
+    pub fn done(&self, key: &SourceKey) {
+        let mut g = self.lock();
+        g.processing.remove(key);
+        let again = g.due.contains_key(key);
+        drop(g);
+        if again {
+            self.notify.notify_one();
+        }
+    }
+
+    /// Waits for the next due key that no other worker holds, removes it from the queue and
+    /// marks it as being processed (call [`Queue::done`] afterwards).
     pub async fn next(&self) -> SourceKey {
         loop {
             let earliest = {
@@ -127,11 +144,17 @@ impl Queue {
                 let first = g
                     .due
                     .iter()
+                    .filter(|(k, _)| !g.processing.contains(*k))
                     .min_by_key(|(_, at)| **at)
                     .map(|(k, at)| (k.clone(), *at));
                 match first {
                     Some((k, at)) if at <= now => {
                         g.due.remove(&k);
+                        g.processing.insert(k.clone());
+                        // Another worker may take the next due key.
+                        if !g.due.is_empty() {
+                            self.notify.notify_one();
+                        }
                         return k;
                     }
                     Some((_, at)) => Some(at),
@@ -175,6 +198,26 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_key_is_never_handed_out_twice_at_once() {
+        let q = Queue::default();
+        q.add(key("a"));
+        assert_eq!(q.next().await, key("a"));
+        q.add(key("a")); // changed while being reconciled
+        q.add(key("b"));
+        assert_eq!(q.next().await, key("b"));
+        let blocked = tokio::time::timeout(Duration::from_millis(50), q.next()).await;
+        assert!(
+            blocked.is_err(),
+            "a was handed out while still being processed"
+        );
+        q.done(&key("a"));
+        assert_eq!(q.next().await, key("a"));
+        q.done(&key("a"));
+        q.done(&key("b"));
+        assert!(q.is_empty());
+    }
+
+    #[tokio::test]
     async fn outage_retries_stay_short() {
         let q = Queue::default();
         for _ in 0..20 {
@@ -192,12 +235,18 @@ mod tests {
         q.add(key("a"));
         assert_eq!(q.len(), 1);
         assert_eq!(q.next().await, key("a"));
+        q.done(&key("a"));
         assert_eq!(q.retry(key("b")), Duration::from_millis(250));
         assert_eq!(q.next().await, key("b"));
+        // The worker's order: next, (reconcile), retry/add, done.
         assert_eq!(q.retry(key("b")), Duration::from_millis(500));
-        q.next().await;
+        q.done(&key("b"));
+        let start = Instant::now();
+        assert_eq!(q.next().await, key("b"));
+        assert!(Instant::now() - start >= Duration::from_millis(500));
         q.forget(&key("b"));
         assert_eq!(q.retry(key("b")), Duration::from_millis(250));
+        q.done(&key("b"));
         // a later retry is brought forward by a fresh event
         q.add(key("b"));
         let start = Instant::now();

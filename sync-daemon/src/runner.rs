@@ -305,11 +305,21 @@ async fn ready(ctx: &Context, idx: usize) -> bool {
     ctx.sources.ready.wait().await && t.ready.wait().await
 }
 
-async fn worker(ctx: Arc<Context>, idx: usize) {
+/// Marks the key done at the end of a worker's iteration, after any requeue.
+struct Done<'a>(&'a Queue, SourceKey);
+
+impl Drop for Done<'_> {
+    fn drop(&mut self) {
+        self.0.done(&self.1);
+    }
+}
+
+/// Waits for target `idx`'s caches, queues the start-up sweep, and starts its workers.
+async fn start_workers(ctx: Arc<Context>, idx: usize, workers: u16) {
     let t = &ctx.targets[idx];
     let cluster = t.cluster.context.clone();
     if !ready(&ctx, idx).await {
-        tracing::error!(cluster = %cluster, "cache writer dropped; worker stops");
+        tracing::error!(cluster = %cluster, "cache writer dropped; workers not started");
         return;
     }
     // Start-up sweep: every source and every copy's origin, so orphans made while we were
@@ -317,12 +327,22 @@ async fn worker(ctx: Arc<Context>, idx: usize) {
     for k in ctx.all_keys(idx) {
         t.queue.add(k);
     }
-    tracing::info!(cluster = %cluster, queued = t.queue.len(), "caches ready, syncing");
+    tracing::info!(cluster = %cluster, queued = t.queue.len(), workers, "caches ready, syncing");
+    for _ in 0..workers {
+        tokio::spawn(worker(ctx.clone(), idx));
+    }
+}
+
+async fn worker(ctx: Arc<Context>, idx: usize) {
+    let t = &ctx.targets[idx];
+    let cluster = t.cluster.context.clone();
     // Consecutive cluster-level failures: while it is non-zero the cluster is treated as down.
     let mut outage = 0u32;
     loop {
         let key = t.queue.next().await;
         let result = ctx.reconcile(idx, &key).await;
+        // Dropped after the requeue below, so another worker never sees a half-finished key.
+        let _done = Done(&t.queue, key.clone());
         if result.as_ref().is_ok_and(|_| outage > 0) {
             tracing::info!(cluster = %cluster, queued = t.queue.len(), "context answers again, resuming its queue");
             outage = 0;
@@ -390,7 +410,7 @@ pub async fn run(args: SyncArgs, rt: Runtime) -> Result<(), StartError> {
     };
     tokio::pin!(lost);
     for idx in 0..ctx.targets.len() {
-        tokio::spawn(worker(ctx.clone(), idx));
+        tokio::spawn(start_workers(ctx.clone(), idx, args.workers));
     }
     let mut tick = tokio::time::interval(args.resync_period);
     tick.tick().await; // the first tick is immediate; the start-up sweep covers it
@@ -449,6 +469,7 @@ pub async fn once(args: SyncArgs, writer: Writer) -> Result<bool, StartError> {
         leader: None,
     };
     let (ctx, _rx) = start(&args, &rt).await?;
+    let workers = args.workers;
     let passes = (0..ctx.targets.len()).map(|idx| {
         let ctx = ctx.clone();
         async move {
@@ -457,18 +478,25 @@ pub async fn once(args: SyncArgs, writer: Writer) -> Result<bool, StartError> {
                 tracing::error!(cluster = %cluster, "caches not ready in time");
                 return false;
             }
-            let mut converged = true;
-            for key in ctx.all_keys(idx) {
-                match ctx.reconcile(idx, &key).await {
-                    Ok(Outcome::Done { converged: c }) => converged &= c,
-                    Ok(Outcome::RetryAfter(_)) => converged = false,
-                    Err(e) => {
-                        converged = false;
-                        tracing::warn!(cluster = %cluster, source = %key, category = e.category(), error = %chain(&e), "reconcile failed");
+            let keys = ctx.all_keys(idx);
+            let results: Vec<bool> = futures::stream::iter(keys)
+                .map(|key| {
+                    let (ctx, cluster) = (&ctx, &cluster);
+                    async move {
+                        match ctx.reconcile(idx, &key).await {
+                            Ok(Outcome::Done { converged }) => converged,
+                            Ok(Outcome::RetryAfter(_)) => false,
+                            Err(e) => {
+                                tracing::warn!(cluster = %cluster, source = %key, category = e.category(), error = %chain(&e), "reconcile failed");
+                                false
+                            }
+                        }
                     }
-                }
-            }
-            converged
+                })
+                .buffer_unordered(usize::from(workers))
+                .collect()
+                .await;
+            results.iter().all(|c| *c)
         }
     });
     let results = futures::future::join_all(passes).await;
