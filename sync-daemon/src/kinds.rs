@@ -1,6 +1,7 @@
 //! ConfigMap and Secret behind one trait, so reconcile has a single generic path: each kind
 //! converts to the planner's [`ObjectView`] and builds the object to apply from one.
 use crate::desired::{Kind, ObjectView, Payload};
+use crate::summary::{CopySummary, OwnedKeys, summarize};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, ObjectMeta};
 use kube::Resource;
@@ -23,11 +24,17 @@ pub trait Syncable:
 {
     const KIND: Kind;
     fn payload(&self) -> Payload;
+    /// Drops data, binaryData / data (what a cached non-source never needs).
+    fn clear_payload(&mut self);
     fn build(meta: ObjectMeta, payload: &Payload) -> Self;
 }
 
 impl Syncable for ConfigMap {
     const KIND: Kind = Kind::ConfigMap;
+    fn clear_payload(&mut self) {
+        self.data = None;
+        self.binary_data = None;
+    }
     fn payload(&self) -> Payload {
         Payload::ConfigMap {
             data: self.data.clone().unwrap_or_default(),
@@ -57,6 +64,10 @@ impl Syncable for ConfigMap {
 
 impl Syncable for Secret {
     const KIND: Kind = Kind::Secret;
+    fn clear_payload(&mut self) {
+        self.data = None;
+        self.string_data = None;
+    }
     fn payload(&self) -> Payload {
         Payload::Secret {
             type_: self.type_.clone().unwrap_or_else(|| "Opaque".to_string()),
@@ -120,30 +131,72 @@ pub fn build<K: Syncable>(desired: &ObjectView) -> K {
 /// Label and annotation keys our field manager owns through server-side apply, read from
 /// `managedFields` (`f:metadata` → `f:labels` / `f:annotations` → `f:<key>`).
 pub fn our_metadata_keys(entries: &[ManagedFieldsEntry]) -> (BTreeSet<String>, BTreeSet<String>) {
-    let mut labels = BTreeSet::new();
-    let mut annotations = BTreeSet::new();
-    for e in entries {
-        if e.manager.as_deref() != Some(FIELD_MANAGER) || e.operation.as_deref() != Some("Apply") {
-            continue;
-        }
-        let Some(fields) = e.fields_v1.as_ref() else {
-            continue;
-        };
-        let meta = &fields.0["f:metadata"];
-        for (section, out) in [
-            ("f:labels", &mut labels),
-            ("f:annotations", &mut annotations),
-        ] {
-            if let Some(m) = meta[section].as_object() {
-                out.extend(
-                    m.keys()
-                        .filter_map(|k| k.strip_prefix("f:"))
-                        .map(String::from),
-                );
-            }
-        }
+    let mut ours = OwnedKeys::default();
+    for e in entries.iter().filter(|e| is_ours(e)) {
+        collect(e, &mut ours);
     }
-    (labels, annotations)
+    (ours.labels, ours.annotations)
+}
+
+/// Keys (labels, annotations, `data`/`binaryData`) that our Apply entry owns and no other
+/// manager shares: what server-side apply removes when our next apply omits them.
+pub fn owned_keys(entries: &[ManagedFieldsEntry]) -> OwnedKeys {
+    let (mut ours, mut others) = (OwnedKeys::default(), OwnedKeys::default());
+    for e in entries {
+        collect(e, if is_ours(e) { &mut ours } else { &mut others });
+    }
+    ours.labels.retain(|k| !others.labels.contains(k));
+    ours.annotations.retain(|k| !others.annotations.contains(k));
+    ours.payload.retain(|k| !others.payload.contains(k));
+    ours
+}
+
+/// Trims an object for the source caches: managedFields and kubectl's last-applied copy are
+/// never needed, and an object without sync annotations needs no payload (when one is added,
+/// the watch delivers the object again, whole). Keeps memory proportional to the sources.
+pub fn trim_source<K: Syncable>(obj: &mut K) {
+    let m = obj.meta_mut();
+    m.managed_fields = None;
+    if let Some(a) = m.annotations.as_mut() {
+        a.remove(crate::annotations::LAST_APPLIED);
+    }
+    let source = m
+        .annotations
+        .as_ref()
+        .is_some_and(crate::annotations::has_sync_keys);
+    if !source {
+        obj.clear_payload();
+    }
+}
+
+/// The summary the copy caches keep instead of the object.
+pub fn summary<K: Syncable>(obj: &K) -> CopySummary {
+    let owned = owned_keys(obj.meta().managed_fields.as_deref().unwrap_or(&[]));
+    summarize(&view(obj), &owned)
+}
+
+fn is_ours(e: &ManagedFieldsEntry) -> bool {
+    e.manager.as_deref() == Some(FIELD_MANAGER) && e.operation.as_deref() == Some("Apply")
+}
+
+fn collect(e: &ManagedFieldsEntry, out: &mut OwnedKeys) {
+    let Some(fields) = e.fields_v1.as_ref() else {
+        return;
+    };
+    let keys = |v: &serde_json::Value, out: &mut BTreeSet<String>| {
+        if let Some(m) = v.as_object() {
+            out.extend(
+                m.keys()
+                    .filter_map(|k| k.strip_prefix("f:"))
+                    .map(String::from),
+            );
+        }
+    };
+    let meta = &fields.0["f:metadata"];
+    keys(&meta["f:labels"], &mut out.labels);
+    keys(&meta["f:annotations"], &mut out.annotations);
+    keys(&fields.0["f:data"], &mut out.payload);
+    keys(&fields.0["f:binaryData"], &mut out.payload);
 }
 
 #[cfg(test)]
@@ -171,6 +224,60 @@ mod tests {
         assert_eq!(l, BTreeSet::from(["a".to_string()]));
         assert_eq!(a, BTreeSet::from(["b".to_string()]));
         assert_eq!(our_metadata_keys(&[]), (BTreeSet::new(), BTreeSet::new()));
+    }
+
+    #[test]
+    fn trimmed_sources_keep_what_planning_reads() {
+        let mut cm = ConfigMap::default();
+        cm.metadata.managed_fields = Some(vec![ManagedFieldsEntry::default()]);
+        cm.metadata.annotations = Some(
+            [
+                (
+                    crate::annotations::LAST_APPLIED.to_string(),
+                    "{}".to_string(),
+                ),
+                (crate::annotations::SYNC.to_string(), String::new()),
+            ]
+            .into(),
+        );
+        cm.data = Some([("k".to_string(), "v".to_string())].into());
+        let mut plain = cm.clone();
+        plain.metadata.annotations = None;
+        trim_source(&mut cm);
+        trim_source(&mut plain);
+        assert_eq!(cm.metadata.managed_fields, None);
+        assert_eq!(cm.metadata.annotations.as_ref().map(|a| a.len()), Some(1));
+        assert!(cm.data.is_some(), "a source keeps its payload");
+        assert!(plain.data.is_none(), "a non-source drops it");
+    }
+
+    #[test]
+    fn owned_keys_exclude_what_another_manager_shares() {
+        let entry = |manager: &str, op: &str, fields: serde_json::Value| ManagedFieldsEntry {
+            manager: Some(manager.into()),
+            operation: Some(op.into()),
+            fields_v1: Some(FieldsV1(fields)),
+            ..Default::default()
+        };
+        let ours = entry(
+            FIELD_MANAGER,
+            "Apply",
+            serde_json::json!({
+                "f:metadata": {"f:labels": {"f:a": {}, "f:b": {}}, "f:annotations": {"f:n": {}}},
+                "f:data": {"f:k": {}, "f:v": {}}, "f:binaryData": {"f:bin": {}}
+            }),
+        );
+        let theirs = entry(
+            "kubectl-edit",
+            "Update",
+            serde_json::json!({"f:metadata": {"f:labels": {"f:b": {}}}, "f:data": {"f:v": {}}}),
+        );
+        let k = owned_keys(&[ours, theirs]);
+        let set = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
+        assert_eq!(k.labels, set(&["a"]));
+        assert_eq!(k.annotations, set(&["n"]));
+        assert_eq!(k.payload, set(&["bin", "k"]));
+        assert_eq!(owned_keys(&[]), OwnedKeys::default());
     }
 
     #[test]

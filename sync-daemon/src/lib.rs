@@ -1,7 +1,8 @@
 //! sync-daemon: mirrors ConfigMaps and Secrets annotated the kubed way into other namespaces
 //! and into follower clusters.
 //!
-//! Pure decisions: `selector`, `annotations`, `desired` (and `kinds` for the type mapping).
+//! Pure decisions: `selector`, `annotations`, `desired`, `summary` (planning from the compact
+//! copy cache `copies`), and `kinds` for the type mapping.
 //! I/O: `clusters` (clients), `reconcile` (one key in one cluster), `writer` (every write),
 //! `queue` (per-cluster backoff), `runner` (watches, workers, resync). `hooks` reports outcomes.
 //! Operations: `app` (binary wiring), `admin` (probes), `metrics`, `ops` (Events), `leader`,
@@ -12,6 +13,7 @@ pub mod app;
 pub mod args;
 pub mod clusters;
 pub mod compat;
+pub mod copies;
 pub mod desired;
 pub mod error;
 pub mod hooks;
@@ -28,6 +30,7 @@ pub mod reconcile;
 pub mod runner;
 pub mod selector;
 pub mod status;
+pub mod summary;
 pub mod writer;
 
 /// Exit codes: see `app` (0 ok, 1 not converged / not in sync, 2 bad configuration,

@@ -9,10 +9,12 @@ use crate::hooks::{Hooks, Synced};
 use crate::metrics::Metrics;
 use crate::queue::SourceKey;
 use crate::reconcile::Context;
+use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::Resource;
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::ObjectRef;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -98,10 +100,7 @@ impl Hooks for Ops {
     }
 }
 
-fn source_ref(
-    ctx: &Context,
-    key: &SourceKey,
-) -> Option<k8s_openapi::api::core::v1::ObjectReference> {
+fn source_ref(ctx: &Context, key: &SourceKey) -> Option<ObjectReference> {
     let (name, ns) = (key.name.as_str(), key.namespace.as_str());
     match key.kind {
         Kind::ConfigMap => ctx
@@ -117,11 +116,59 @@ fn source_ref(
     }
 }
 
+/// How long first-copy notices are gathered into one `Synced` Event per source.
+const SYNCED_BATCH: Duration = Duration::from_secs(1);
+const SYNCED_BATCH_MAX: usize = 10_000;
+
+/// One `Synced` Event per source of the batch, naming every context and namespace it reached.
+fn synced_events(ctx: &Context, batch: Vec<FirstSync>) -> Vec<(ObjectReference, Event)> {
+    let mut by_source: BTreeMap<SourceKey, BTreeMap<String, BTreeSet<String>>> = BTreeMap::new();
+    for f in batch {
+        by_source
+            .entry(f.key)
+            .or_default()
+            .entry(f.cluster)
+            .or_default()
+            .extend(f.namespaces);
+    }
+    by_source
+        .into_iter()
+        .filter_map(|(key, reached)| {
+            let r = source_ref(ctx, &key)?;
+            Some((r, synced_event(&reached)))
+        })
+        .collect()
+}
+
+fn synced_event(reached: &BTreeMap<String, BTreeSet<String>>) -> Event {
+    let parts: Vec<String> = reached
+        .iter()
+        .map(|(cluster, namespaces)| {
+            let ns: Vec<&str> = namespaces.iter().map(String::as_str).collect();
+            format!("namespace(s) {} in context {cluster}", ns.join(", "))
+        })
+        .collect();
+    let mut note = format!("copied to {}", parts.join("; "));
+    if note.len() > 1000 {
+        // Event notes are capped (1 KiB); the contexts are listed in order, the rest elided.
+        let mut end = 990;
+        while !note.is_char_boundary(end) {
+            end -= 1;
+        }
+        note.truncate(end);
+        note.push_str(" …");
+    }
+    Event {
+        type_: EventType::Normal,
+        reason: "Synced".into(),
+        note: Some(note),
+        action: "Sync".into(),
+        secondary: None,
+    }
+}
+
 /// Sources whose sync-contexts name `cluster`.
-fn sources_naming(
-    ctx: &Context,
-    cluster: &str,
-) -> Vec<k8s_openapi::api::core::v1::ObjectReference> {
+fn sources_naming(ctx: &Context, cluster: &str) -> Vec<ObjectReference> {
     let names = |a: Option<&std::collections::BTreeMap<String, String>>| {
         a.map(|a| {
             ann::parse(a)
@@ -159,35 +206,38 @@ async fn publish(
     metrics: Arc<Metrics>,
 ) {
     loop {
-        let (refs, ev) = tokio::select! {
+        let events: Vec<(ObjectReference, Event)> = tokio::select! {
             Some(f) = first.recv() => {
-                let Some(r) = source_ref(&ctx, &f.key) else { continue };
-                let note = format!("copied to namespace(s) {} in context {}", f.namespaces.join(", "), f.cluster);
-                (vec![r], Event {
-                    type_: EventType::Normal,
-                    reason: "Synced".into(),
-                    note: Some(note),
-                    action: "Sync".into(),
-                    secondary: None,
-                })
+                // A cold start creates a source's copies in every follower within moments:
+                // gather what arrives within SYNCED_BATCH and publish one Event per source.
+                let mut batch = vec![f];
+                let until = tokio::time::Instant::now() + SYNCED_BATCH;
+                while batch.len() < SYNCED_BATCH_MAX {
+                    match tokio::time::timeout_at(until, first.recv()).await {
+                        Ok(Some(f)) => batch.push(f),
+                        _ => break,
+                    }
+                }
+                synced_events(&ctx, batch)
             }
             Some(u) = unreachable.recv() => {
                 let note = format!("context {} has been unreachable for {}s; its copies are not updated", u.cluster, u.for_.as_secs());
                 tracing::warn!(cluster = %u.cluster, down_s = u.for_.as_secs(), "cluster unreachable past the threshold");
-                (sources_naming(&ctx, &u.cluster), Event {
+                let ev = || Event {
                     type_: EventType::Warning,
                     reason: "FollowerUnreachable".into(),
-                    note: Some(note),
+                    note: Some(note.clone()),
                     action: "Sync".into(),
                     secondary: None,
-                })
+                };
+                sources_naming(&ctx, &u.cluster).into_iter().map(|r| (r, ev())).collect()
             }
             else => return,
         };
         if metrics.leader.get() != 1 {
             continue; // a standby writes nothing, Events included
         }
-        for r in refs {
+        for (r, ev) in events {
             if dry_run {
                 tracing::info!(reason = %ev.reason, source = ?r.name, "dry run: would publish event");
                 continue;
@@ -196,5 +246,32 @@ async fn publish(
                 tracing::warn!(reason = %ev.reason, error = %chain(&e), "cannot publish event");
             }
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_synced_note_names_every_context() {
+        let reached = BTreeMap::from([
+            (
+                "f1".to_string(),
+                BTreeSet::from(["a".to_string(), "b".to_string()]),
+            ),
+            ("f2".to_string(), BTreeSet::from(["a".to_string()])),
+        ]);
+        let ev = synced_event(&reached);
+        assert_eq!(
+            ev.note.as_deref(),
+            Some("copied to namespace(s) a, b in context f1; namespace(s) a in context f2")
+        );
+        let many: BTreeMap<String, BTreeSet<String>> = (0..200)
+            .map(|i| (format!("follower-{i}"), BTreeSet::from(["ns".to_string()])))
+            .collect();
+        let long = synced_event(&many).note.unwrap();
+        assert!(long.len() <= 1000 && long.ends_with('…'), "{}", long.len());
     }
 }

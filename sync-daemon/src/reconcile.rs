@@ -1,11 +1,13 @@
 //! The I/O shell around the pure planner: for one (target cluster, source key) it reads the
 //! caches, asks `desired::plan` what to do, performs the writes, and reports problems as Events
 //! on the source. One generic path serves ConfigMap and Secret.
+use crate::copies::CopyCache;
 use crate::desired::{self, Action, Kind, NamespaceView, NotSource, ObjectView, Settings, Target};
 use crate::error::{SyncError, chain};
 use crate::hooks::Hooks;
 use crate::kinds::{self, Syncable};
 use crate::queue::{Queue, SourceKey};
+use crate::summary::{self, CopySummary};
 use crate::writer::Writer;
 use crate::{annotations as ann, clusters::Cluster};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
@@ -57,8 +59,8 @@ pub struct TargetCluster {
     pub cluster: Cluster,
     /// The source cluster itself (intra-cluster copies).
     pub local: bool,
-    pub configmap_copies: Store<ConfigMap>,
-    pub secret_copies: Store<Secret>,
+    pub configmap_copies: Arc<CopyCache>,
+    pub secret_copies: Arc<CopyCache>,
     pub queue: Arc<Queue>,
     /// Both copy caches hold a full list.
     pub ready: Ready,
@@ -129,36 +131,38 @@ impl Context {
     /// each copy there (so orphans are found).
     pub fn all_keys(&self, idx: usize) -> BTreeSet<SourceKey> {
         let mut keys = BTreeSet::new();
-        let key = |kind, o: &ObjectView| SourceKey {
-            kind,
-            namespace: o.namespace.clone(),
-            name: o.name.clone(),
-        };
+        fn key<K: Resource>(kind: Kind, o: &K) -> SourceKey {
+            SourceKey {
+                kind,
+                namespace: o.meta().namespace.clone().unwrap_or_default(),
+                name: o.meta().name.clone().unwrap_or_default(),
+            }
+        }
         for cm in self.sources.configmaps.state() {
             if ann::has_sync_keys(cm.annotations_or_empty()) {
-                keys.insert(key(Kind::ConfigMap, &kinds::view(&*cm)));
+                keys.insert(key(Kind::ConfigMap, &*cm));
             }
         }
         for s in self.sources.secrets.state() {
             if ann::has_sync_keys(s.annotations_or_empty()) {
-                keys.insert(key(Kind::Secret, &kinds::view(&*s)));
+                keys.insert(key(Kind::Secret, &*s));
             }
         }
         if let Some(t) = self.targets.get(idx) {
-            let origin = |kind, labels: &BTreeMap<String, String>| {
-                ann::origin_of(labels, &self.settings.cluster_name).map(|(namespace, name)| {
-                    SourceKey {
-                        kind,
-                        namespace,
-                        name,
-                    }
-                })
-            };
-            for c in t.configmap_copies.state() {
-                keys.extend(origin(Kind::ConfigMap, c.labels_or_empty()));
-            }
-            for c in t.secret_copies.state() {
-                keys.extend(origin(Kind::Secret, c.labels_or_empty()));
+            for (kind, cache) in [
+                (Kind::ConfigMap, &t.configmap_copies),
+                (Kind::Secret, &t.secret_copies),
+            ] {
+                keys.extend(
+                    cache
+                        .origins()
+                        .into_iter()
+                        .map(|(namespace, name)| SourceKey {
+                            kind,
+                            namespace,
+                            name,
+                        }),
+                );
             }
         }
         keys
@@ -189,7 +193,7 @@ impl Context {
         idx: usize,
         key: &SourceKey,
         sources: &Store<K>,
-        copies: &Store<K>,
+        copies: &CopyCache,
     ) -> Result<Outcome, SyncError> {
         let t = &self.targets[idx];
         let s = &self.settings;
@@ -236,23 +240,9 @@ impl Context {
             }
         };
 
-        let observed: Vec<ObjectView> = copies
-            .state()
-            .iter()
-            .filter(|c| {
-                ann::is_owned_by(
-                    c.labels_or_empty(),
-                    &key.name,
-                    &key.namespace,
-                    &s.cluster_name,
-                )
-            })
-            .map(|c| kinds::view(&**c))
-            .collect();
-        let observed_refs: Vec<&ObjectView> = observed.iter().collect();
+        let cached = copies.copies_of(&key.namespace, &key.name);
+        let summaries: Vec<&CopySummary> = cached.iter().map(|c| &**c).collect();
 
-        // Namespaces that want a copy but hold none of ours: look the name up once, so an
-        // unmanaged object there is seen (the copy cache only holds objects with our labels).
         let mut wanted = source
             .map(|src| desired::target_namespaces(src, &target))
             .unwrap_or_default();
@@ -266,22 +256,21 @@ impl Context {
                 wanted.extend(desired::target_namespaces(src, &alias));
             }
         }
-        let mut others = BTreeMap::new();
-        for ns in wanted
-            .iter()
-            .filter(|ns| !observed.iter().any(|o| &o.namespace == *ns))
-        {
-            let api: Api<K> = Api::namespaced(t.cluster.client.clone(), ns);
+        // Read by name where the cache cannot decide: a wanted namespace with none of our copies
+        // (an unmanaged object may be there: the cache only holds objects with our labels), or
+        // a copy edited by hand.
+        let mut read = BTreeMap::new();
+        for ns in summary::needs_read(source, &wanted, &summaries, s) {
+            let api: Api<K> = Api::namespaced(t.cluster.client.clone(), &ns);
             match api.get_opt(&key.name).await {
-                Ok(Some(obj)) => {
-                    others.insert(ns.clone(), kinds::view(&obj));
+                Ok(found) => {
+                    read.insert(ns, found.as_ref().map(kinds::view));
                 }
-                Ok(None) => {}
                 Err(source) => {
                     return Err(SyncError::Get {
                         cluster: t.cluster.context.clone(),
                         kind: K::KIND,
-                        namespace: ns.clone(),
+                        namespace: ns,
                         name: key.name.clone(),
                         source,
                     });
@@ -289,7 +278,7 @@ impl Context {
             }
         }
 
-        let actions = desired::plan_namespaces(source, &wanted, &observed_refs, &others, s);
+        let actions = summary::plan_copies(source, &wanted, &summaries, &read, s);
         let wrote = actions
             .iter()
             .any(|a| !matches!(a, Action::Noop { .. } | Action::Conflict { .. }));
@@ -605,7 +594,6 @@ fn namespace_view(n: &Namespace) -> NamespaceView {
 
 trait MetaExt {
     fn annotations_or_empty(&self) -> &BTreeMap<String, String>;
-    fn labels_or_empty(&self) -> &BTreeMap<String, String>;
 }
 
 static EMPTY: BTreeMap<String, String> = BTreeMap::new();
@@ -613,8 +601,5 @@ static EMPTY: BTreeMap<String, String> = BTreeMap::new();
 impl<K: Resource> MetaExt for K {
     fn annotations_or_empty(&self) -> &BTreeMap<String, String> {
         self.meta().annotations.as_ref().unwrap_or(&EMPTY)
-    }
-    fn labels_or_empty(&self) -> &BTreeMap<String, String> {
-        self.meta().labels.as_ref().unwrap_or(&EMPTY)
     }
 }

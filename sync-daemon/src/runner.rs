@@ -1,15 +1,17 @@
 //! Start-up wiring: clusters → watches (kube-runtime reflectors) → per-cluster queues and
 //! workers → periodic resync. `run` keeps going; `once` does one pass and reports convergence.
-use crate::annotations::{self as ann, ORIGIN_CLUSTER, ORIGIN_NAMESPACE};
+use crate::annotations::{ORIGIN_CLUSTER, ORIGIN_NAMESPACE};
 use crate::args::SyncArgs;
 use crate::clusters::{self, Clusters};
+use crate::copies::{CopyCache, Origin};
 use crate::desired::{Kind, Settings};
 use crate::error::chain;
 use crate::hooks::{Hooks, Tally};
+use crate::kinds::{self, Syncable};
 use crate::queue::{self, Queue, SourceKey};
 use crate::reconcile::{Context, Outcome, Ready, SourceStores, TargetCluster};
 use crate::writer::Writer;
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use kube::api::Api;
 use kube::runtime::events::{Recorder, Reporter};
@@ -55,11 +57,13 @@ enum Resync {
     One(usize),
 }
 
+#[allow(clippy::too_many_arguments)]
 fn watch<K>(
     api: Api<K>,
     cfg: watcher::Config,
     what: &'static str,
     cluster: String,
+    trim: fn(&mut K),
     on_object: impl Fn(&K) + Send + 'static,
     on_relist: impl Fn() + Send + 'static,
 ) -> (Store<K>, tokio::sync::watch::Receiver<bool>)
@@ -74,7 +78,10 @@ where
 {
     let (reader, writer) = reflector::store();
     let (ready_tx, ready_rx) = tokio::sync::watch::channel(false);
-    let stream = reflector::reflector(writer, watcher(api, cfg).default_backoff());
+    let events = watcher(api, cfg)
+        .default_backoff()
+        .map_ok(move |ev| ev.modify(trim));
+    let stream = reflector::reflector(writer, events);
     tokio::spawn(async move {
         futures::pin_mut!(stream);
         while let Some(ev) = stream.next().await {
@@ -96,6 +103,38 @@ where
         }
     });
     (reader, ready_rx)
+}
+
+/// Watches our copies of one kind in one target cluster into `cache` (summaries, not objects).
+fn watch_copies<K: Syncable>(
+    api: Api<K>,
+    cfg: watcher::Config,
+    what: &'static str,
+    cluster: String,
+    cache: Arc<CopyCache>,
+    on_origin: impl Fn(Origin) + Send + 'static,
+    on_relist: impl Fn() + Send + 'static,
+) -> tokio::sync::watch::Receiver<bool> {
+    let (ready_tx, ready_rx) = tokio::sync::watch::channel(false);
+    let stream = watcher(api, cfg).default_backoff();
+    tokio::spawn(async move {
+        futures::pin_mut!(stream);
+        while let Some(ev) = stream.next().await {
+            match ev {
+                Ok(ev) => {
+                    cache.apply(&ev).into_iter().for_each(&on_origin);
+                    if matches!(ev, watcher::Event::InitDone) {
+                        ready_tx.send_replace(true);
+                        on_relist();
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(cluster = %cluster, watch = what, error = %chain(&e), "watch failed, retrying")
+                }
+            }
+        }
+    });
+    ready_rx
 }
 
 /// A source event concerns every cluster: its copies may live anywhere.
@@ -179,6 +218,7 @@ async fn start(
         watcher::Config::default(),
         "configmaps",
         ctx_name.clone(),
+        kinds::trim_source::<ConfigMap>,
         to_all::<ConfigMap>(&queues, Kind::ConfigMap, rt.hooks.clone()),
         relist_all(),
     );
@@ -197,6 +237,7 @@ async fn start(
         secret_cfg,
         "secrets",
         ctx_name.clone(),
+        kinds::trim_source::<Secret>,
         to_all::<Secret>(&queues, Kind::Secret, rt.hooks.clone()),
         relist_all(),
     );
@@ -206,6 +247,7 @@ async fn start(
         watcher::Config::default(),
         "namespaces",
         ctx_name.clone(),
+        |n: &mut Namespace| n.metadata.managed_fields = None,
         {
             let tx = tx.clone();
             move |_: &Namespace| {
@@ -223,18 +265,14 @@ async fn start(
     let mut targets = Vec::new();
     for (idx, cluster) in all.into_iter().enumerate() {
         let q = queues[idx].clone();
-        let name = cluster_name.clone();
         let enqueue = move |kind: Kind| {
             let q = q.clone();
-            let name = name.clone();
-            move |labels: Option<&std::collections::BTreeMap<String, String>>| {
-                if let Some((namespace, n)) = labels.and_then(|l| ann::origin_of(l, &name)) {
-                    q.add(SourceKey {
-                        kind,
-                        namespace,
-                        name: n,
-                    });
-                }
+            move |(namespace, name): Origin| {
+                q.add(SourceKey {
+                    kind,
+                    namespace,
+                    name,
+                })
             }
         };
         let relist_one = || {
@@ -244,26 +282,24 @@ async fn start(
             }
         };
         let cfg = watcher::Config::default().labels(&copy_sel);
-        let (cm_copies, cm_copies_ready) = watch(
+        let cm_copies = Arc::new(CopyCache::new(&cluster_name));
+        let cm_copies_ready = watch_copies(
             Api::<ConfigMap>::all(cluster.watch_client.clone()),
             cfg.clone(),
             "configmap copies",
             cluster.context.clone(),
-            {
-                let f = enqueue(Kind::ConfigMap);
-                move |o: &ConfigMap| f(o.metadata.labels.as_ref())
-            },
+            cm_copies.clone(),
+            enqueue(Kind::ConfigMap),
             relist_one(),
         );
-        let (secret_copies, secret_copies_ready) = watch(
+        let secret_copies = Arc::new(CopyCache::new(&cluster_name));
+        let secret_copies_ready = watch_copies(
             Api::<Secret>::all(cluster.watch_client.clone()),
             cfg,
             "secret copies",
             cluster.context.clone(),
-            {
-                let f = enqueue(Kind::Secret);
-                move |o: &Secret| f(o.metadata.labels.as_ref())
-            },
+            secret_copies.clone(),
+            enqueue(Kind::Secret),
             relist_one(),
         );
         targets.push(TargetCluster {

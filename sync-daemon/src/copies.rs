@@ -1,0 +1,254 @@
+//! The cache of the copies this daemon made in one target cluster (one per kind), kept as
+//! [`CopySummary`]s indexed by origin, not as objects.
+//!
+//! kube-runtime's `watcher` feeds it (list + watch with re-list on 410, bookmarks, backoff);
+//! its `reflector` store is not used here because it can only keep whole objects, which is what
+//! made memory grow with sources × namespaces × followers × object size. The index by origin also
+//! makes finding a source's copies O(1) instead of a scan of every copy in the cluster.
+use crate::annotations as ann;
+use crate::kinds::{self, Syncable};
+use crate::summary::CopySummary;
+use kube::runtime::watcher;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+/// A source by `(namespace, name)` in the source cluster.
+pub type Origin = (String, String);
+
+#[derive(Default)]
+struct Index {
+    by_origin: HashMap<Origin, Vec<Arc<CopySummary>>>,
+    /// `(namespace, name)` of each cached copy → its origin (a copy's labels can change).
+    origin_of: HashMap<(String, String), Origin>,
+}
+
+impl Index {
+    fn remove(&mut self, at: &(String, String)) -> Option<Origin> {
+        let origin = self.origin_of.remove(at)?;
+        if let Some(v) = self.by_origin.get_mut(&origin) {
+            v.retain(|c| (c.namespace.as_str(), c.name.as_str()) != (at.0.as_str(), at.1.as_str()));
+            if v.is_empty() {
+                self.by_origin.remove(&origin);
+            }
+        }
+        Some(origin)
+    }
+
+    fn insert(&mut self, origin: Origin, c: CopySummary) {
+        let at = (c.namespace.clone(), c.name.clone());
+        self.remove(&at);
+        self.origin_of.insert(at, origin.clone());
+        self.by_origin.entry(origin).or_default().push(Arc::new(c));
+    }
+}
+
+/// Copies of one kind in one target cluster.
+pub struct CopyCache {
+    cluster_name: String,
+    index: RwLock<Index>,
+    /// The list in progress after `Init` (swapped in at `InitDone`, as the reflector does).
+    relist: RwLock<Option<Index>>,
+}
+
+impl CopyCache {
+    /// `cluster_name`: our `--cluster-name`, whose origin labels mark our copies.
+    pub fn new(cluster_name: &str) -> Self {
+        Self {
+            cluster_name: cluster_name.to_string(),
+            index: RwLock::default(),
+            relist: RwLock::default(),
+        }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Index> {
+        // Poisoning only means a writer panicked mid-update; the maps are still consistent
+        // enough to read (each update is a remove followed by an insert).
+        self.index.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Index> {
+        self.index.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The origin a copy names, if it is one of ours.
+    fn origin<K: Syncable>(&self, obj: &K) -> Option<Origin> {
+        obj.meta()
+            .labels
+            .as_ref()
+            .and_then(|l| ann::origin_of(l, &self.cluster_name))
+    }
+
+    fn at<K: Syncable>(obj: &K) -> (String, String) {
+        let m = obj.meta();
+        (
+            m.namespace.clone().unwrap_or_default(),
+            m.name.clone().unwrap_or_default(),
+        )
+    }
+
+    /// Applies one watcher event; returns the origins it concerns (to be requeued).
+    pub fn apply<K: Syncable>(&self, ev: &watcher::Event<K>) -> Vec<Origin> {
+        match ev {
+            watcher::Event::Init => {
+                *self.relist.write().unwrap_or_else(|p| p.into_inner()) = Some(Index::default());
+                Vec::new()
+            }
+            watcher::Event::InitApply(o) => {
+                let origin = self.origin(o);
+                if let Some(origin) = &origin {
+                    let mut g = self.relist.write().unwrap_or_else(|p| p.into_inner());
+                    g.get_or_insert_with(Index::default)
+                        .insert(origin.clone(), kinds::summary(o));
+                }
+                origin.into_iter().collect()
+            }
+            watcher::Event::InitDone => {
+                let fresh = self
+                    .relist
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .take()
+                    .unwrap_or_default();
+                // Origins of copies that vanished while the watch was down are requeued by the
+                // re-list sweep (runner), which covers every cached origin afterwards.
+                *self.write() = fresh;
+                Vec::new()
+            }
+            watcher::Event::Apply(o) => {
+                let mut g = self.write();
+                let before = g.remove(&Self::at(o));
+                let now = self.origin(o);
+                if let Some(origin) = &now {
+                    g.insert(origin.clone(), kinds::summary(o));
+                }
+                before.into_iter().chain(now).collect()
+            }
+            watcher::Event::Delete(o) => {
+                let gone = self.write().remove(&Self::at(o));
+                gone.into_iter().chain(self.origin(o)).collect()
+            }
+        }
+    }
+
+    /// The cached copies of one source.
+    pub fn copies_of(&self, namespace: &str, name: &str) -> Vec<Arc<CopySummary>> {
+        self.read()
+            .by_origin
+            .get(&(namespace.to_string(), name.to_string()))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Every origin with at least one cached copy.
+    pub fn origins(&self) -> Vec<Origin> {
+        self.read().by_origin.keys().cloned().collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.read().origin_of.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use crate::annotations::{ORIGIN_CLUSTER, ORIGIN_NAME, ORIGIN_NAMESPACE};
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use std::collections::BTreeMap;
+
+    fn copy(ns: &str, name: &str, origin: Option<(&str, &str)>, v: &str) -> ConfigMap {
+        let mut cm = ConfigMap::default();
+        cm.metadata.namespace = Some(ns.into());
+        cm.metadata.name = Some(name.into());
+        cm.metadata.uid = Some(format!("{ns}-{name}"));
+        if let Some((ons, oname)) = origin {
+            cm.metadata.labels = Some(BTreeMap::from([
+                (ORIGIN_CLUSTER.to_string(), "mgmt".to_string()),
+                (ORIGIN_NAMESPACE.to_string(), ons.to_string()),
+                (ORIGIN_NAME.to_string(), oname.to_string()),
+            ]));
+        }
+        cm.data = Some(BTreeMap::from([("v".to_string(), v.to_string())]));
+        cm
+    }
+
+    fn origin(ns: &str, name: &str) -> Origin {
+        (ns.to_string(), name.to_string())
+    }
+
+    #[test]
+    fn indexes_by_origin_and_follows_changes() {
+        let c = CopyCache::new("mgmt");
+        let a1 = copy("t1", "a", Some(("prod", "a")), "1");
+        let a2 = copy("t2", "a", Some(("prod", "a")), "1");
+        assert_eq!(
+            c.apply(&watcher::Event::Apply(a1.clone())),
+            vec![origin("prod", "a")]
+        );
+        c.apply(&watcher::Event::Apply(a2.clone()));
+        assert_eq!(c.copies_of("prod", "a").len(), 2);
+        // Updated in place, not duplicated.
+        let before = c.copies_of("prod", "a");
+        c.apply(&watcher::Event::Apply(copy(
+            "t1",
+            "a",
+            Some(("prod", "a")),
+            "2",
+        )));
+        let after = c.copies_of("prod", "a");
+        assert_eq!(after.len(), 2);
+        assert_ne!(before, after);
+        // Relabelled to another origin: both origins are reported, the index moves.
+        let moved = copy("t1", "a", Some(("dev", "a")), "2");
+        let touched = c.apply(&watcher::Event::Apply(moved.clone()));
+        assert_eq!(touched, vec![origin("prod", "a"), origin("dev", "a")]);
+        assert_eq!(c.copies_of("prod", "a").len(), 1);
+        assert_eq!(c.copies_of("dev", "a").len(), 1);
+        // Labels removed: no longer ours.
+        c.apply(&watcher::Event::Apply(copy("t1", "a", None, "2")));
+        assert!(c.copies_of("dev", "a").is_empty());
+        c.apply(&watcher::Event::Delete(a2));
+        assert!(c.is_empty());
+        assert!(c.origins().is_empty());
+    }
+
+    #[test]
+    fn a_relist_replaces_everything_at_once() {
+        let c = CopyCache::new("mgmt");
+        c.apply(&watcher::Event::Apply(copy(
+            "t1",
+            "old",
+            Some(("prod", "old")),
+            "1",
+        )));
+        c.apply(&watcher::Event::<ConfigMap>::Init);
+        c.apply(&watcher::Event::InitApply(copy(
+            "t1",
+            "new",
+            Some(("prod", "new")),
+            "1",
+        )));
+        // Until InitDone the old state still answers.
+        assert_eq!(c.origins(), vec![origin("prod", "old")]);
+        c.apply(&watcher::Event::<ConfigMap>::InitDone);
+        assert_eq!(c.origins(), vec![origin("prod", "new")]);
+        assert_eq!(c.len(), 1);
+    }
+
+    #[test]
+    fn other_clusters_copies_are_not_ours() {
+        let c = CopyCache::new("other");
+        c.apply(&watcher::Event::Apply(copy(
+            "t1",
+            "a",
+            Some(("prod", "a")),
+            "1",
+        )));
+        assert!(c.is_empty());
+    }
+}
