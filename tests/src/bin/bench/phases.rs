@@ -116,6 +116,7 @@ pub async fn latency(w: &World, args: &Args, measure: bool, steady: bool) -> Res
          | N | API requests per update per follower | per update on the source | unannotated change: daemon API requests | all requests seen (incl. /version probes) |\n|---|---|---|---|---|\n",
     );
     let mut idle_rows = String::new();
+    let mut ceiling_rows = String::new();
     for &n in &args.latency_followers {
         let ns = unique_ns(&format!("lat{n}"));
         w.namespace(&ns, n).await?;
@@ -218,10 +219,57 @@ pub async fn latency(w: &World, args: &Args, measure: bool, steady: bool) -> Res
             )?;
         }
         d.stop(Duration::from_secs(5));
+        if measure {
+            // The ceiling: the same change written by the harness itself straight into the N
+            // copies at once (server-side apply, as the daemon writes), daemon stopped.
+            let apis: Vec<Api<ConfigMap>> = w.clients[1..=n]
+                .iter()
+                .map(|c| Api::namespaced(c.clone(), &ns))
+                .collect();
+            let mut p50s = Vec::new();
+            let mut p99s = Vec::new();
+            for run in 0..args.runs {
+                let mut samples = Vec::new();
+                for u in 0..args.updates {
+                    let value = format!("direct-r{run}u{u}");
+                    let body = serde_json::json!({
+                        "apiVersion": "v1", "kind": "ConfigMap",
+                        "metadata": { "name": "lat" }, "data": { "v": value }
+                    });
+                    let pp = PatchParams::apply("kubed-cross-sync").force();
+                    let sent = Instant::now();
+                    let patch = Patch::Apply(&body);
+                    let writes = apis.iter().map(|a| a.patch("lat", &pp, &patch));
+                    for r in futures::future::join_all(writes).await {
+                        r.context("direct write of the copy")?;
+                    }
+                    let arrived = await_value(&mut rx, n, &value, Duration::from_secs(30)).await?;
+                    let last = arrived.iter().max().copied().unwrap_or(sent);
+                    samples.push(last.saturating_duration_since(sent).as_secs_f64() * 1000.0);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                p50s.push(percentile(&samples, 50.0).unwrap_or(f64::NAN));
+                p99s.push(percentile(&samples, 99.0).unwrap_or(f64::NAN));
+                eprintln!(
+                    "bench: direct-write ceiling N={n} run {run}: p50 {:.1} ms p99 {:.1} ms",
+                    p50s[run], p99s[run]
+                );
+            }
+            writeln!(
+                ceiling_rows,
+                "| {n} | {} | {} |",
+                summary(&p50s, 1),
+                summary(&p99s, 1)
+            )?;
+        }
     }
     let mut out = String::new();
     if measure {
-        out += &format!("{table}\n{cost}\n");
+        out += &format!(
+            "{table}\n### Latency ceiling: the harness writes the N copies itself, all at once (daemon stopped)\n\n\
+             | N | p50 ms (median of runs, min–max) | p99 ms (median of runs, min–max) |\n|---|---|---|\n\
+             {ceiling_rows}\n{cost}\n"
+        );
     }
     if steady {
         out += &steady_header(args);
