@@ -13,19 +13,20 @@
 #[path = "../src/bin/bench/daemon.rs"]
 #[allow(dead_code)]
 mod daemon;
+mod model_io;
 mod model_world;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use base64::Engine;
 use e2e::{ClusterSpec, Testbed, TestbedOptions, default_account};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use k8s_openapi::api::events::v1::Event;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Client, ResourceExt};
+use model_io::*;
 use model_world::*;
 use serde_json::{Value, json};
 
@@ -39,166 +40,6 @@ fn env_u64(name: &str) -> Option<u64> {
 
 fn soak() -> bool {
     std::env::var_os("KCS_SOAK").is_some_and(|v| !v.is_empty() && v != "0")
-}
-
-fn b64(s: &str) -> String {
-    base64::engine::general_purpose::STANDARD.encode(s)
-}
-
-/// The daemon under test: `sync-daemon run` on all namespaces of the source cluster.
-struct DaemonProc {
-    child: Child,
-}
-
-impl DaemonProc {
-    fn start(kubeconfig: &Path, log: &Path, cluster_name: &str) -> DaemonProc {
-        let out = std::fs::File::create(log).expect("daemon log");
-        let child = Command::new(daemon::binary().expect("sync-daemon binary"))
-            .args(["run", "--kubeconfig-file"])
-            .arg(kubeconfig)
-            .args(["--cluster-name", cluster_name, "--resync-period", "30s"])
-            .args(["--metrics-addr", "127.0.0.1:0"])
-            .env("RUST_LOG", "info,sync_daemon=debug")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(out)
-            .spawn()
-            .expect("start sync-daemon");
-        DaemonProc { child }
-    }
-
-    fn exited(&mut self) -> Option<String> {
-        match self.child.try_wait() {
-            Ok(Some(status)) => Some(status.to_string()),
-            _ => None,
-        }
-    }
-}
-
-impl Drop for DaemonProc {
-    /// SIGKILL (by pid): a crash, as far as the clusters can tell.
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn api_code(e: &kube::Error) -> Option<u16> {
-    match e {
-        kube::Error::Api(s) => Some(s.code),
-        _ => None,
-    }
-}
-
-async fn create(c: &Client, kind: Kind, ns: &str, body: Value) -> Result<String, kube::Error> {
-    let pp = PostParams::default();
-    Ok(match kind {
-        Kind::ConfigMap => Api::<ConfigMap>::namespaced(c.clone(), ns)
-            .create(&pp, &serde_json::from_value(body).unwrap())
-            .await?
-            .resource_version(),
-        Kind::Secret => Api::<Secret>::namespaced(c.clone(), ns)
-            .create(&pp, &serde_json::from_value(body).unwrap())
-            .await?
-            .resource_version(),
-    }
-    .unwrap_or_default())
-}
-
-/// A JSON merge patch under field manager `manager`; returns the new resourceVersion.
-async fn merge(
-    c: &Client,
-    kind: Kind,
-    ns: &str,
-    name: &str,
-    body: Value,
-    manager: &str,
-) -> Result<String, kube::Error> {
-    let pp = PatchParams {
-        field_manager: Some(manager.into()),
-        ..Default::default()
-    };
-    let patch = Patch::Merge(body);
-    Ok(match kind {
-        Kind::ConfigMap => Api::<ConfigMap>::namespaced(c.clone(), ns)
-            .patch(name, &pp, &patch)
-            .await?
-            .resource_version(),
-        Kind::Secret => Api::<Secret>::namespaced(c.clone(), ns)
-            .patch(name, &pp, &patch)
-            .await?
-            .resource_version(),
-    }
-    .unwrap_or_default())
-}
-
-async fn delete(c: &Client, kind: Kind, ns: &str, name: &str) -> Result<(), kube::Error> {
-    let dp = DeleteParams::default();
-    match kind {
-        Kind::ConfigMap => Api::<ConfigMap>::namespaced(c.clone(), ns)
-            .delete(name, &dp)
-            .await
-            .map(|_| ()),
-        Kind::Secret => Api::<Secret>::namespaced(c.clone(), ns)
-            .delete(name, &dp)
-            .await
-            .map(|_| ()),
-    }
-}
-
-fn obj_of_cm(o: ConfigMap) -> (String, String, Obj) {
-    let obj = Obj {
-        data: o.data.clone().unwrap_or_default(),
-        secret_type: None,
-        labels: o.labels().clone(),
-        annotations: o.annotations().clone(),
-        rv: o.resource_version().unwrap_or_default(),
-    };
-    (o.namespace().unwrap_or_default(), o.name_any(), obj)
-}
-
-fn obj_of_secret(o: Secret) -> (String, String, Obj) {
-    let data = o
-        .data
-        .clone()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
-        .collect();
-    let obj = Obj {
-        data,
-        secret_type: Some(o.type_.clone().unwrap_or_else(|| "Opaque".into())),
-        labels: o.labels().clone(),
-        annotations: o.annotations().clone(),
-        rv: o.resource_version().unwrap_or_default(),
-    };
-    (o.namespace().unwrap_or_default(), o.name_any(), obj)
-}
-
-/// Data as a merge patch / create body: Secret values base64, removed keys null.
-fn data_json(kind: Kind, new: &BTreeMap<String, String>, old: &BTreeMap<String, String>) -> Value {
-    let mut m = serde_json::Map::new();
-    for k in old.keys().filter(|k| !new.contains_key(*k)) {
-        m.insert(k.clone(), Value::Null);
-    }
-    for (k, v) in new {
-        let v = if kind == Kind::Secret {
-            b64(v)
-        } else {
-            v.clone()
-        };
-        m.insert(k.clone(), Value::String(v));
-    }
-    Value::Object(m)
-}
-
-/// The value key a hand edit changes and a look-alike carries.
-fn value_key(kind: Kind) -> &'static str {
-    match kind {
-        Kind::ConfigMap => "v",
-        Kind::Secret => "password",
-    }
 }
 
 struct World {
@@ -621,47 +462,6 @@ fn utc_now() -> String {
         t.second(),
         t.millisecond()
     )
-}
-
-fn pos(cluster: &'static str, kind: Kind, ns: String, name: String) -> Pos {
-    Pos {
-        cluster,
-        kind,
-        ns,
-        name,
-    }
-}
-
-async fn observe_one(c: &Client, p: &Pos) -> Result<Option<Obj>, kube::Error> {
-    Ok(match p.kind {
-        Kind::ConfigMap => Api::<ConfigMap>::namespaced(c.clone(), &p.ns)
-            .get_opt(&p.name)
-            .await?
-            .map(|o| obj_of_cm(o).2),
-        Kind::Secret => Api::<Secret>::namespaced(c.clone(), &p.ns)
-            .get_opt(&p.name)
-            .await?
-            .map(|o| obj_of_secret(o).2),
-    })
-}
-
-fn set_opt(map: &mut Labels, key: &str, value: Option<String>) {
-    match value {
-        Some(v) => map.insert(key.to_string(), v),
-        None => map.remove(key),
-    };
-}
-
-async fn create_ns(c: &Client, name: &str, labels: &Labels) {
-    let ns: Namespace =
-        serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}})).unwrap();
-    match Api::<Namespace>::all(c.clone())
-        .create(&PostParams::default(), &ns)
-        .await
-    {
-        Ok(_) => {}
-        Err(e) => panic!("create namespace {name}: {e}"),
-    }
 }
 
 /// The daemon's kubeconfig: the source (current-context) and both followers, plus `A_F1`, a
