@@ -262,8 +262,11 @@ pub enum Action {
     /// Nothing exists there: create it.
     Create(ObjectView),
     /// Ours (or adopted) and different: apply; then remove `extra_keys` added by someone else.
+    /// `uid` is the observed object's: the apply is forced, so it carries the uid as a
+    /// precondition and cannot land on an object made in place of the one we observed.
     Update {
         desired: ObjectView,
+        uid: Option<String>,
         extra_keys: Vec<(&'static str, String)>,
     },
     /// Immutable, or Secret type changed: delete (uid precondition) and create.
@@ -339,6 +342,7 @@ pub fn diff(desired: ObjectView, observed: Option<&ObjectView>, s: &Settings) ->
     }
     Action::Update {
         extra_keys: obs.payload.extra_keys(&desired.payload),
+        uid: obs.uid.clone(),
         desired,
     }
 }

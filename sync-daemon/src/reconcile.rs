@@ -19,6 +19,16 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// After a write refused by its uid precondition: time for the copy watch to deliver the change.
+const STALE_RETRY: Duration = Duration::from_millis(500);
+
+/// The API server refused a write because the object by that name is not the one whose uid we
+/// sent (409 "Precondition failed: UID in precondition" when gone, 422 "metadata.uid: field is
+/// immutable" when replaced).
+fn uid_mismatch(s: &kube::core::Status) -> bool {
+    matches!(s.code, 409 | 422) && (s.message.contains("uid") || s.message.contains("UID"))
+}
+
 /// A missing target namespace is rechecked at this pace (it is not watched in followers).
 const NAMESPACE_RETRY: Duration = Duration::from_secs(30);
 
@@ -424,20 +434,33 @@ impl Context {
             Action::Create(desired) => self.create::<K>(t, key, &desired, problems).await,
             Action::Update {
                 desired,
+                uid,
                 extra_keys,
             } => {
                 let api: Api<K> = Api::namespaced(t.cluster.client.clone(), &desired.namespace);
-                let obj: K = kinds::build(&desired);
-                self.writer
-                    .apply(&api, &obj, true)
-                    .await
-                    .map_err(|e| write_err("apply", &desired.namespace, e))?;
+                let mut obj: K = kinds::build(&desired);
+                // A forced apply takes every field: the uid precondition keeps it on the very
+                // object we observed (server-side apply never records uid as owned).
+                obj.meta_mut().uid = uid.clone();
+                match self.writer.apply(&api, &obj, true).await {
+                    Err(kube::Error::Api(s)) if uid_mismatch(&s) => {
+                        tracing::info!(cluster = %ctx, source = %key, namespace = %desired.namespace, "the copy was replaced since it was observed; looking again");
+                        return Ok(Outcome::RetryAfter(STALE_RETRY));
+                    }
+                    r => r.map_err(|e| write_err("apply", &desired.namespace, e))?,
+                }
                 self.hooks.write(ctx, K::KIND, "update");
                 if !extra_keys.is_empty() {
-                    self.writer
-                        .remove_keys(&api, &key.name, &extra_keys)
+                    match self
+                        .writer
+                        .remove_keys(&api, &key.name, uid.as_deref(), &extra_keys)
                         .await
-                        .map_err(|e| write_err("patch", &desired.namespace, e))?;
+                    {
+                        Err(kube::Error::Api(s)) if uid_mismatch(&s) => {
+                            return Ok(Outcome::RetryAfter(STALE_RETRY));
+                        }
+                        r => r.map_err(|e| write_err("patch", &desired.namespace, e))?,
+                    }
                     self.hooks.write(ctx, K::KIND, "remove_keys");
                 }
                 tracing::info!(cluster = %ctx, source = %key, namespace = %desired.namespace, dry_run = self.writer.dry_run, "copy updated");

@@ -167,6 +167,7 @@ pub fn diff_summary(desired: ObjectView, obs: &CopySummary) -> Option<Action> {
     }
     obs.clean.then(|| Action::Update {
         desired,
+        uid: obs.uid.clone(),
         extra_keys: Vec::new(),
     })
 }
@@ -216,6 +217,7 @@ pub fn plan_copies(
                     // safe on our own copy; keys added by hand stay until the next pass.
                     None => Action::Update {
                         desired,
+                        uid: c.uid.clone(),
                         extra_keys: Vec::new(),
                     },
                 },

@@ -65,7 +65,18 @@ fn quick(src: &ObjectView, ns: &str, obs: &ObjectView, owned: &OwnedKeys) -> Opt
 /// applied before and omit now, so the summary planner never needs to name them.
 fn same_ignoring_extra_keys(a: &Action, b: &Action) -> bool {
     match (a, b) {
-        (Action::Update { desired: x, .. }, Action::Update { desired: y, .. }) => x == y,
+        (
+            Action::Update {
+                desired: x,
+                uid: ux,
+                ..
+            },
+            Action::Update {
+                desired: y,
+                uid: uy,
+                ..
+            },
+        ) => x == y && ux == uy && ux.is_some(),
         _ => a == b,
     }
 }

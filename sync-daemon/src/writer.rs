@@ -36,11 +36,14 @@ impl Writer {
         api.patch(&name, &pp, &Patch::Apply(obj)).await.map(|_| ())
     }
 
-    /// Removes data/binaryData keys someone else added (merge patch with `null` values).
+    /// Removes data/binaryData keys someone else added (merge patch with `null` values). With
+    /// `uid`, the patch carries it: on any other object by that name the API server refuses it
+    /// (uid is immutable), so it never lands on an object made in place of ours.
     pub async fn remove_keys<K: Syncable>(
         &self,
         api: &Api<K>,
         name: &str,
+        uid: Option<&str>,
         keys: &[(&'static str, String)],
     ) -> Result<(), kube::Error> {
         if self.dry_run {
@@ -55,6 +58,9 @@ impl Writer {
             if let Value::Object(m) = section {
                 m.insert(key.clone(), Value::Null);
             }
+        }
+        if let Some(uid) = uid {
+            body.insert("metadata".into(), serde_json::json!({ "uid": uid }));
         }
         let pp = PatchParams {
             field_manager: Some(FIELD_MANAGER.to_string()),
