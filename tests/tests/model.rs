@@ -69,7 +69,7 @@ impl World {
         let tb = Testbed::up(opts).await.expect("model testbed");
         let mut clients = BTreeMap::new();
         for c in [SRC, A, B] {
-            clients.insert(c, tb.admin_client(c).await);
+            clients.insert(c, op_client(&tb, c).await);
         }
         let kubeconfig = tb.dir().join("kubeconfig-model");
         write_kubeconfig(&tb, &kubeconfig);
@@ -250,7 +250,7 @@ impl World {
                     .await
                     .unwrap_or_else(|e| panic!("{op}: {e}"));
                 // Fresh connections: pooled ones may have died with the apiserver or the proxy.
-                let fresh = self.tb.admin_client(cluster).await;
+                let fresh = op_client(&self.tb, cluster).await;
                 self.clients.insert(cluster, fresh);
                 "ok".into()
             }
@@ -466,6 +466,16 @@ fn utc_now() -> String {
 
 /// The daemon's kubeconfig: the source (current-context) and both followers, plus `A_F1`, a
 /// second context for follower A whose entry sets `namespace: m-f1`.
+/// An admin client whose requests give up after 10 s: an operation aimed at a partitioned
+/// follower (the proxy accepts and never answers) must fail, not hang for kube's default 295 s.
+async fn op_client(tb: &Testbed, cluster: &str) -> Client {
+    let mut cfg = tb.admin_config(cluster).await;
+    cfg.connect_timeout = Some(Duration::from_secs(5));
+    cfg.read_timeout = Some(Duration::from_secs(10));
+    cfg.write_timeout = Some(Duration::from_secs(10));
+    Client::try_from(cfg).unwrap_or_else(|e| panic!("client for {cluster}: {e}"))
+}
+
 fn write_kubeconfig(tb: &Testbed, out: &Path) {
     let followers = FOLLOWERS.map(str::to_string);
     daemon::subset_kubeconfig(&tb.kubeconfig_path(), SRC, &followers, out).unwrap();
