@@ -65,8 +65,9 @@ bench: setup ## benchmarks against testbed clusters and the release daemon (figu
 	@if [ -x scripts/bench-kubeconfig-gen.sh ]; then bash scripts/bench-kubeconfig-gen.sh; fi
 
 soak: setup ## long fault runs (60 s outages, 40 watch cuts, 20 daemon kills over 1,000 sources, 20 updates/s for 5 min to 10 followers, 5,000 random model ops)
-	$(CARGO) build -p sync-daemon
-	KCS_SOAK=1 $(CARGO) test -p e2e --test faults --test load --test model -- --nocapture
+	$(CARGO) build --release -p sync-daemon
+	KCS_SOAK=1 KCS_SYNC_DAEMON=$(TARGET_DIR)/release/sync-daemon \
+	  $(CARGO) test -p e2e --test faults --test load --test model -- --nocapture
 
 # Fuzzing needs cargo-fuzz (`cargo install cargo-fuzz`) and RUSTC_BOOTSTRAP=1: see fuzz/README.md.
 FUZZ_SECONDS ?= 60
