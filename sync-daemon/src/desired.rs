@@ -398,4 +398,4 @@ pub fn plan_namespaces(
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 #[path = "desired_tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -1,14 +1,14 @@
 //! Table-driven tests of the pure planner (kept apart so desired.rs stays readable).
 use super::*;
 
-fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+pub(crate) fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
 }
 
-fn settings() -> Settings {
+pub(crate) fn settings() -> Settings {
     Settings {
         cluster_name: "mc-mgmt".into(),
         skipped_secret_types: ["kubernetes.io/service-account-token", "helm.sh/release.v1"]

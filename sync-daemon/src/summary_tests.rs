@@ -2,23 +2,9 @@
 //! decides for every clean copy.
 use super::*;
 use crate::annotations as ann;
+use crate::desired::tests::{map, settings};
 use crate::desired::{Target, classify, plan_namespaces, target_namespaces};
 use k8s_openapi::ByteString;
-
-fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
-fn settings() -> Settings {
-    Settings {
-        cluster_name: "mc-mgmt".into(),
-        skipped_secret_types: BTreeSet::new(),
-        adopt_existing: false,
-    }
-}
 
 fn source(data: &[(&str, &str)]) -> ObjectView {
     ObjectView {

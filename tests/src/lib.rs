@@ -85,10 +85,16 @@ pub struct TestbedOptions {
 impl TestbedOptions {
     /// mc-mgmt-k8s, mc-project-k8s and mc-project2-k8s in accounts 111…, 222…, 333….
     pub fn default_three(aws: bool) -> TestbedOptions {
-        let clusters = ["mc-mgmt-k8s", "mc-project-k8s", "mc-project2-k8s"]
+        TestbedOptions::named(&["mc-mgmt-k8s", "mc-project-k8s", "mc-project2-k8s"], aws)
+    }
+
+    /// The clusters `names`, the i-th in account `default_account(i)`, in a fresh temporary
+    /// directory removed afterwards.
+    pub fn named<S: AsRef<str>>(names: &[S], aws: bool) -> TestbedOptions {
+        let clusters = names
             .iter()
             .enumerate()
-            .map(|(i, n)| ClusterSpec::new(n, &default_account(i)))
+            .map(|(i, n)| ClusterSpec::new(n.as_ref(), &default_account(i)))
             .collect();
         TestbedOptions {
             dir: None,

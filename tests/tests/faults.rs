@@ -24,7 +24,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use e2e::{ClusterSpec, Fault, Testbed, TestbedOptions, default_account, unique_ns, wait_for};
+use e2e::{Fault, Testbed, TestbedOptions, unique_ns, wait_for};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{
@@ -51,17 +51,7 @@ fn bed() -> &'static Testbed {
                     .enable_all()
                     .build()
                     .unwrap();
-                let clusters = [SRC, A, B]
-                    .iter()
-                    .enumerate()
-                    .map(|(i, n)| ClusterSpec::new(n, &default_account(i)))
-                    .collect();
-                let opts = TestbedOptions {
-                    dir: None,
-                    clusters,
-                    aws: false,
-                    keep_dir: false,
-                };
+                let opts = TestbedOptions::named(&[SRC, A, B], false);
                 rt.block_on(Testbed::up(opts)).expect("fault testbed")
             })
             .join()

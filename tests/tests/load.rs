@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use e2e::{ClusterSpec, Testbed, TestbedOptions, default_account, unique_ns, wait_for};
+use e2e::{Testbed, TestbedOptions, unique_ns, wait_for};
 use futures::StreamExt;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
@@ -144,16 +144,9 @@ async fn sustained_updates_no_backlog_memory_flat() {
     let names: Vec<String> = std::iter::once(SRC.to_string())
         .chain((1..=p.followers).map(|i| format!("load-f{i:02}-k8s")))
         .collect();
-    let clusters = names
-        .iter()
-        .enumerate()
-        .map(|(i, n)| ClusterSpec::new(n, &default_account(i)))
-        .collect();
     let tb = Testbed::up(TestbedOptions {
-        dir: None,
-        clusters,
-        aws: false,
         keep_dir: std::env::var_os("KCS_KEEP_TESTBED").is_some(),
+        ..TestbedOptions::named(&names, false)
     })
     .await
     .expect("load testbed");

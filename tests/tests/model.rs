@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use e2e::{ClusterSpec, Testbed, TestbedOptions, default_account};
+use e2e::{Testbed, TestbedOptions};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
@@ -55,17 +55,7 @@ struct World {
 
 impl World {
     async fn up(seed: u64) -> World {
-        let clusters = [SRC, A, B]
-            .iter()
-            .enumerate()
-            .map(|(i, n)| ClusterSpec::new(n, &default_account(i)))
-            .collect();
-        let opts = TestbedOptions {
-            dir: None,
-            clusters,
-            aws: false,
-            keep_dir: false,
-        };
+        let opts = TestbedOptions::named(&[SRC, A, B], false);
         let tb = Testbed::up(opts).await.expect("model testbed");
         let mut clients = BTreeMap::new();
         for c in [SRC, A, B] {
@@ -575,17 +565,7 @@ async fn object_made_in_place_of_a_deleted_copy_is_never_taken_over() {
     let _turn = SERIAL.lock().await;
     const R_SRC: &str = "repro-src-k8s";
     const R_A: &str = "repro-a-k8s";
-    let clusters = [R_SRC, R_A]
-        .iter()
-        .enumerate()
-        .map(|(i, n)| ClusterSpec::new(n, &default_account(i)))
-        .collect();
-    let opts = TestbedOptions {
-        dir: None,
-        clusters,
-        aws: false,
-        keep_dir: false,
-    };
+    let opts = TestbedOptions::named(&[R_SRC, R_A], false);
     let tb = Testbed::up(opts).await.expect("repro testbed");
     let src = tb.admin_client(R_SRC).await;
     let mut cfg = tb.admin_config(R_A).await;
