@@ -304,7 +304,7 @@ impl Rng {
 /// Milliseconds from each update of source `probe` to its arrival in follower B.
 async fn latencies_b(case: &mut Case, rounds: usize, tag: &str) -> Vec<f64> {
     let (tx, mut rx) = mpsc::unbounded_channel();
-    load::watch_value(case.b.clone(), &case.ns, "src-0000", 0, tx);
+    let _watch = load::watch_value(case.b.clone(), &case.ns, "src-0000", 0, tx);
     let mut out = Vec::new();
     for i in 0..rounds {
         let value = format!("{tag}-{i}");

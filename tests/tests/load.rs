@@ -25,7 +25,7 @@ use futures::StreamExt;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use tokio::sync::mpsc;
 
 const SRC: &str = "load-src-k8s";
@@ -58,11 +58,16 @@ enum Seen {
 }
 
 /// Watches every copy of `ns`'s sources in one follower and reports each value it shows.
-fn watch_copies(client: kube::Client, ns: &str, idx: usize, tx: mpsc::UnboundedSender<Seen>) {
+fn watch_copies(
+    client: kube::Client,
+    ns: &str,
+    idx: usize,
+    tx: mpsc::UnboundedSender<Seen>,
+) -> load::WatchTask {
     let api: Api<ConfigMap> = Api::namespaced(client, ns);
     let cfg = watcher::Config::default().labels(&format!("{}={ns}", load::ORIGIN_NAMESPACE));
-    tokio::spawn(async move {
-        let mut s = watcher(api, cfg).boxed();
+    load::WatchTask::spawn(async move {
+        let mut s = watcher(api, cfg).default_backoff().boxed();
         while let Some(ev) = s.next().await {
             let now = Instant::now();
             let msg = match ev {
@@ -77,7 +82,7 @@ fn watch_copies(client: kube::Client, ns: &str, idx: usize, tx: mpsc::UnboundedS
                 return;
             }
         }
-    });
+    })
 }
 
 /// What the followers' watches showed: first arrival of each (follower, value), and each
@@ -215,9 +220,9 @@ async fn sustained_updates_no_backlog_memory_flat() {
 
     // Every value each follower shows, first arrival only.
     let (tx, mut rx) = mpsc::unbounded_channel();
-    for (i, c) in fc.iter().enumerate() {
-        watch_copies(c.clone(), &ns, i, tx.clone());
-    }
+    let watches: Vec<load::WatchTask> = (fc.iter().enumerate())
+        .map(|(i, c)| watch_copies(c.clone(), &ns, i, tx.clone()))
+        .collect();
     drop(tx);
     let arrivals: Arc<Mutex<Arrivals>> = Arc::default();
     let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
@@ -422,4 +427,6 @@ async fn sustained_updates_no_backlog_memory_flat() {
     );
     d.check_alive().unwrap();
     d.stop(Duration::from_secs(5));
+    // The watches stop before the testbed does (they would retry against stopped apiservers).
+    drop(watches);
 }

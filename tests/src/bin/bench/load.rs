@@ -8,7 +8,7 @@ use anyhow::{Context as _, Result};
 use futures::{StreamExt, TryStreamExt, stream};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::{Api, ObjectMeta, PostParams};
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use tokio::sync::mpsc;
 
 pub const SYNC_CONTEXTS: &str = "kubed.appscode.com/sync-contexts";
@@ -80,6 +80,24 @@ pub async fn create_all(
 /// One observation in a follower: (follower index, the object's `v`, when it arrived).
 pub type Seen = (usize, String, Instant);
 
+/// A spawned watch that stops when dropped. Watches here retry with kube-runtime's backoff: a
+/// watch without one spins on a stopped cluster (a refused connect never yields), eating a core
+/// during a fault and keeping the test's runtime from ever shutting down.
+#[must_use = "the watch stops when this is dropped"]
+pub struct WatchTask(tokio::task::JoinHandle<()>);
+
+impl WatchTask {
+    pub fn spawn(f: impl std::future::Future<Output = ()> + Send + 'static) -> WatchTask {
+        WatchTask(tokio::spawn(f))
+    }
+}
+
+impl Drop for WatchTask {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Watches ConfigMap `name` in `ns` of a follower and reports every `v` value it shows.
 pub fn watch_value(
     client: kube::Client,
@@ -87,11 +105,11 @@ pub fn watch_value(
     name: &str,
     idx: usize,
     tx: mpsc::UnboundedSender<Seen>,
-) {
+) -> WatchTask {
     let api: Api<ConfigMap> = Api::namespaced(client, ns);
     let cfg = watcher::Config::default().fields(&format!("metadata.name={name}"));
-    tokio::spawn(async move {
-        let mut s = watcher(api, cfg).boxed();
+    WatchTask::spawn(async move {
+        let mut s = watcher(api, cfg).default_backoff().boxed();
         while let Some(ev) = s.next().await {
             let objs = match ev {
                 Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => vec![o],
@@ -106,21 +124,24 @@ pub fn watch_value(
                 }
             }
         }
-    });
+    })
 }
 
 /// Counts the copies of `src_ns`'s sources present in `ns` of one follower (by origin label).
-#[derive(Clone, Default)]
-pub struct CopyCount(Arc<Mutex<HashSet<String>>>);
+pub struct CopyCount {
+    names: Arc<Mutex<HashSet<String>>>,
+    /// Held only to stop the watch with the count.
+    _watch: WatchTask,
+}
 
 impl CopyCount {
     pub fn start(client: kube::Client, ns: &str, src_ns: &str) -> CopyCount {
-        let count = CopyCount::default();
-        let names = count.0.clone();
+        let set: Arc<Mutex<HashSet<String>>> = Arc::default();
+        let names = set.clone();
         let api: Api<ConfigMap> = Api::namespaced(client, ns);
         let cfg = watcher::Config::default().labels(&format!("{ORIGIN_NAMESPACE}={src_ns}"));
-        tokio::spawn(async move {
-            let mut s = watcher(api, cfg).boxed();
+        let task = WatchTask::spawn(async move {
+            let mut s = watcher(api, cfg).default_backoff().boxed();
             while let Some(ev) = s.next().await {
                 let mut set = names.lock().unwrap_or_else(|e| e.into_inner());
                 match ev {
@@ -134,10 +155,13 @@ impl CopyCount {
                 }
             }
         });
-        count
+        CopyCount {
+            names: set,
+            _watch: task,
+        }
     }
 
     pub fn get(&self) -> usize {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.names.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 }

@@ -135,9 +135,9 @@ pub async fn latency(w: &World, args: &Args, measure: bool, steady: bool) -> Res
         )
         .await?;
         let (tx, mut rx) = mpsc::unbounded_channel();
-        for (i, c) in w.clients[1..=n].iter().enumerate() {
-            load::watch_value(c.clone(), &ns, "lat", i, tx.clone());
-        }
+        let _watches: Vec<load::WatchTask> = (w.clients[1..=n].iter().enumerate())
+            .map(|(i, c)| load::watch_value(c.clone(), &ns, "lat", i, tx.clone()))
+            .collect();
         let mut d = w.daemon(n, &ns, &format!("lat{n}"))?;
         await_value(&mut rx, n, "init", Duration::from_secs(120)).await?;
         settle(w, &mut d, n, Duration::from_secs(2), Duration::from_secs(2)).await?;
