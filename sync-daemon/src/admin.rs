@@ -99,11 +99,7 @@ pub fn start_health(
         let ctx = ctx.clone();
         let health = health.clone();
         tokio::spawn(async move {
-            let s = &ctx.sources;
-            if s.configmaps.wait_until_ready().await.is_ok()
-                && s.secrets.wait_until_ready().await.is_ok()
-                && s.namespaces.wait_until_ready().await.is_ok()
-            {
+            if ctx.sources.ready.wait().await {
                 health.source_synced.store(true, Ordering::Relaxed);
                 tracing::info!("source caches synced");
             }

@@ -18,27 +18,39 @@ pub type Origin = (String, String);
 #[derive(Default)]
 struct Index {
     by_origin: HashMap<Origin, Vec<Arc<CopySummary>>>,
-    /// `(namespace, name)` of each cached copy → its origin (a copy's labels can change).
-    origin_of: HashMap<(String, String), Origin>,
+    /// `(namespace, name)` → origin of each cached copy whose origin is not its own namespace
+    /// and name (intra-cluster copies, hand-relabelled ones). A follower's copies share their
+    /// source's namespace and name, so this stays empty there: one index entry per copy.
+    moved: HashMap<(String, String), Origin>,
+    copies: usize,
 }
 
 impl Index {
     fn remove(&mut self, at: &(String, String)) -> Option<Origin> {
-        let origin = self.origin_of.remove(at)?;
-        if let Some(v) = self.by_origin.get_mut(&origin) {
-            v.retain(|c| (c.namespace.as_str(), c.name.as_str()) != (at.0.as_str(), at.1.as_str()));
-            if v.is_empty() {
-                self.by_origin.remove(&origin);
-            }
+        let origin = self.moved.remove(at).unwrap_or_else(|| at.clone());
+        let v = self.by_origin.get_mut(&origin)?;
+        let before = v.len();
+        v.retain(|c| (c.namespace.as_str(), c.name.as_str()) != (at.0.as_str(), at.1.as_str()));
+        if v.len() == before {
+            return None;
         }
+        if v.is_empty() {
+            self.by_origin.remove(&origin);
+        }
+        self.copies -= 1;
         Some(origin)
     }
 
     fn insert(&mut self, origin: Origin, c: CopySummary) {
         let at = (c.namespace.clone(), c.name.clone());
         self.remove(&at);
-        self.origin_of.insert(at, origin.clone());
-        self.by_origin.entry(origin).or_default().push(Arc::new(c));
+        if origin != at {
+            self.moved.insert(at, origin.clone());
+        }
+        let v = self.by_origin.entry(origin).or_default();
+        v.reserve_exact(1);
+        v.push(Arc::new(c));
+        self.copies += 1;
     }
 }
 
@@ -103,7 +115,7 @@ impl CopyCache {
                 origin.into_iter().collect()
             }
             watcher::Event::InitDone => {
-                let fresh = self
+                let mut fresh = self
                     .relist
                     .write()
                     .unwrap_or_else(|p| p.into_inner())
@@ -111,6 +123,8 @@ impl CopyCache {
                     .unwrap_or_default();
                 // Origins of copies that vanished while the watch was down are requeued by the
                 // re-list sweep (runner), which covers every cached origin afterwards.
+                fresh.by_origin.shrink_to_fit();
+                fresh.moved.shrink_to_fit();
                 *self.write() = fresh;
                 Vec::new()
             }
@@ -145,7 +159,7 @@ impl CopyCache {
     }
 
     pub fn len(&self) -> usize {
-        self.read().origin_of.len()
+        self.read().copies
     }
 
     pub fn is_empty(&self) -> bool {
@@ -213,6 +227,36 @@ mod tests {
         c.apply(&watcher::Event::Apply(copy("t1", "a", None, "2")));
         assert!(c.copies_of("dev", "a").is_empty());
         c.apply(&watcher::Event::Delete(a2));
+        assert!(c.is_empty());
+        assert!(c.origins().is_empty());
+    }
+
+    #[test]
+    fn a_follower_copy_costs_one_index_entry() {
+        let c = CopyCache::new("mgmt");
+        let a = copy("prod", "a", Some(("prod", "a")), "1");
+        c.apply(&watcher::Event::Apply(a.clone()));
+        c.apply(&watcher::Event::Apply(copy(
+            "prod",
+            "a",
+            Some(("prod", "a")),
+            "2",
+        )));
+        assert_eq!(c.len(), 1);
+        assert!(c.read().moved.is_empty());
+        // Relabelled away from its own name and back.
+        c.apply(&watcher::Event::Apply(copy(
+            "prod",
+            "a",
+            Some(("dev", "b")),
+            "2",
+        )));
+        assert_eq!(c.read().moved.len(), 1);
+        assert!(c.copies_of("prod", "a").is_empty());
+        c.apply(&watcher::Event::Apply(a.clone()));
+        assert!(c.read().moved.is_empty());
+        assert!(c.copies_of("dev", "b").is_empty());
+        c.apply(&watcher::Event::Delete(a));
         assert!(c.is_empty());
         assert!(c.origins().is_empty());
     }

@@ -2,7 +2,7 @@
 //! and into follower clusters.
 //!
 //! Pure decisions: `selector`, `annotations`, `desired`, `summary` (planning from the compact
-//! copy cache `copies`), and `kinds` for the type mapping.
+//! copy cache `copies`), and `kinds` for the type mapping. `sources` caches the source objects.
 //! I/O: `clusters` (clients), `reconcile` (one key in one cluster), `writer` (every write),
 //! `queue` (per-cluster backoff), `runner` (watches, workers, resync). `hooks` reports outcomes.
 //! Operations: `app` (binary wiring), `admin` (probes), `metrics`, `ops` (Events), `leader`,
@@ -29,6 +29,7 @@ pub mod reauth;
 pub mod reconcile;
 pub mod runner;
 pub mod selector;
+pub mod sources;
 pub mod status;
 pub mod summary;
 pub mod writer;

@@ -10,7 +10,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -42,18 +42,52 @@ pub struct ClusterLabels {
 struct Pending {
     rv: Option<String>,
     seen: Instant,
-    done: BTreeSet<String>,
+    /// Indexed like `State::clusters`: the change converged there.
+    done: Vec<bool>,
     wrote: bool,
 }
 
+/// One target cluster's view of one source.
+#[derive(Clone, Copy, Default)]
+struct Slot {
+    /// Hash of the source resourceVersion last converged there (0: none). Only compared for
+    /// equality, to tell a drift repair (same version written again) from a propagation; a
+    /// 64-bit hash instead of the string keeps the state at a few bytes per source and cluster.
+    rv: u64,
+    /// Counted in the objects-in-sync gauge.
+    in_sync: bool,
+}
+
+/// Per-source state, one slot per target cluster. Kept compact on purpose: with 10,000
+/// sources and a handful of followers this map is as large as the daemon's caches were when it
+/// was keyed by (cluster name, source) strings.
 #[derive(Default)]
 struct State {
-    /// (cluster, key) → source resourceVersion last converged there (drift detection).
-    last_synced: HashMap<(String, SourceKey), Option<String>>,
-    /// cluster → keys converged there (the objects-in-sync gauge).
-    in_sync: HashMap<String, BTreeSet<SourceKey>>,
+    /// Target clusters; a cluster's index is its slot in every `KeyState`.
+    clusters: Vec<String>,
+    /// Sources converged per cluster (the objects-in-sync gauge).
+    in_sync: Vec<i64>,
+    keys: HashMap<SourceKey, Vec<Slot>>,
     pending: HashMap<SourceKey, Pending>,
-    targets: usize,
+}
+
+impl State {
+    fn index(&mut self, cluster: &str) -> usize {
+        match self.clusters.iter().position(|c| c == cluster) {
+            Some(i) => i,
+            None => {
+                self.clusters.push(cluster.to_string());
+                self.in_sync.push(0);
+                self.clusters.len() - 1
+            }
+        }
+    }
+}
+
+/// Never 0 (0 means "no version").
+fn rv_hash(rv: &str) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+    BuildHasherDefault::<DefaultHasher>::default().hash_one(rv) | 1
 }
 
 pub struct Metrics {
@@ -162,8 +196,9 @@ impl Metrics {
 
     /// The number of target clusters a change must reach (source cluster included).
     pub fn set_targets(&self, clusters: &[String]) {
-        self.lock().targets = clusters.len();
+        let mut st = self.lock();
         for c in clusters {
+            st.index(c);
             // Export zeroes, so a scrape shows every cluster before anything happened.
             let _ = self
                 .in_sync
@@ -234,7 +269,7 @@ impl Hooks for Metrics {
                 Pending {
                     rv: rv.map(str::to_string),
                     seen: Instant::now(),
-                    done: BTreeSet::new(),
+                    done: Vec::new(),
                     wrote: false,
                 },
             );
@@ -242,11 +277,17 @@ impl Hooks for Metrics {
     }
     fn synced(&self, cluster: &str, key: &SourceKey, r: &Synced<'_>) {
         let mut st = self.lock();
-        let slot = (cluster.to_string(), key.clone());
-        let rv = r.source_rv.map(str::to_string);
+        let st = &mut *st;
+        let i = st.index(cluster);
+        let targets = st.clusters.len();
+        let rv = r.source_rv.map(rv_hash).unwrap_or(0);
+        let slots = st.keys.entry(key.clone()).or_default();
+        if slots.len() < targets {
+            slots.resize(targets, Slot::default());
+        }
+        let slot = &mut slots[i];
         if r.converged {
-            let previous = st.last_synced.insert(slot, rv.clone());
-            if r.wrote && rv.is_some() && previous.as_ref() == Some(&rv) {
+            if r.wrote && rv != 0 && slot.rv == rv {
                 self.drift_repairs
                     .get_or_create(&KindLabels {
                         cluster: cluster.to_string(),
@@ -254,36 +295,41 @@ impl Hooks for Metrics {
                     })
                     .inc();
             }
+            slot.rv = rv;
         }
-        let set = st.in_sync.entry(cluster.to_string()).or_default();
-        if r.converged && rv.is_some() && r.wanted > 0 {
-            set.insert(key.clone());
-        } else {
-            set.remove(key);
+        let in_sync = r.converged && rv != 0 && r.wanted > 0;
+        if in_sync != slot.in_sync {
+            slot.in_sync = in_sync;
+            st.in_sync[i] += if in_sync { 1 } else { -1 };
         }
-        let n = set.len() as i64;
+        if slots.iter().all(|s| s.rv == 0 && !s.in_sync) {
+            st.keys.remove(key);
+        }
         self.in_sync
             .get_or_create(&ClusterLabels {
                 cluster: cluster.to_string(),
             })
-            .set(n);
-        if rv.is_none() && r.converged {
-            st.last_synced.remove(&(cluster.to_string(), key.clone()));
-        }
-        let targets = st.targets;
+            .set(st.in_sync[i]);
         let mut finished = None;
         if let Some(p) = st.pending.get_mut(key)
             && r.converged
-            && (rv.is_none() || p.rv == rv)
+            && (r.source_rv.is_none() || p.rv.as_deref() == r.source_rv)
         {
-            p.done.insert(cluster.to_string());
+            if p.done.len() < targets {
+                p.done.resize(targets, false);
+            }
+            p.done[i] = true;
             p.wrote |= r.wrote;
-            if targets > 0 && p.done.len() >= targets {
+            if p.done.iter().all(|d| *d) {
                 finished = Some((p.seen, p.wrote));
             }
         }
         if let Some((seen, wrote)) = finished {
             st.pending.remove(key);
+            if st.pending.is_empty() {
+                // A cold start fills it with every source; give that back once all converged.
+                st.pending.shrink_to(64);
+            }
             if wrote {
                 self.propagation.observe(seen.elapsed().as_secs_f64());
             }
@@ -339,6 +385,22 @@ mod tests {
         );
         m.synced("b", &key(), &synced(None, true));
         assert!(m.encode().contains(r#"kcs_objects_in_sync{cluster="b"} 0"#));
+    }
+
+    #[test]
+    fn a_deleted_source_leaves_no_state() {
+        let m = Metrics::new();
+        m.set_targets(&["a".into(), "b".into()]);
+        for c in ["a", "b"] {
+            m.synced(c, &key(), &synced(Some("7"), true));
+        }
+        assert_eq!(m.lock().keys.len(), 1);
+        assert!(m.lock().pending.is_empty());
+        m.synced("a", &key(), &synced(None, true));
+        assert_eq!(m.lock().keys.len(), 1, "still in sync in b");
+        m.synced("b", &key(), &synced(None, true));
+        assert!(m.lock().keys.is_empty());
+        assert_eq!(m.lock().in_sync, vec![0, 0]);
     }
 
     #[test]

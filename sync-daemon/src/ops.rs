@@ -10,10 +10,8 @@ use crate::metrics::Metrics;
 use crate::queue::SourceKey;
 use crate::reconcile::Context;
 use k8s_openapi::api::core::v1::ObjectReference;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::Resource;
 use kube::runtime::events::{Event, EventType};
-use kube::runtime::reflector::ObjectRef;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -101,18 +99,14 @@ impl Hooks for Ops {
 }
 
 fn source_ref(ctx: &Context, key: &SourceKey) -> Option<ObjectReference> {
-    let (name, ns) = (key.name.as_str(), key.namespace.as_str());
+    let (name, ns) = (&*key.name, &*key.namespace);
     match key.kind {
         Kind::ConfigMap => ctx
             .sources
             .configmaps
-            .get(&ObjectRef::<ConfigMap>::new(name).within(ns))
+            .get(ns, name)
             .map(|o| o.object_ref(&())),
-        Kind::Secret => ctx
-            .sources
-            .secrets
-            .get(&ObjectRef::<Secret>::new(name).within(ns))
-            .map(|o| o.object_ref(&())),
+        Kind::Secret => ctx.sources.secrets.get(ns, name).map(|o| o.object_ref(&())),
     }
 }
 
@@ -182,7 +176,7 @@ fn sources_naming(ctx: &Context, cluster: &str) -> Vec<ObjectReference> {
     let mut out: Vec<_> = ctx
         .sources
         .configmaps
-        .state()
+        .sources()
         .iter()
         .filter(|o| names(o.metadata.annotations.as_ref()))
         .map(|o| o.object_ref(&()))
@@ -190,7 +184,7 @@ fn sources_naming(ctx: &Context, cluster: &str) -> Vec<ObjectReference> {
     out.extend(
         ctx.sources
             .secrets
-            .state()
+            .sources()
             .iter()
             .filter(|o| names(o.metadata.annotations.as_ref()))
             .map(|o| o.object_ref(&())),

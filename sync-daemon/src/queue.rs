@@ -3,18 +3,30 @@
 //! workers share a queue, and a key is never handed to two of them at once: a key added while it
 //! is being reconciled waits until [`Queue::done`] (client-go's workqueue "dirty/processing" rule).
 use crate::desired::Kind;
-use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-/// A source object, by kind and `namespace/name` in the source cluster.
+/// A source object, by kind and `namespace/name` in the source cluster. The names are shared
+/// (`Arc<str>`): a key is cloned into every cluster's queue and the metrics on each event, and
+/// at a cold start every source is queued in every cluster at once.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SourceKey {
     pub kind: Kind,
-    pub namespace: String,
-    pub name: String,
+    pub namespace: Arc<str>,
+    pub name: Arc<str>,
+}
+
+impl SourceKey {
+    pub fn new(kind: Kind, namespace: &str, name: &str) -> Self {
+        Self {
+            kind,
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
 }
 
 impl std::fmt::Display for SourceKey {
@@ -22,6 +34,9 @@ impl std::fmt::Display for SourceKey {
         write!(f, "{}/{}/{}", self.kind.as_str(), self.namespace, self.name)
     }
 }
+
+/// Capacity an emptied map keeps (a full queue of 10,000 keys holds about 1 MiB).
+const SHRINK_TO: usize = 64;
 
 const BACKOFF_BASE: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
@@ -48,6 +63,8 @@ pub fn outage_pause(n: u32) -> Duration {
 #[derive(Default)]
 struct Inner {
     due: HashMap<SourceKey, Instant>,
+    /// `due` ordered by time, so the next key is found without a scan of the whole queue.
+    order: BTreeSet<(Instant, SourceKey)>,
     failures: HashMap<SourceKey, u32>,
     /// Keys handed out by `next` and not yet `done`.
     processing: HashSet<SourceKey>,
@@ -73,9 +90,15 @@ impl Queue {
     pub fn add_after(&self, key: SourceKey, delay: Duration) {
         let at = Instant::now() + delay;
         let mut g = self.lock();
-        let e = g.due.entry(key).or_insert(at);
-        if at < *e {
-            *e = at;
+        match g.due.get(&key).copied() {
+            Some(old) if old <= at => {}
+            old => {
+                if let Some(old) = old {
+                    g.order.remove(&(old, key.clone()));
+                }
+                g.order.insert((at, key.clone()));
+                g.due.insert(key, at);
+            }
         }
         drop(g);
         self.notify.notify_one();
@@ -111,7 +134,12 @@ impl Queue {
 
     /// Clears the key's backoff after a success.
     pub fn forget(&self, key: &SourceKey) {
-        self.lock().failures.remove(key);
+        let mut g = self.lock();
+        g.failures.remove(key);
+        if g.failures.is_empty() {
+            // A cold start or an outage may have grown it to every key; give that back.
+            g.failures.shrink_to(SHRINK_TO);
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -142,14 +170,17 @@ impl Queue {
                 let mut g = self.lock();
                 let now = Instant::now();
                 let first = g
-                    .due
+                    .order
                     .iter()
-                    .filter(|(k, _)| !g.processing.contains(*k))
-                    .min_by_key(|(_, at)| **at)
-                    .map(|(k, at)| (k.clone(), *at));
+                    .find(|(_, k)| !g.processing.contains(k))
+                    .map(|(at, k)| (k.clone(), *at));
                 match first {
                     Some((k, at)) if at <= now => {
+                        g.order.remove(&(at, k.clone()));
                         g.due.remove(&k);
+                        if g.due.is_empty() {
+                            g.due.shrink_to(SHRINK_TO);
+                        }
                         g.processing.insert(k.clone());
                         // Another worker may take the next due key.
                         if !g.due.is_empty() {

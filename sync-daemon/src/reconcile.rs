@@ -1,20 +1,20 @@
 //! The I/O shell around the pure planner: for one (target cluster, source key) it reads the
 //! caches, asks `desired::plan` what to do, performs the writes, and reports problems as Events
 //! on the source. One generic path serves ConfigMap and Secret.
+use crate::clusters::Cluster;
 use crate::copies::CopyCache;
 use crate::desired::{self, Action, Kind, NamespaceView, NotSource, ObjectView, Settings, Target};
 use crate::error::{SyncError, chain};
 use crate::hooks::Hooks;
 use crate::kinds::{self, Syncable};
 use crate::queue::{Queue, SourceKey};
+use crate::sources::SourceCache;
 use crate::summary::{self, CopySummary};
 use crate::writer::Writer;
-use crate::{annotations as ann, clusters::Cluster};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
-use kube::Resource;
 use kube::api::Api;
 use kube::runtime::events::{Event, EventType, Recorder};
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::Store;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -35,8 +35,8 @@ const NAMESPACE_RETRY: Duration = Duration::from_secs(30);
 /// Caches of the source cluster: the candidate sources and the namespaces.
 #[derive(Clone)]
 pub struct SourceStores {
-    pub configmaps: Store<ConfigMap>,
-    pub secrets: Store<Secret>,
+    pub configmaps: Arc<SourceCache<ConfigMap>>,
+    pub secrets: Arc<SourceCache<Secret>>,
     pub namespaces: Store<Namespace>,
     /// All three hold a full list.
     pub ready: Ready,
@@ -141,23 +141,15 @@ impl Context {
     /// each copy there (so orphans are found).
     pub fn all_keys(&self, idx: usize) -> BTreeSet<SourceKey> {
         let mut keys = BTreeSet::new();
-        fn key<K: Resource>(kind: Kind, o: &K) -> SourceKey {
-            SourceKey {
-                kind,
-                namespace: o.meta().namespace.clone().unwrap_or_default(),
-                name: o.meta().name.clone().unwrap_or_default(),
-            }
-        }
-        for cm in self.sources.configmaps.state() {
-            if ann::has_sync_keys(cm.annotations_or_empty()) {
-                keys.insert(key(Kind::ConfigMap, &*cm));
-            }
-        }
-        for s in self.sources.secrets.state() {
-            if ann::has_sync_keys(s.annotations_or_empty()) {
-                keys.insert(key(Kind::Secret, &*s));
-            }
-        }
+        let key = |kind, (namespace, name): (String, String)| SourceKey {
+            kind,
+            namespace: namespace.into(),
+            name: name.into(),
+        };
+        keys.extend(
+            (self.sources.configmaps.source_keys().into_iter()).map(|k| key(Kind::ConfigMap, k)),
+        );
+        keys.extend((self.sources.secrets.source_keys().into_iter()).map(|k| key(Kind::Secret, k)));
         if let Some(t) = self.targets.get(idx) {
             for (kind, cache) in [
                 (Kind::ConfigMap, &t.configmap_copies),
@@ -167,11 +159,7 @@ impl Context {
                     cache
                         .origins()
                         .into_iter()
-                        .map(|(namespace, name)| SourceKey {
-                            kind,
-                            namespace,
-                            name,
-                        }),
+                        .map(|(namespace, name)| SourceKey::new(kind, &namespace, &name)),
                 );
             }
         }
@@ -202,13 +190,13 @@ impl Context {
         &self,
         idx: usize,
         key: &SourceKey,
-        sources: &Store<K>,
+        sources: &SourceCache<K>,
         copies: &CopyCache,
     ) -> Result<Outcome, SyncError> {
         let t = &self.targets[idx];
         let s = &self.settings;
-        let src_obj = sources.get(&ObjectRef::new(&key.name).within(&key.namespace));
-        let src_view = src_obj.as_deref().map(kinds::view);
+        let src_obj = sources.get(&key.namespace, &key.name);
+        let src_view = src_obj.as_ref().map(kinds::view);
         let mut problems = Vec::new();
         let classified = src_view.as_ref().map(|v| desired::classify(v, s));
         let source = match &classified {
@@ -281,7 +269,7 @@ impl Context {
                         cluster: t.cluster.context.clone(),
                         kind: K::KIND,
                         namespace: ns,
-                        name: key.name.clone(),
+                        name: key.name.to_string(),
                         source,
                     });
                 }
@@ -327,7 +315,7 @@ impl Context {
         if !problems.is_empty() && outcome == (Outcome::Done { converged: true }) {
             outcome = Outcome::Done { converged: false };
         }
-        match src_obj.as_deref() {
+        match src_obj.as_ref() {
             Some(obj) => self.report(idx, key, obj, problems).await,
             None => {
                 let mut g = self.reported.lock().unwrap_or_else(|p| p.into_inner());
@@ -398,7 +386,7 @@ impl Context {
             cluster: ctx.clone(),
             kind: K::KIND,
             namespace: ns.to_string(),
-            name: key.name.clone(),
+            name: key.name.to_string(),
             source,
         };
         let done = Ok(Outcome::Done { converged: true });
@@ -540,7 +528,7 @@ impl Context {
                         cluster: ctx.clone(),
                         kind: K::KIND,
                         namespace: ns.clone(),
-                        name: key.name.clone(),
+                        name: key.name.to_string(),
                         source: e,
                     });
                 }
@@ -612,17 +600,5 @@ fn namespace_view(n: &Namespace) -> NamespaceView {
         labels: n.metadata.labels.clone().unwrap_or_default(),
         terminating: n.metadata.deletion_timestamp.is_some()
             || n.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Terminating"),
-    }
-}
-
-trait MetaExt {
-    fn annotations_or_empty(&self) -> &BTreeMap<String, String>;
-}
-
-static EMPTY: BTreeMap<String, String> = BTreeMap::new();
-
-impl<K: Resource> MetaExt for K {
-    fn annotations_or_empty(&self) -> &BTreeMap<String, String> {
-        self.meta().annotations.as_ref().unwrap_or(&EMPTY)
     }
 }
