@@ -144,7 +144,16 @@ async fn cross_cluster_lifecycle() {
     .await;
 
     // No-op: after convergence (and one resync, so one-off Events of the first sync are
-    // out), three more resyncs (every 2 s) write nothing at all, in any cluster.
+    // out), three more resyncs (every 2 s) write nothing at all, in any cluster. The first
+    // sync's `Synced` Events (batched for 1 s) must be written before the window opens: on a
+    // loaded machine they can take longer than one resync.
+    for name in ["cross-acc-sync-demo", "wildcard-company-io"] {
+        wait_for(&format!("the Synced Event on {name}"), SOON, || async {
+            let found = events_of_type(&w.mgmt, &ns, name, "Synced", "Normal").await;
+            (!found.is_empty()).then_some(())
+        })
+        .await;
+    }
     let resyncs = || _d.log_text().matches("periodic resync").count();
     let start = resyncs();
     wait_for("one periodic resync", SOON, || async {

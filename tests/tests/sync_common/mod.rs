@@ -317,6 +317,17 @@ where
 
 /// Warning Events (events.k8s.io/v1) about `name` in `ns` with this reason.
 pub async fn events(client: &Client, ns: &str, name: &str, reason: &str) -> Vec<Event> {
+    events_of_type(client, ns, name, reason, "Warning").await
+}
+
+/// Events of `type_` (Normal, Warning) about `name` in `ns` with this reason.
+pub async fn events_of_type(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    reason: &str,
+    type_: &str,
+) -> Vec<Event> {
     Api::<Event>::namespaced(client.clone(), ns)
         .list(&ListParams::default())
         .await
@@ -326,7 +337,7 @@ pub async fn events(client: &Client, ns: &str, name: &str, reason: &str) -> Vec<
         .filter(|e| {
             e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name)
                 && e.reason.as_deref() == Some(reason)
-                && e.type_.as_deref() == Some("Warning")
+                && e.type_.as_deref() == Some(type_)
         })
         .collect()
 }
