@@ -260,6 +260,26 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn keys_come_out_in_due_order() {
+        let q = Queue::default();
+        q.add_after(key("c"), Duration::from_millis(60));
+        q.add_after(key("b"), Duration::from_millis(30));
+        q.add_after(key("d"), Duration::from_secs(60));
+        q.add(key("a"));
+        // Brought forward: its later entry must not survive in the order.
+        q.add_after(key("d"), Duration::from_millis(90));
+        let mut got = Vec::new();
+        for _ in 0..4 {
+            let k = q.next().await;
+            q.done(&k);
+            got.push(k.name.to_string());
+        }
+        assert_eq!(got, ["a", "b", "c", "d"]);
+        assert!(q.is_empty());
+        assert!(q.lock().order.is_empty());
+    }
+
+    #[tokio::test]
     async fn dedups_orders_and_backs_off() {
         let q = Queue::default();
         q.add(key("a"));
