@@ -140,6 +140,10 @@ fn clients(mut config: Config, context: &str) -> Result<(Client, Client), Cluste
         http::header::USER_AGENT,
         http::HeaderValue::from_static(USER_AGENT),
     ));
+    // kube's client would otherwise retry 429/503/504 inside one request (up to 15 times, backing
+    // off to 1000 s): a follower answering 503 would hold its worker for minutes before the queue's
+    // outage pause and per-key backoff ever saw the error. Those govern retries here.
+    config.default_retry = false;
     // Exec-plugin contexts authenticate through `reauth` (renewal on expiry and after a 401).
     let reauth = crate::reauth::take(&mut config, context);
     // One bucket for the cluster's request and watch clients (--qps/--burst).

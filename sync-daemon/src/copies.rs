@@ -7,17 +7,137 @@
 //! makes finding a source's copies O(1) instead of a scan of every copy in the cluster.
 use crate::annotations as ann;
 use crate::kinds::{self, Syncable};
-use crate::summary::CopySummary;
+use crate::summary::{CopySummary, Fingerprint};
 use kube::runtime::watcher;
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::RwLock;
+use uuid::Uuid;
 
 /// A source by `(namespace, name)` in the source cluster.
 pub type Origin = (String, String);
 
+/// An origin as a map key: `namespace/name` in one allocation (neither part can hold a `/`).
+fn origin_key(namespace: &str, name: &str) -> Box<str> {
+    format!("{namespace}/{name}").into_boxed_str()
+}
+
+fn split_key(key: &str) -> Origin {
+    let (ns, name) = key.split_once('/').unwrap_or(("", key));
+    (ns.to_string(), name.to_string())
+}
+
+const DELETING: u8 = 1;
+const CLEAN: u8 = 2;
+const IMMUTABLE: u8 = 4;
+const UID_UUID: u8 = 8;
+
+/// What a copy's summary holds beyond the common case, boxed so the common case does not pay
+/// for it.
+#[derive(Default)]
+struct Extra {
+    /// `Some` when not the origin's namespace / name.
+    namespace: Option<Box<str>>,
+    name: Option<Box<str>>,
+    /// A uid that is not a canonical UUID (as stored, when present).
+    uid: Option<Box<str>>,
+    secret_type: Option<Box<str>>,
+}
+
+/// A [`CopySummary`] as the index keeps it: about 80 bytes for a follower's copy of a
+/// ConfigMap (the strings of [`CopySummary`] cost about 250 more). The namespace and name are
+/// the origin's unless `extra` says otherwise; the uid is kept as its 16 bytes.
+struct Stored {
+    extra: Option<Box<Extra>>,
+    uid: [u8; 16],
+    flags: u8,
+    meta: Fingerprint,
+    payload: Fingerprint,
+}
+
+impl Stored {
+    fn new(origin: &Origin, c: CopySummary) -> Self {
+        let mut flags = 0;
+        for (set, bit) in [
+            (c.deleting, DELETING),
+            (c.clean, CLEAN),
+            (c.immutable, IMMUTABLE),
+        ] {
+            if set {
+                flags |= bit;
+            }
+        }
+        let mut extra = Extra::default();
+        let mut uid = [0; 16];
+        match c.uid.as_deref().map(|u| (u, Uuid::try_parse(u))) {
+            // Only a uid that prints back the same is kept as bytes.
+            Some((u, Ok(parsed))) if parsed.hyphenated().to_string() == u => {
+                uid = parsed.into_bytes();
+                flags |= UID_UUID;
+            }
+            Some((u, _)) => extra.uid = Some(u.into()),
+            None => {}
+        }
+        if c.namespace != origin.0 {
+            extra.namespace = Some(c.namespace.into());
+        }
+        if c.name != origin.1 {
+            extra.name = Some(c.name.into());
+        }
+        extra.secret_type = c.secret_type.map(Into::into);
+        let plain = extra.namespace.is_none()
+            && extra.name.is_none()
+            && extra.uid.is_none()
+            && extra.secret_type.is_none();
+        Self {
+            extra: (!plain).then(|| Box::new(extra)),
+            uid,
+            flags,
+            meta: c.meta,
+            payload: c.payload,
+        }
+    }
+
+    fn namespace<'a>(&'a self, origin_ns: &'a str) -> &'a str {
+        self.extra
+            .as_ref()
+            .and_then(|e| e.namespace.as_deref())
+            .unwrap_or(origin_ns)
+    }
+
+    fn name<'a>(&'a self, origin_name: &'a str) -> &'a str {
+        self.extra
+            .as_ref()
+            .and_then(|e| e.name.as_deref())
+            .unwrap_or(origin_name)
+    }
+
+    fn summary(&self, origin: (&str, &str)) -> CopySummary {
+        let extra = self.extra.as_deref();
+        let uid = if self.flags & UID_UUID != 0 {
+            Some(Uuid::from_bytes(self.uid).hyphenated().to_string())
+        } else {
+            extra.and_then(|e| e.uid.as_deref()).map(str::to_string)
+        };
+        CopySummary {
+            name: self.name(origin.1).to_string(),
+            namespace: self.namespace(origin.0).to_string(),
+            uid,
+            deleting: self.flags & DELETING != 0,
+            clean: self.flags & CLEAN != 0,
+            immutable: self.flags & IMMUTABLE != 0,
+            secret_type: extra
+                .and_then(|e| e.secret_type.as_deref())
+                .map(str::to_string),
+            meta: self.meta,
+            payload: self.payload,
+        }
+    }
+}
+
 #[derive(Default)]
 struct Index {
-    by_origin: HashMap<Origin, Vec<Arc<CopySummary>>>,
+    /// `namespace/name` of the origin → its copies.
+    by_origin: HashMap<Box<str>, Vec<Stored>>,
     /// `(namespace, name)` → origin of each cached copy whose origin is not its own namespace
     /// and name (intra-cluster copies, hand-relabelled ones). A follower's copies share their
     /// source's namespace and name, so this stays empty there: one index entry per copy.
@@ -28,14 +148,15 @@ struct Index {
 impl Index {
     fn remove(&mut self, at: &(String, String)) -> Option<Origin> {
         let origin = self.moved.remove(at).unwrap_or_else(|| at.clone());
-        let v = self.by_origin.get_mut(&origin)?;
+        let key = origin_key(&origin.0, &origin.1);
+        let v = self.by_origin.get_mut(&key)?;
         let before = v.len();
-        v.retain(|c| (c.namespace.as_str(), c.name.as_str()) != (at.0.as_str(), at.1.as_str()));
+        v.retain(|c| (c.namespace(&origin.0), c.name(&origin.1)) != (at.0.as_str(), at.1.as_str()));
         if v.len() == before {
             return None;
         }
         if v.is_empty() {
-            self.by_origin.remove(&origin);
+            self.by_origin.remove(&key);
         }
         self.copies -= 1;
         Some(origin)
@@ -44,12 +165,16 @@ impl Index {
     fn insert(&mut self, origin: Origin, c: CopySummary) {
         let at = (c.namespace.clone(), c.name.clone());
         self.remove(&at);
-        if origin != at {
-            self.moved.insert(at, origin.clone());
-        }
-        let v = self.by_origin.entry(origin).or_default();
+        let stored = Stored::new(&origin, c);
+        let v = self
+            .by_origin
+            .entry(origin_key(&origin.0, &origin.1))
+            .or_default();
         v.reserve_exact(1);
-        v.push(Arc::new(c));
+        v.push(stored);
+        if origin != at {
+            self.moved.insert(at, origin);
+        }
         self.copies += 1;
     }
 }
@@ -106,13 +231,13 @@ impl CopyCache {
                 Vec::new()
             }
             watcher::Event::InitApply(o) => {
-                let origin = self.origin(o);
-                if let Some(origin) = &origin {
+                // Not requeued: the sweep that follows the list covers every origin.
+                if let Some(origin) = self.origin(o) {
                     let mut g = self.relist.write().unwrap_or_else(|p| p.into_inner());
                     g.get_or_insert_with(Index::default)
-                        .insert(origin.clone(), kinds::summary(o));
+                        .insert(origin, kinds::summary(o));
                 }
-                origin.into_iter().collect()
+                Vec::new()
             }
             watcher::Event::InitDone => {
                 let mut fresh = self
@@ -145,17 +270,30 @@ impl CopyCache {
     }
 
     /// The cached copies of one source.
-    pub fn copies_of(&self, namespace: &str, name: &str) -> Vec<Arc<CopySummary>> {
+    pub fn copies_of(&self, namespace: &str, name: &str) -> Vec<CopySummary> {
         self.read()
             .by_origin
-            .get(&(namespace.to_string(), name.to_string()))
-            .cloned()
+            .get(&origin_key(namespace, name))
+            .map(|v| v.iter().map(|c| c.summary((namespace, name))).collect())
             .unwrap_or_default()
     }
 
     /// Every origin with at least one cached copy.
     pub fn origins(&self) -> Vec<Origin> {
-        self.read().by_origin.keys().cloned().collect()
+        self.origins_except(|_, _| false)
+    }
+
+    /// Every origin with at least one cached copy, except those `skip(namespace, name)` names.
+    pub fn origins_except(&self, skip: impl Fn(&str, &str) -> bool) -> Vec<Origin> {
+        self.read()
+            .by_origin
+            .keys()
+            .filter(|k| {
+                let (ns, name) = k.split_once('/').unwrap_or(("", k));
+                !skip(ns, name)
+            })
+            .map(|k| split_key(k))
+            .collect()
     }
 
     pub fn len(&self) -> usize {
@@ -282,6 +420,43 @@ mod tests {
         c.apply(&watcher::Event::<ConfigMap>::InitDone);
         assert_eq!(c.origins(), vec![origin("prod", "new")]);
         assert_eq!(c.len(), 1);
+    }
+
+    #[test]
+    fn a_summary_comes_back_as_it_went_in() {
+        let uuid = "0b6c3f4e-8a2d-4c1b-9f3e-5d7a1c2b3e4f";
+        let cases = [
+            // A follower's copy of a ConfigMap: nothing beyond the fixed part.
+            ("prod", "a", Some(uuid), None, true),
+            ("t1", "a", Some(uuid), None, false),
+            ("prod", "b", None, Some("kubernetes.io/tls"), false),
+            // Not canonical UUIDs: kept as they came.
+            (
+                "prod",
+                "a",
+                Some("0B6C3F4E-8A2D-4C1B-9F3E-5D7A1C2B3E4F"),
+                None,
+                false,
+            ),
+            ("prod", "a", Some("not-a-uuid"), Some("Opaque"), false),
+            ("prod", "a", Some(""), None, false),
+        ];
+        for (i, (ns, name, uid, secret_type, plain)) in cases.into_iter().enumerate() {
+            let c = CopySummary {
+                name: name.into(),
+                namespace: ns.into(),
+                uid: uid.map(Into::into),
+                deleting: i % 2 == 0,
+                clean: i % 3 == 0,
+                immutable: i % 4 == 0,
+                secret_type: secret_type.map(Into::into),
+                meta: [i as u8; 16],
+                payload: [0xff - i as u8; 16],
+            };
+            let stored = Stored::new(&origin("prod", "a"), c.clone());
+            assert_eq!(stored.summary(("prod", "a")), c, "case {i}");
+            assert_eq!(stored.extra.is_none(), plain, "case {i}");
+        }
     }
 
     #[test]

@@ -137,33 +137,52 @@ impl Context {
         }
     }
 
-    /// Every key worth reconciling in target `idx`: each candidate source, plus the origin of
-    /// each copy there (so orphans are found).
-    pub fn all_keys(&self, idx: usize) -> BTreeSet<SourceKey> {
-        let mut keys = BTreeSet::new();
-        let key = |kind, (namespace, name): (String, String)| SourceKey {
-            kind,
-            namespace: namespace.into(),
-            name: name.into(),
+    /// Every candidate source's key, sorted: the part of a sweep all targets share.
+    pub fn source_keys(&self) -> Arc<[SourceKey]> {
+        let mut keys: Vec<SourceKey> = Vec::new();
+        let mut add = |kind, list: Vec<(String, String)>| {
+            keys.extend(
+                list.into_iter()
+                    .map(|(namespace, name)| SourceKey::new(kind, &namespace, &name)),
+            )
         };
-        keys.extend(
-            (self.sources.configmaps.source_keys().into_iter()).map(|k| key(Kind::ConfigMap, k)),
-        );
-        keys.extend((self.sources.secrets.source_keys().into_iter()).map(|k| key(Kind::Secret, k)));
-        if let Some(t) = self.targets.get(idx) {
-            for (kind, cache) in [
-                (Kind::ConfigMap, &t.configmap_copies),
-                (Kind::Secret, &t.secret_copies),
-            ] {
-                keys.extend(
-                    cache
-                        .origins()
-                        .into_iter()
-                        .map(|(namespace, name)| SourceKey::new(kind, &namespace, &name)),
-                );
-            }
+        add(Kind::ConfigMap, self.sources.configmaps.source_keys());
+        add(Kind::Secret, self.sources.secrets.source_keys());
+        keys.sort_unstable();
+        keys.into()
+    }
+
+    /// Every key worth reconciling in target `idx`, sorted: each candidate source (`sources`,
+    /// from [`Context::source_keys`]), plus the origin of each copy there that is not one (so
+    /// orphans are found). Without orphans this is `sources` itself, not a copy of it.
+    pub fn sweep_keys(&self, idx: usize, sources: &Arc<[SourceKey]>) -> Arc<[SourceKey]> {
+        let Some(t) = self.targets.get(idx) else {
+            return sources.clone();
+        };
+        let mut orphans = Vec::new();
+        for (kind, cache) in [
+            (Kind::ConfigMap, &t.configmap_copies),
+            (Kind::Secret, &t.secret_copies),
+        ] {
+            orphans.extend(
+                cache
+                    .origins_except(|ns, name| {
+                        sources
+                            .binary_search_by(|k| {
+                                (k.kind, &*k.namespace, &*k.name).cmp(&(kind, ns, name))
+                            })
+                            .is_ok()
+                    })
+                    .into_iter()
+                    .map(|(namespace, name)| SourceKey::new(kind, &namespace, &name)),
+            );
         }
-        keys
+        if orphans.is_empty() {
+            return sources.clone();
+        }
+        orphans.extend(sources.iter().cloned());
+        orphans.sort_unstable();
+        orphans.into()
     }
 
     pub async fn reconcile(&self, idx: usize, key: &SourceKey) -> Result<Outcome, SyncError> {
@@ -239,7 +258,7 @@ impl Context {
         };
 
         let cached = copies.copies_of(&key.namespace, &key.name);
-        let summaries: Vec<&CopySummary> = cached.iter().map(|c| &**c).collect();
+        let summaries: Vec<&CopySummary> = cached.iter().collect();
 
         let mut wanted = source
             .map(|src| desired::target_namespaces(src, &target))

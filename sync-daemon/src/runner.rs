@@ -19,6 +19,7 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -119,7 +120,7 @@ fn watch_sources<K: Syncable>(
     what: &'static str,
     cluster: String,
     cache: Arc<SourceCache<K>>,
-    on_object: impl Fn(&K) + Send + 'static,
+    on_object: impl Fn(&K, bool) + Send + 'static,
     on_relist: impl Fn() + Send + 'static,
 ) -> tokio::sync::watch::Receiver<bool> {
     let (ready_tx, ready_rx) = tokio::sync::watch::channel(false);
@@ -133,9 +134,9 @@ fn watch_sources<K: Syncable>(
                 Ok(ev) => {
                     cache.apply(&ev);
                     match &ev {
-                        watcher::Event::Apply(o)
-                        | watcher::Event::Delete(o)
-                        | watcher::Event::InitApply(o) => on_object(o),
+                        watcher::Event::Apply(o) | watcher::Event::Delete(o) => on_object(o, true),
+                        // The sweep at InitDone covers every listed object.
+                        watcher::Event::InitApply(o) => on_object(o, false),
                         watcher::Event::InitDone => {
                             ready_tx.send_replace(true);
                             on_relist()
@@ -184,17 +185,20 @@ fn watch_copies<K: Syncable>(
     ready_rx
 }
 
-/// A source event concerns every cluster: its copies may live anywhere.
+/// A source event concerns every cluster: its copies may live anywhere. Objects of a (re-)list
+/// are only recorded (`queue` false): the sweep that follows the list covers them.
 fn to_all<K: Resource>(
     queues: &Arc<Vec<Arc<Queue>>>,
     kind: Kind,
     hooks: Arc<dyn Hooks>,
-) -> impl Fn(&K) + Send + 'static {
+) -> impl Fn(&K, bool) + Send + 'static {
     let queues = queues.clone();
-    move |o: &K| {
+    move |o: &K, queue: bool| {
         let k = key_of(kind, o);
         hooks.source_seen(&k, o.meta().resource_version.as_deref());
-        queues.iter().for_each(|q| q.add(k.clone()))
+        if queue {
+            queues.iter().for_each(|q| q.add(k.clone()))
+        }
     }
 }
 
@@ -408,9 +412,7 @@ async fn start_workers(ctx: Arc<Context>, idx: usize, workers: u16) {
     }
     // Start-up sweep: every source and every copy's origin, so orphans made while we were
     // down are deleted.
-    for k in ctx.all_keys(idx) {
-        t.queue.add(k);
-    }
+    t.queue.sweep(ctx.sweep_keys(idx, &ctx.source_keys()));
     tracing::info!(cluster = %cluster, queued = t.queue.len(), workers, "caches ready, syncing");
     for _ in 0..workers {
         tokio::spawn(worker(ctx.clone(), idx));
@@ -498,14 +500,24 @@ pub async fn run(args: SyncArgs, rt: Runtime) -> Result<(), StartError> {
     }
     let mut tick = tokio::time::interval(args.resync_period);
     tick.tick().await; // the first tick is immediate; the start-up sweep covers it
-    let enqueue = |which: Resync| {
-        let idxs: Vec<usize> = match which {
-            Resync::All => (0..ctx.targets.len()).collect(),
-            Resync::One(i) => vec![i],
+    // A sweep of the targets named by `first` and by every request already waiting (a re-list
+    // of the namespaces asks once per namespace): the source keys are listed once for all.
+    let sweep = |first: Resync, rx: &mut mpsc::UnboundedReceiver<Resync>| {
+        let mut idxs = BTreeSet::new();
+        let mut add = |which| match which {
+            Resync::All => idxs.extend(0..ctx.targets.len()),
+            Resync::One(i) => {
+                idxs.insert(i);
+            }
         };
+        add(first);
+        while let Ok(which) = rx.try_recv() {
+            add(which);
+        }
+        let sources = ctx.source_keys();
         for i in idxs {
-            for k in ctx.all_keys(i) {
-                ctx.targets[i].queue.add(k);
+            if let Some(t) = ctx.targets.get(i) {
+                t.queue.sweep(ctx.sweep_keys(i, &sources));
             }
         }
     };
@@ -513,9 +525,9 @@ pub async fn run(args: SyncArgs, rt: Runtime) -> Result<(), StartError> {
         tokio::select! {
             _ = tick.tick() => {
                 tracing::debug!("periodic resync");
-                enqueue(Resync::All);
+                sweep(Resync::All, &mut rx);
             }
-            Some(which) = rx.recv() => enqueue(which),
+            Some(which) = rx.recv() => sweep(which, &mut rx),
             _ = &mut lost => {
                 tracing::error!("leader lease lost, stopping");
                 return Err(StartError::LeaseLost);
@@ -562,8 +574,8 @@ pub async fn once(args: SyncArgs, writer: Writer) -> Result<bool, StartError> {
                 tracing::error!(cluster = %cluster, "caches not ready in time");
                 return false;
             }
-            let keys = ctx.all_keys(idx);
-            let results: Vec<bool> = futures::stream::iter(keys)
+            let keys = ctx.sweep_keys(idx, &ctx.source_keys());
+            let results: Vec<bool> = futures::stream::iter(keys.iter().cloned())
                 .map(|key| {
                     let (ctx, cluster) = (&ctx, &cluster);
                     async move {

@@ -3,8 +3,9 @@
 //!
 //! A follower holds one copy per (source, namespace); caching them whole costs their full size
 //! (a 1 KiB ConfigMap is ~2 KiB in memory) times sources × namespaces × followers. A
-//! [`CopySummary`] is ~200 bytes whatever the copy's size: two SHA-256 fingerprints (metadata and
-//! payload) and the few facts [`diff`](crate::desired::diff) branches on. It decides without the
+//! [`CopySummary`] is small whatever the copy's size (the copy cache packs it further): two
+//! fingerprints (metadata and payload) and the few facts [`diff`](crate::desired::diff) branches
+//! on. It decides without the
 //! object whenever the copy is *clean* — every label, annotation and payload key on it is one our
 //! field manager applied — which is always the case unless someone edited the copy by hand. Only
 //! then is the object read (one GET) and planned in full.
@@ -12,8 +13,16 @@ use crate::desired::{Action, ObjectView, Payload, Settings, Source, desired_copy
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
 
-/// SHA-256 over a canonical encoding (length-prefixed fields, maps in key order).
-pub type Fingerprint = [u8; 32];
+/// SHA-256 over a canonical encoding (length-prefixed fields, maps in key order), its first
+/// 128 bits kept: a summary is compared with what we would write, and an accidental match of
+/// 128 bits is not a risk worth 16 more bytes per copy.
+pub type Fingerprint = [u8; 16];
+
+fn finish(h: Sha256) -> Fingerprint {
+    let mut f = [0; 16];
+    f.copy_from_slice(&h.finalize()[..16]);
+    f
+}
 
 /// A managed copy as the planner needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,7 +75,7 @@ pub fn meta_fingerprint(
     let mut h = Sha256::new();
     put_map(&mut h, labels);
     put_map(&mut h, annotations);
-    h.finalize().into()
+    finish(h)
 }
 
 pub fn payload_fingerprint(p: &Payload) -> Fingerprint {
@@ -101,7 +110,7 @@ pub fn payload_fingerprint(p: &Payload) -> Fingerprint {
             h.update([u8::from(*immutable)]);
         }
     }
-    h.finalize().into()
+    finish(h)
 }
 
 fn payload_keys(p: &Payload) -> impl Iterator<Item = &String> {
