@@ -7,6 +7,7 @@
 //! makes finding a source's copies O(1) instead of a scan of every copy in the cluster.
 use crate::annotations as ann;
 use crate::kinds::{self, Syncable};
+use crate::relist::{self, Relist};
 use crate::summary::{CopySummary, Fingerprint};
 use kube::runtime::watcher;
 use std::collections::HashMap;
@@ -15,16 +16,6 @@ use uuid::Uuid;
 
 /// A source by `(namespace, name)` in the source cluster.
 pub type Origin = (String, String);
-
-/// An origin as a map key: `namespace/name` in one allocation (neither part can hold a `/`).
-fn origin_key(namespace: &str, name: &str) -> Box<str> {
-    format!("{namespace}/{name}").into_boxed_str()
-}
-
-fn split_key(key: &str) -> Origin {
-    let (ns, name) = key.split_once('/').unwrap_or(("", key));
-    (ns.to_string(), name.to_string())
-}
 
 const DELETING: u8 = 1;
 const CLEAN: u8 = 2;
@@ -148,7 +139,7 @@ struct Index {
 impl Index {
     fn remove(&mut self, at: &(String, String)) -> Option<Origin> {
         let origin = self.moved.remove(at).unwrap_or_else(|| at.clone());
-        let key = origin_key(&origin.0, &origin.1);
+        let key = relist::key(&origin.0, &origin.1);
         let v = self.by_origin.get_mut(&key)?;
         let before = v.len();
         v.retain(|c| (c.namespace(&origin.0), c.name(&origin.1)) != (at.0.as_str(), at.1.as_str()));
@@ -168,7 +159,7 @@ impl Index {
         let stored = Stored::new(&origin, c);
         let v = self
             .by_origin
-            .entry(origin_key(&origin.0, &origin.1))
+            .entry(relist::key(&origin.0, &origin.1))
             .or_default();
         v.reserve_exact(1);
         v.push(stored);
@@ -183,8 +174,7 @@ impl Index {
 pub struct CopyCache {
     cluster_name: String,
     index: RwLock<Index>,
-    /// The list in progress after `Init` (swapped in at `InitDone`, as the reflector does).
-    relist: RwLock<Option<Index>>,
+    relist: Relist<Index>,
 }
 
 impl CopyCache {
@@ -193,7 +183,7 @@ impl CopyCache {
         Self {
             cluster_name: cluster_name.to_string(),
             index: RwLock::default(),
-            relist: RwLock::default(),
+            relist: Relist::default(),
         }
     }
 
@@ -227,25 +217,18 @@ impl CopyCache {
     pub fn apply<K: Syncable>(&self, ev: &watcher::Event<K>) -> Vec<Origin> {
         match ev {
             watcher::Event::Init => {
-                *self.relist.write().unwrap_or_else(|p| p.into_inner()) = Some(Index::default());
+                self.relist.begin();
                 Vec::new()
             }
             watcher::Event::InitApply(o) => {
                 // Not requeued: the sweep that follows the list covers every origin.
                 if let Some(origin) = self.origin(o) {
-                    let mut g = self.relist.write().unwrap_or_else(|p| p.into_inner());
-                    g.get_or_insert_with(Index::default)
-                        .insert(origin, kinds::summary(o));
+                    self.relist.add(|i| i.insert(origin, kinds::summary(o)));
                 }
                 Vec::new()
             }
             watcher::Event::InitDone => {
-                let mut fresh = self
-                    .relist
-                    .write()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .take()
-                    .unwrap_or_default();
+                let mut fresh = self.relist.finish();
                 // Origins of copies that vanished while the watch was down are requeued by the
                 // re-list sweep (runner), which covers every cached origin afterwards.
                 fresh.by_origin.shrink_to_fit();
@@ -273,7 +256,7 @@ impl CopyCache {
     pub fn copies_of(&self, namespace: &str, name: &str) -> Vec<CopySummary> {
         self.read()
             .by_origin
-            .get(&origin_key(namespace, name))
+            .get(&relist::key(namespace, name))
             .map(|v| v.iter().map(|c| c.summary((namespace, name))).collect())
             .unwrap_or_default()
     }
@@ -288,11 +271,9 @@ impl CopyCache {
         self.read()
             .by_origin
             .keys()
-            .filter(|k| {
-                let (ns, name) = k.split_once('/').unwrap_or(("", k));
-                !skip(ns, name)
-            })
-            .map(|k| split_key(k))
+            .map(|k| relist::split(k))
+            .filter(|(ns, name)| !skip(ns, name))
+            .map(|(ns, name)| (ns.to_string(), name.to_string()))
             .collect()
     }
 

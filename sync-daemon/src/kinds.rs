@@ -157,6 +157,9 @@ pub fn owned_keys(entries: &[ManagedFieldsEntry]) -> OwnedKeys {
 pub fn trim_source<K: Syncable>(obj: &mut K) {
     let m = obj.meta_mut();
     m.managed_fields = None;
+    // Nor are these, which the apiserver sets and no copy or Event carries.
+    m.creation_timestamp = None;
+    m.generate_name = None;
     if let Some(a) = m.annotations.as_mut() {
         a.remove(crate::annotations::LAST_APPLIED);
     }
@@ -230,6 +233,9 @@ mod tests {
     fn trimmed_sources_keep_what_planning_reads() {
         let mut cm = ConfigMap::default();
         cm.metadata.managed_fields = Some(vec![ManagedFieldsEntry::default()]);
+        cm.metadata.creation_timestamp = Some(
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Default::default()),
+        );
         cm.metadata.annotations = Some(
             [
                 (
@@ -246,6 +252,7 @@ mod tests {
         trim_source(&mut cm);
         trim_source(&mut plain);
         assert_eq!(cm.metadata.managed_fields, None);
+        assert_eq!(cm.metadata.creation_timestamp, None);
         assert_eq!(cm.metadata.annotations.as_ref().map(|a| a.len()), Some(1));
         assert!(cm.data.is_some(), "a source keeps its payload");
         assert!(plain.data.is_none(), "a non-source drops it");

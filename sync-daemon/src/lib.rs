@@ -2,7 +2,8 @@
 //! and into follower clusters.
 //!
 //! Pure decisions: `selector`, `annotations`, `desired`, `summary` (planning from the compact
-//! copy cache `copies`), and `kinds` for the type mapping. `sources` caches the source objects.
+//! copy cache `copies`), and `kinds` for the type mapping. `sources` caches the source objects
+//! (`relist` holds what both caches share).
 //! I/O: `clusters` (clients), `reconcile` (one key in one cluster), `writer` (every write),
 //! `queue` (per-cluster backoff), `runner` (watches, workers, resync). `hooks` reports outcomes.
 //! Operations: `app` (binary wiring), `admin` (probes), `metrics`, `ops` (Events), `leader`,
@@ -27,6 +28,7 @@ pub mod queue;
 pub mod ratelimit;
 pub mod reauth;
 pub mod reconcile;
+pub mod relist;
 pub mod runner;
 pub mod selector;
 pub mod sources;

@@ -10,10 +10,11 @@
 //! (a few microseconds per KiB, beside a network write of the copy).
 use crate::annotations as ann;
 use crate::kinds::Syncable;
+use crate::relist::{self, Relist};
 use kube::runtime::watcher;
 use std::collections::HashMap;
 use std::marker::PhantomData;
-use std::sync::{Mutex, RwLock};
+use std::sync::RwLock;
 
 /// A cached object: its trimmed JSON, and whether it carries a sync annotation.
 struct Entry {
@@ -21,13 +22,13 @@ struct Entry {
     json: Box<[u8]>,
 }
 
-type Map = HashMap<(String, String), Entry>;
+/// By [`relist::key`].
+type Map = HashMap<Box<str>, Entry>;
 
-/// Objects of one kind in the source cluster, by `(namespace, name)`.
+/// Objects of one kind in the source cluster, by `namespace/name`.
 pub struct SourceCache<K> {
     map: RwLock<Map>,
-    /// The list in progress after `Init` (swapped in at `InitDone`, as the reflector does).
-    relist: Mutex<Option<Map>>,
+    relist: Relist<Map>,
     kind: PhantomData<fn() -> K>,
 }
 
@@ -35,17 +36,17 @@ impl<K> Default for SourceCache<K> {
     fn default() -> Self {
         Self {
             map: RwLock::default(),
-            relist: Mutex::default(),
+            relist: Relist::default(),
             kind: PhantomData,
         }
     }
 }
 
-fn at<K: Syncable>(obj: &K) -> (String, String) {
+fn at<K: Syncable>(obj: &K) -> Box<str> {
     let m = obj.meta();
-    (
-        m.namespace.clone().unwrap_or_default(),
-        m.name.clone().unwrap_or_default(),
+    relist::key(
+        m.namespace.as_deref().unwrap_or_default(),
+        m.name.as_deref().unwrap_or_default(),
     )
 }
 
@@ -75,22 +76,16 @@ impl<K: Syncable> SourceCache<K> {
     /// Applies one watcher event (objects already trimmed by the caller).
     pub fn apply(&self, ev: &watcher::Event<K>) {
         match ev {
-            watcher::Event::Init => {
-                *self.relist.lock().unwrap_or_else(|p| p.into_inner()) = Some(Map::default());
-            }
+            watcher::Event::Init => self.relist.begin(),
             watcher::Event::InitApply(o) => {
                 if let Some(e) = entry(o) {
-                    let mut g = self.relist.lock().unwrap_or_else(|p| p.into_inner());
-                    g.get_or_insert_with(Map::default).insert(at(o), e);
+                    self.relist.add(|m| {
+                        m.insert(at(o), e);
+                    });
                 }
             }
             watcher::Event::InitDone => {
-                let mut fresh = self
-                    .relist
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .take()
-                    .unwrap_or_default();
+                let mut fresh = self.relist.finish();
                 fresh.shrink_to_fit();
                 *self.write() = fresh;
             }
@@ -111,7 +106,7 @@ impl<K: Syncable> SourceCache<K> {
     /// The cached object, decoded.
     pub fn get(&self, namespace: &str, name: &str) -> Option<K> {
         let g = self.read();
-        let e = g.get(&(namespace.to_string(), name.to_string()))?;
+        let e = g.get(&relist::key(namespace, name))?;
         serde_json::from_slice(&e.json).ok()
     }
 
@@ -120,7 +115,10 @@ impl<K: Syncable> SourceCache<K> {
         self.read()
             .iter()
             .filter(|(_, e)| e.source)
-            .map(|(k, _)| k.clone())
+            .map(|(k, _)| {
+                let (ns, name) = relist::split(k);
+                (ns.to_string(), name.to_string())
+            })
             .collect()
     }
 
