@@ -135,7 +135,8 @@ pub fn source_context(
 /// Sent on every request, so audit logs and apiserver metrics tell the daemon's requests apart.
 const USER_AGENT: &str = concat!("kubed-cross-sync/", env!("CARGO_PKG_VERSION"));
 
-fn clients(mut config: Config, context: &str) -> Result<(Client, Client), ClusterError> {
+/// What every client of the daemon has in common.
+fn common(mut config: Config) -> Config {
     config.headers.push((
         http::header::USER_AGENT,
         http::HeaderValue::from_static(USER_AGENT),
@@ -144,6 +145,11 @@ fn clients(mut config: Config, context: &str) -> Result<(Client, Client), Cluste
     // off to 1000 s): a follower answering 503 would hold its worker for minutes before the queue's
     // outage pause and per-key backoff ever saw the error. Those govern retries here.
     config.default_retry = false;
+    config
+}
+
+fn clients(config: Config, context: &str) -> Result<(Client, Client), ClusterError> {
+    let mut config = common(config);
     // Exec-plugin contexts authenticate through `reauth` (renewal on expiry and after a 401).
     let reauth = crate::reauth::take(&mut config, context);
     // One bucket for the cluster's request and watch clients (--qps/--burst).
@@ -254,6 +260,18 @@ pub async fn load(
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn requests_are_not_retried_inside_the_client() {
+        let url: http::Uri = "https://127.0.0.1:6443".parse().unwrap();
+        let c = common(Config::new(url));
+        assert!(!c.default_retry, "the queue's backoff governs retries");
+        assert!(
+            c.headers
+                .iter()
+                .any(|(k, v)| k == http::header::USER_AGENT && v == USER_AGENT)
+        );
+    }
 
     #[test]
     fn normalises_servers() {

@@ -343,11 +343,7 @@ mod tests {
     use super::*;
 
     fn key() -> SourceKey {
-        SourceKey {
-            kind: Kind::Secret,
-            namespace: "prod".into(),
-            name: "s".into(),
-        }
+        SourceKey::new(Kind::Secret, "prod", "s")
     }
 
     fn synced(rv: Option<&str>, wrote: bool) -> Synced<'_> {

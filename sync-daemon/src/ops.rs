@@ -99,7 +99,7 @@ impl Hooks for Ops {
 }
 
 fn source_ref(ctx: &Context, key: &SourceKey) -> Option<ObjectReference> {
-    let (name, ns) = (&*key.name, &*key.namespace);
+    let (name, ns) = (key.name(), key.namespace());
     match key.kind {
         Kind::ConfigMap => ctx
             .sources

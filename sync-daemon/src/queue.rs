@@ -15,29 +15,41 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-/// A source object, by kind and `namespace/name` in the source cluster. The names are shared
-/// (`Arc<str>`): a key is cloned into every cluster's queue and the metrics on each event, and
-/// at a cold start every source is queued in every cluster at once.
+/// A source object, by kind and `namespace/name` in the source cluster, the name shared
+/// (`Arc<str>`, one allocation): a key is cloned into every cluster's queue and the metrics on
+/// each event.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SourceKey {
     pub kind: Kind,
-    pub namespace: Arc<str>,
-    pub name: Arc<str>,
+    /// [`crate::relist::key`]: `namespace/name`.
+    id: Arc<str>,
 }
 
 impl SourceKey {
     pub fn new(kind: Kind, namespace: &str, name: &str) -> Self {
         Self {
             kind,
-            namespace: namespace.into(),
-            name: name.into(),
+            id: crate::relist::key(namespace, name).into(),
         }
+    }
+
+    pub fn namespace(&self) -> &str {
+        crate::relist::split(&self.id).0
+    }
+
+    pub fn name(&self) -> &str {
+        crate::relist::split(&self.id).1
+    }
+
+    /// `namespace/name`, the order keys sort in within a kind.
+    pub fn id(&self) -> &str {
+        &self.id
     }
 }
 
 impl std::fmt::Display for SourceKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}/{}", self.kind.as_str(), self.namespace, self.name)
+        write!(f, "{}/{}", self.kind.as_str(), self.id)
     }
 }
 
@@ -287,11 +299,7 @@ mod tests {
     use super::*;
 
     fn key(n: &str) -> SourceKey {
-        SourceKey {
-            kind: Kind::ConfigMap,
-            namespace: "ns".into(),
-            name: n.into(),
-        }
+        SourceKey::new(Kind::ConfigMap, "ns", n)
     }
 
     #[test]
@@ -348,7 +356,7 @@ mod tests {
         for _ in 0..4 {
             let k = q.next().await;
             q.done(&k);
-            got.push(k.name.to_string());
+            got.push(k.name().to_string());
         }
         assert_eq!(got, ["a", "b", "c", "d"]);
         assert!(q.is_empty());
@@ -364,7 +372,7 @@ mod tests {
         for _ in 0..n {
             let k = q.next().await;
             q.done(&k);
-            got.push(k.name.to_string());
+            got.push(k.name().to_string());
         }
         got
     }

@@ -8,6 +8,7 @@ use crate::error::{SyncError, chain};
 use crate::hooks::Hooks;
 use crate::kinds::{self, Syncable};
 use crate::queue::{Queue, SourceKey};
+use crate::relist;
 use crate::sources::SourceCache;
 use crate::summary::{self, CopySummary};
 use crate::writer::Writer;
@@ -167,10 +168,9 @@ impl Context {
             orphans.extend(
                 cache
                     .origins_except(|ns, name| {
+                        let id = relist::key(ns, name);
                         sources
-                            .binary_search_by(|k| {
-                                (k.kind, &*k.namespace, &*k.name).cmp(&(kind, ns, name))
-                            })
+                            .binary_search_by(|k| (k.kind, k.id()).cmp(&(kind, &*id)))
                             .is_ok()
                     })
                     .into_iter()
@@ -214,7 +214,7 @@ impl Context {
     ) -> Result<Outcome, SyncError> {
         let t = &self.targets[idx];
         let s = &self.settings;
-        let src_obj = sources.get(&key.namespace, &key.name);
+        let src_obj = sources.get(key.namespace(), key.name());
         let src_view = src_obj.as_ref().map(kinds::view);
         let mut problems = Vec::new();
         let classified = src_view.as_ref().map(|v| desired::classify(v, s));
@@ -257,7 +257,7 @@ impl Context {
             }
         };
 
-        let cached = copies.copies_of(&key.namespace, &key.name);
+        let cached = copies.copies_of(key.namespace(), key.name());
         let summaries: Vec<&CopySummary> = cached.iter().collect();
 
         let mut wanted = source
@@ -279,7 +279,7 @@ impl Context {
         let mut read = BTreeMap::new();
         for ns in summary::needs_read(source, &wanted, &summaries, s) {
             let api: Api<K> = Api::namespaced(t.cluster.client.clone(), &ns);
-            match api.get_opt(&key.name).await {
+            match api.get_opt(key.name()).await {
                 Ok(found) => {
                     read.insert(ns, found.as_ref().map(kinds::view));
                 }
@@ -288,7 +288,7 @@ impl Context {
                         cluster: t.cluster.context.clone(),
                         kind: K::KIND,
                         namespace: ns,
-                        name: key.name.to_string(),
+                        name: key.name().to_string(),
                         source,
                     });
                 }
@@ -405,7 +405,7 @@ impl Context {
             cluster: ctx.clone(),
             kind: K::KIND,
             namespace: ns.to_string(),
-            name: key.name.to_string(),
+            name: key.name().to_string(),
             source,
         };
         let done = Ok(Outcome::Done { converged: true });
@@ -418,7 +418,7 @@ impl Context {
                     note: format!(
                         "{} {namespace}/{} in context {ctx} left untouched: {reason}",
                         K::KIND.as_str(),
-                        key.name
+                        key.name()
                     ),
                 });
                 Ok(Outcome::Done { converged: false })
@@ -427,7 +427,7 @@ impl Context {
                 let api: Api<K> = Api::namespaced(t.cluster.client.clone(), &namespace);
                 let gone = self
                     .writer
-                    .delete(&api, &key.name, uid.as_deref())
+                    .delete(&api, key.name(), uid.as_deref())
                     .await
                     .map_err(|e| write_err("delete", &namespace, e))?;
                 self.hooks.write(ctx, K::KIND, "delete");
@@ -460,7 +460,7 @@ impl Context {
                 if !extra_keys.is_empty() {
                     match self
                         .writer
-                        .remove_keys(&api, &key.name, uid.as_deref(), &extra_keys)
+                        .remove_keys(&api, key.name(), uid.as_deref(), &extra_keys)
                         .await
                     {
                         Err(kube::Error::Api(s)) if uid_mismatch(&s) => {
@@ -477,7 +477,7 @@ impl Context {
                 let api: Api<K> = Api::namespaced(t.cluster.client.clone(), &desired.namespace);
                 let gone = self
                     .writer
-                    .delete(&api, &key.name, uid.as_deref())
+                    .delete(&api, key.name(), uid.as_deref())
                     .await
                     .map_err(|e| write_err("delete", &desired.namespace, e))?;
                 self.hooks.write(ctx, K::KIND, "recreate");
@@ -547,7 +547,7 @@ impl Context {
                         cluster: ctx.clone(),
                         kind: K::KIND,
                         namespace: ns.clone(),
-                        name: key.name.to_string(),
+                        name: key.name().to_string(),
                         source: e,
                     });
                 }
