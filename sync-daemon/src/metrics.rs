@@ -327,7 +327,7 @@ impl Hooks for Metrics {
         if let Some((seen, wrote)) = finished {
             st.pending.remove(key);
             if st.pending.is_empty() {
-                // A cold start fills it with every source; give that back once all converged.
+                // A burst of changes may have grown it; give that back once all converged.
                 st.pending.shrink_to(64);
             }
             if wrote {

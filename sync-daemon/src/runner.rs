@@ -120,7 +120,7 @@ fn watch_sources<K: Syncable>(
     what: &'static str,
     cluster: String,
     cache: Arc<SourceCache<K>>,
-    on_object: impl Fn(&K, bool) + Send + 'static,
+    on_object: impl Fn(&K) + Send + 'static,
     on_relist: impl Fn() + Send + 'static,
 ) -> tokio::sync::watch::Receiver<bool> {
     let (ready_tx, ready_rx) = tokio::sync::watch::channel(false);
@@ -134,9 +134,9 @@ fn watch_sources<K: Syncable>(
                 Ok(ev) => {
                     cache.apply(&ev);
                     match &ev {
-                        watcher::Event::Apply(o) | watcher::Event::Delete(o) => on_object(o, true),
-                        // The sweep at InitDone covers every listed object.
-                        watcher::Event::InitApply(o) => on_object(o, false),
+                        watcher::Event::Apply(o) | watcher::Event::Delete(o) => on_object(o),
+                        // Not a change: the sweep at InitDone covers every listed object.
+                        watcher::Event::InitApply(_) => {}
                         watcher::Event::InitDone => {
                             ready_tx.send_replace(true);
                             on_relist()
@@ -185,20 +185,19 @@ fn watch_copies<K: Syncable>(
     ready_rx
 }
 
-/// A source event concerns every cluster: its copies may live anywhere. Objects of a (re-)list
-/// are only recorded (`queue` false): the sweep that follows the list covers them.
+/// A source change concerns every cluster: its copies may live anywhere. (Objects of a
+/// (re-)list are not changes: the sweep that follows the list covers them, and a start-up is
+/// not timed as a propagation.)
 fn to_all<K: Resource>(
     queues: &Arc<Vec<Arc<Queue>>>,
     kind: Kind,
     hooks: Arc<dyn Hooks>,
-) -> impl Fn(&K, bool) + Send + 'static {
+) -> impl Fn(&K) + Send + 'static {
     let queues = queues.clone();
-    move |o: &K, queue: bool| {
+    move |o: &K| {
         let k = key_of(kind, o);
         hooks.source_seen(&k, o.meta().resource_version.as_deref());
-        if queue {
-            queues.iter().for_each(|q| q.add(k.clone()))
-        }
+        queues.iter().for_each(|q| q.add(k.clone()))
     }
 }
 
