@@ -279,26 +279,28 @@ impl CopyCache {
             .collect()
     }
 
-    /// Every origin with at least one cached copy.
-    pub fn origins(&self) -> Vec<Origin> {
-        self.origins_except(|_, _| false)
-    }
-
-    /// Every origin with at least one cached copy, except those `skip(namespace, name)` names.
-    pub fn origins_except(&self, skip: impl Fn(&str, &str) -> bool) -> Vec<Origin> {
+    /// Calls `f` once with the `namespace/name` ([`relist::key`]) of every origin with at least
+    /// one cached copy, in sorted order (under the cache's read lock: `f` must not call back
+    /// into it).
+    pub fn each_origin(&self, mut f: impl FnMut(&str)) {
         let g = self.read();
-        let mut origins: Vec<Origin> = Vec::new();
         let mut last: Option<&str> = None;
         for (k, _) in &g.entries {
-            if last == Some(&**k) {
-                continue; // a source's copies are adjacent
-            }
-            last = Some(k);
-            let (ns, name) = relist::split(k);
-            if !skip(ns, name) {
-                origins.push((ns.to_string(), name.to_string()));
+            // A source's copies are adjacent.
+            if last != Some(&**k) {
+                f(k);
+                last = Some(k);
             }
         }
+    }
+
+    /// Every origin with at least one cached copy.
+    pub fn origins(&self) -> Vec<Origin> {
+        let mut origins = Vec::new();
+        self.each_origin(|k| {
+            let (ns, name) = relist::split(k);
+            origins.push((ns.to_string(), name.to_string()));
+        });
         origins
     }
 
@@ -474,11 +476,12 @@ mod tests {
         assert_eq!(c.copies_of("prod", "b").len(), 2);
         assert_eq!(c.copies_of("prod", "ab").len(), 1);
         assert_eq!(
-            c.origins_except(|_, name| name == "c"),
+            c.origins(),
             vec![
                 origin("prod", "a"),
                 origin("prod", "ab"),
-                origin("prod", "b")
+                origin("prod", "b"),
+                origin("prod", "c")
             ]
         );
         assert!(c.copies_of("prod", "zz").is_empty());

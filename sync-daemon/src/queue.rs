@@ -33,6 +33,14 @@ impl SourceKey {
         }
     }
 
+    /// From an id already in [`crate::relist::key`]'s `namespace/name` form.
+    pub fn from_id(kind: Kind, id: &str) -> Self {
+        Self {
+            kind,
+            id: id.into(),
+        }
+    }
+
     pub fn namespace(&self) -> &str {
         crate::relist::split(&self.id).0
     }
@@ -300,6 +308,14 @@ mod tests {
 
     fn key(n: &str) -> SourceKey {
         SourceKey::new(Kind::ConfigMap, "ns", n)
+    }
+
+    #[test]
+    fn a_key_from_its_id_is_the_same_key() {
+        let k = SourceKey::from_id(Kind::ConfigMap, "ns/a");
+        assert_eq!(k, key("a"));
+        assert_eq!((k.namespace(), k.name(), k.id()), ("ns", "a", "ns/a"));
+        assert_eq!(k.to_string(), "ConfigMap/ns/a");
     }
 
     #[test]

@@ -8,7 +8,6 @@ use crate::error::{SyncError, chain};
 use crate::hooks::Hooks;
 use crate::kinds::{self, Syncable};
 use crate::queue::{Queue, SourceKey};
-use crate::relist;
 use crate::sources::SourceCache;
 use crate::summary::{self, CopySummary};
 use crate::writer::Writer;
@@ -141,14 +140,9 @@ impl Context {
     /// Every candidate source's key, sorted: the part of a sweep all targets share.
     pub fn source_keys(&self) -> Arc<[SourceKey]> {
         let mut keys: Vec<SourceKey> = Vec::new();
-        let mut add = |kind, list: Vec<(String, String)>| {
-            keys.extend(
-                list.into_iter()
-                    .map(|(namespace, name)| SourceKey::new(kind, &namespace, &name)),
-            )
-        };
-        add(Kind::ConfigMap, self.sources.configmaps.source_keys());
-        add(Kind::Secret, self.sources.secrets.source_keys());
+        (self.sources.configmaps)
+            .each_source(|id| keys.push(SourceKey::from_id(Kind::ConfigMap, id)));
+        (self.sources.secrets).each_source(|id| keys.push(SourceKey::from_id(Kind::Secret, id)));
         keys.sort_unstable();
         keys.into()
     }
@@ -165,17 +159,14 @@ impl Context {
             (Kind::ConfigMap, &t.configmap_copies),
             (Kind::Secret, &t.secret_copies),
         ] {
-            orphans.extend(
-                cache
-                    .origins_except(|ns, name| {
-                        let id = relist::key(ns, name);
-                        sources
-                            .binary_search_by(|k| (k.kind, k.id()).cmp(&(kind, &*id)))
-                            .is_ok()
-                    })
-                    .into_iter()
-                    .map(|(namespace, name)| SourceKey::new(kind, &namespace, &name)),
-            );
+            cache.each_origin(|id| {
+                if sources
+                    .binary_search_by(|k| (k.kind, k.id()).cmp(&(kind, id)))
+                    .is_err()
+                {
+                    orphans.push(SourceKey::from_id(kind, id));
+                }
+            });
         }
         if orphans.is_empty() {
             return sources.clone();

@@ -110,16 +110,13 @@ impl<K: Syncable> SourceCache<K> {
         serde_json::from_slice(&e.json).ok()
     }
 
-    /// `(namespace, name)` of every cached object with a sync annotation.
-    pub fn source_keys(&self) -> Vec<(String, String)> {
+    /// Calls `f` with the `namespace/name` ([`relist::key`]) of every cached object with a sync
+    /// annotation (under the cache's read lock: `f` must not call back into it).
+    pub fn each_source(&self, mut f: impl FnMut(&str)) {
         self.read()
             .iter()
             .filter(|(_, e)| e.source)
-            .map(|(k, _)| {
-                let (ns, name) = relist::split(k);
-                (ns.to_string(), name.to_string())
-            })
-            .collect()
+            .for_each(|(k, _)| f(k));
     }
 
     /// Every cached object with a sync annotation, decoded.
@@ -183,7 +180,12 @@ mod tests {
             Some(cm("a", true, "1")),
             "decodes to the same object"
         );
-        assert_eq!(c.source_keys(), vec![("ns".to_string(), "a".to_string())]);
+        let keys = |c: &SourceCache<ConfigMap>| {
+            let mut v = Vec::new();
+            c.each_source(|k| v.push(k.to_string()));
+            v
+        };
+        assert_eq!(keys(&c), ["ns/a"]);
         assert_eq!(c.len(), 2);
 
         c.apply(&watcher::Event::Apply(cm("a", true, "2")));
@@ -196,7 +198,7 @@ mod tests {
         );
         c.apply(&watcher::Event::Delete(cm("a", true, "2")));
         assert!(c.get("ns", "a").is_none());
-        assert_eq!(c.source_keys().len(), 1);
+        assert_eq!(keys(&c), ["ns/plain"]);
     }
 
     #[test]
