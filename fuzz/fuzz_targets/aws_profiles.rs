@@ -94,7 +94,7 @@ fuzz_target!(|data: &[u8]| {
                 let _ = e.to_string();
             }
         }
-        let _ = ours.region(name, &|_| None);
+        let _ = ours.configured_region(name);
     }
     let _ = ours.credential_profiles();
     for ignored in &ours.ignored {

@@ -6,11 +6,12 @@
 
 use libfuzzer_sys::fuzz_target;
 use std::collections::{BTreeMap, BTreeSet};
-use sync_daemon::annotations::{self as ann, IntraSync};
-use sync_daemon::desired::{
-    self, Action, NamespaceView, ObjectView, Payload, Settings, Target,
-};
-use sync_daemon::selector;
+use sync_daemon::plan::annotations::{self as ann, IntraSync};
+use sync_daemon::plan::diff;
+use sync_daemon::plan::source::classify;
+use sync_daemon::plan::wanted::wanted;
+use sync_daemon::plan::{Action, NamespaceView, ObjectView, Payload, Settings, Target};
+use sync_daemon::plan::selector;
 
 fn labels_of(line: &str) -> BTreeMap<String, String> {
     line.split(',')
@@ -104,7 +105,7 @@ fuzz_target!(|data: &[u8]| {
         skipped_secret_types: BTreeSet::new(),
         adopt_existing: false,
     };
-    let Ok(src) = desired::classify(&source, &settings) else {
+    let Ok(src) = classify(&source, &settings) else {
         return;
     };
     let mut targets = vec![Target::Local {
@@ -114,15 +115,16 @@ fuzz_target!(|data: &[u8]| {
         targets.push(Target::Context {
             context: &t.context,
             namespace: None,
+            aliases: &[],
         });
     }
     for target in &targets {
-        let wanted = desired::target_namespaces(&src, target);
+        let wanted = wanted(&src, target);
         if matches!(target, Target::Local { .. }) {
             assert!(!wanted.contains("src"), "a copy planned onto its own source");
         }
         for ns in &wanted {
-            let want = desired::desired_copy(&source, ns, &settings);
+            let want = diff::desired_copy(&source, ns, &settings);
             assert!(!want.annotations.contains_key(ann::SYNC));
             assert!(!want.annotations.contains_key(ann::SYNC_CONTEXTS));
             assert!(ann::is_owned_by(&want.labels, "cfg", "src", "mgmt"));
@@ -131,12 +133,12 @@ fuzz_target!(|data: &[u8]| {
             written.uid = Some("u-2".into());
             written.our_labels = want.labels.keys().cloned().collect();
             written.our_annotations = want.annotations.keys().cloned().collect();
-            let action = desired::diff(want, Some(&written), &settings);
+            let action = diff::diff(want, Some(&written), &settings);
             assert!(
                 matches!(action, Action::Noop { .. }),
                 "unchanged copy in {ns:?} planned as {action:?}"
             );
         }
-        let _ = desired::plan(Some(&src), target, &[], &BTreeMap::new(), &settings);
+        let _ = diff::plan(Some(&src), target, &[], &BTreeMap::new(), &settings);
     }
 });

@@ -1,3 +1,3 @@
 fn main() -> std::process::ExitCode {
-    sync_daemon::main()
+    sync_daemon::cli::main()
 }

@@ -1,0 +1,550 @@
+//! The cache of the copies this daemon made in one target cluster (one per kind), kept as
+//! [`CopySummary`]s indexed by origin, not as objects.
+//!
+//! kube-runtime's `watcher` feeds it (list + watch with re-list on 410, bookmarks, backoff);
+//! its `reflector` store is not used here because it can only keep whole objects, which is what
+//! made memory grow with sources × namespaces × followers × object size. The index, sorted by
+//! origin, finds a source's copies by binary search instead of a scan of every copy in the
+//! cluster.
+use crate::cache::relist::Relist;
+use crate::plan::annotations as ann;
+use crate::plan::key;
+use crate::plan::objects::{self, Syncable};
+use crate::plan::summary::{CopySummary, Fingerprint};
+use kube::runtime::watcher;
+use std::collections::HashMap;
+use std::sync::RwLock;
+use uuid::Uuid;
+
+/// A source by `(namespace, name)` in the source cluster.
+pub type Origin = (String, String);
+
+const DELETING: u8 = 1;
+const CLEAN: u8 = 2;
+const IMMUTABLE: u8 = 4;
+const UID_UUID: u8 = 8;
+
+/// What a copy's summary holds beyond the common case, boxed so the common case does not pay
+/// for it.
+#[derive(Default)]
+struct Extra {
+    /// `Some` when not the origin's namespace / name.
+    namespace: Option<Box<str>>,
+    name: Option<Box<str>>,
+    /// A uid that is not a canonical UUID (as stored, when present).
+    uid: Option<Box<str>>,
+    secret_type: Option<Box<str>>,
+}
+
+/// A [`CopySummary`] as the index keeps it: about 80 bytes for a follower's copy of a
+/// ConfigMap (the strings of [`CopySummary`] cost about 250 more). The namespace and name are
+/// the origin's unless `extra` says otherwise; the uid is kept as its 16 bytes.
+struct Stored {
+    extra: Option<Box<Extra>>,
+    uid: [u8; 16],
+    flags: u8,
+    meta: Fingerprint,
+    payload: Fingerprint,
+}
+
+impl Stored {
+    fn new(origin: &Origin, c: CopySummary) -> Self {
+        let mut flags = 0;
+        for (set, bit) in [
+            (c.deleting, DELETING),
+            (c.clean, CLEAN),
+            (c.immutable, IMMUTABLE),
+        ] {
+            if set {
+                flags |= bit;
+            }
+        }
+        let mut extra = Extra::default();
+        let mut uid = [0; 16];
+        match c.uid.as_deref().map(|u| (u, Uuid::try_parse(u))) {
+            // Only a uid that prints back the same is kept as bytes.
+            Some((u, Ok(parsed))) if parsed.hyphenated().to_string() == u => {
+                uid = parsed.into_bytes();
+                flags |= UID_UUID;
+            }
+            Some((u, _)) => extra.uid = Some(u.into()),
+            None => {}
+        }
+        if c.namespace != origin.0 {
+            extra.namespace = Some(c.namespace.into());
+        }
+        if c.name != origin.1 {
+            extra.name = Some(c.name.into());
+        }
+        extra.secret_type = c.secret_type.map(Into::into);
+        let plain = extra.namespace.is_none()
+            && extra.name.is_none()
+            && extra.uid.is_none()
+            && extra.secret_type.is_none();
+        Self {
+            extra: (!plain).then(|| Box::new(extra)),
+            uid,
+            flags,
+            meta: c.meta,
+            payload: c.payload,
+        }
+    }
+
+    fn namespace<'a>(&'a self, origin_ns: &'a str) -> &'a str {
+        self.extra
+            .as_ref()
+            .and_then(|e| e.namespace.as_deref())
+            .unwrap_or(origin_ns)
+    }
+
+    fn name<'a>(&'a self, origin_name: &'a str) -> &'a str {
+        self.extra
+            .as_ref()
+            .and_then(|e| e.name.as_deref())
+            .unwrap_or(origin_name)
+    }
+
+    fn summary(&self, origin: (&str, &str)) -> CopySummary {
+        let extra = self.extra.as_deref();
+        let uid = if self.flags & UID_UUID != 0 {
+            Some(Uuid::from_bytes(self.uid).hyphenated().to_string())
+        } else {
+            extra.and_then(|e| e.uid.as_deref()).map(str::to_string)
+        };
+        CopySummary {
+            name: self.name(origin.1).to_string(),
+            namespace: self.namespace(origin.0).to_string(),
+            uid,
+            deleting: self.flags & DELETING != 0,
+            clean: self.flags & CLEAN != 0,
+            immutable: self.flags & IMMUTABLE != 0,
+            secret_type: extra
+                .and_then(|e| e.secret_type.as_deref())
+                .map(str::to_string),
+            meta: self.meta,
+            payload: self.payload,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Index {
+    /// `(namespace/name of the origin, copy)`, sorted by origin (a source's copies are adjacent),
+    /// found by binary search. A sorted vector rather than a map of origin → copies: at about
+    /// 80 bytes per entry, a hash table's empty buckets and a vector allocation per origin cost
+    /// more than the entries themselves. A new copy shifts the entries after it (measured for an
+    /// 80-byte entry at a random position: median 9 µs at 10,000 entries, 88 µs at 88,000); a
+    /// re-list is collected unsorted and sorted once.
+    entries: Vec<(Box<str>, Stored)>,
+    /// `(namespace, name)` → origin of each cached copy whose origin is not its own namespace
+    /// and name (intra-cluster copies, hand-relabelled ones). A follower's copies share their
+    /// source's namespace and name, so this stays empty there: one index entry per copy.
+    moved: HashMap<(String, String), Origin>,
+}
+
+impl Index {
+    /// The entries of one origin.
+    fn range(&self, key: &str) -> std::ops::Range<usize> {
+        let start = self.entries.partition_point(|(k, _)| &**k < key);
+        let len = self.entries[start..].partition_point(|(k, _)| &**k == key);
+        start..start + len
+    }
+
+    fn remove(&mut self, at: &(String, String)) -> Option<Origin> {
+        let origin = self.moved.remove(at).unwrap_or_else(|| at.clone());
+        let range = self.range(&key::id(&origin.0, &origin.1));
+        let i = range.clone().find(|&i| {
+            let c = &self.entries[i].1;
+            (c.namespace(&origin.0), c.name(&origin.1)) == (at.0.as_str(), at.1.as_str())
+        })?;
+        self.entries.remove(i);
+        Some(origin)
+    }
+
+    fn insert(&mut self, origin: Origin, c: CopySummary) {
+        let at = (c.namespace.clone(), c.name.clone());
+        self.remove(&at);
+        let key = key::id(&origin.0, &origin.1);
+        let i = self.range(&key).end;
+        self.entries.insert(i, (key, Stored::new(&origin, c)));
+        if origin != at {
+            self.moved.insert(at, origin);
+        }
+    }
+
+    /// Adds one object of a list (each location comes once): sorted by [`Index::finish`].
+    fn push_listed(&mut self, origin: Origin, c: CopySummary) {
+        let at = (c.namespace.clone(), c.name.clone());
+        let key = key::id(&origin.0, &origin.1);
+        self.entries.push((key, Stored::new(&origin, c)));
+        if origin != at {
+            self.moved.insert(at, origin);
+        }
+    }
+
+    fn finish(&mut self) {
+        self.entries.sort_by(|a, b| a.0.cmp(&b.0));
+        self.entries.shrink_to_fit();
+        self.moved.shrink_to_fit();
+    }
+}
+
+/// Copies of one kind in one target cluster.
+pub struct CopyCache {
+    cluster_name: String,
+    index: RwLock<Index>,
+    relist: Relist<Index>,
+}
+
+impl CopyCache {
+    /// `cluster_name`: our `--cluster-name`, whose origin labels mark our copies.
+    pub fn new(cluster_name: &str) -> Self {
+        Self {
+            cluster_name: cluster_name.to_string(),
+            index: RwLock::default(),
+            relist: Relist::default(),
+        }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Index> {
+        // Poisoning only means a writer panicked mid-update; the maps are still consistent
+        // enough to read (each update is a remove followed by an insert).
+        self.index.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Index> {
+        self.index.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The origin a copy names, if it is one of ours.
+    fn origin<K: Syncable>(&self, obj: &K) -> Option<Origin> {
+        obj.meta()
+            .labels
+            .as_ref()
+            .and_then(|l| ann::origin_of(l, &self.cluster_name))
+    }
+
+    fn at<K: Syncable>(obj: &K) -> (String, String) {
+        let m = obj.meta();
+        (
+            m.namespace.clone().unwrap_or_default(),
+            m.name.clone().unwrap_or_default(),
+        )
+    }
+
+    /// Applies one watcher event; returns the origins it concerns (to be requeued).
+    pub fn apply<K: Syncable>(&self, ev: &watcher::Event<K>) -> Vec<Origin> {
+        match ev {
+            watcher::Event::Init => {
+                self.relist.begin();
+                Vec::new()
+            }
+            watcher::Event::InitApply(o) => {
+                // Not requeued: the sweep that follows the list covers every origin.
+                if let Some(origin) = self.origin(o) {
+                    self.relist
+                        .add(|i| i.push_listed(origin, objects::summary(o)));
+                }
+                Vec::new()
+            }
+            watcher::Event::InitDone => {
+                let mut fresh = self.relist.finish();
+                // Origins of copies that vanished while the watch was down are requeued by the
+                // re-list sweep (runner), which covers every cached origin afterwards.
+                fresh.finish();
+                *self.write() = fresh;
+                Vec::new()
+            }
+            watcher::Event::Apply(o) => {
+                let mut g = self.write();
+                let before = g.remove(&Self::at(o));
+                let now = self.origin(o);
+                if let Some(origin) = &now {
+                    g.insert(origin.clone(), objects::summary(o));
+                }
+                before.into_iter().chain(now).collect()
+            }
+            watcher::Event::Delete(o) => {
+                let gone = self.write().remove(&Self::at(o));
+                gone.into_iter().chain(self.origin(o)).collect()
+            }
+        }
+    }
+
+    /// Fills the cache from one complete list, through the same path as a watch's (re-)list
+    /// (`status` lists once instead of watching).
+    pub fn load<K: Syncable>(&self, items: Vec<K>) {
+        self.apply::<K>(&watcher::Event::Init);
+        for o in items {
+            self.apply(&watcher::Event::InitApply(o));
+        }
+        self.apply::<K>(&watcher::Event::InitDone);
+    }
+
+    /// The cached copies of one source.
+    pub fn copies_of(&self, namespace: &str, name: &str) -> Vec<CopySummary> {
+        let g = self.read();
+        let range = g.range(&key::id(namespace, name));
+        g.entries[range]
+            .iter()
+            .map(|(_, c)| c.summary((namespace, name)))
+            .collect()
+    }
+
+    /// Calls `f` once with the `namespace/name` ([`key::id`]) of every origin with at least
+    /// one cached copy, in sorted order (under the cache's read lock: `f` must not call back
+    /// into it).
+    pub fn each_origin(&self, mut f: impl FnMut(&str)) {
+        let g = self.read();
+        let mut last: Option<&str> = None;
+        for (k, _) in &g.entries {
+            // A source's copies are adjacent.
+            if last != Some(&**k) {
+                f(k);
+                last = Some(k);
+            }
+        }
+    }
+
+    /// Every origin with at least one cached copy.
+    pub fn origins(&self) -> Vec<Origin> {
+        let mut origins = Vec::new();
+        self.each_origin(|k| {
+            let (ns, name) = key::split(k);
+            origins.push((ns.to_string(), name.to_string()));
+        });
+        origins
+    }
+
+    pub fn len(&self) -> usize {
+        self.read().entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use crate::plan::annotations::{ORIGIN_CLUSTER, ORIGIN_NAME, ORIGIN_NAMESPACE};
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use std::collections::BTreeMap;
+
+    fn copy(ns: &str, name: &str, origin: Option<(&str, &str)>, v: &str) -> ConfigMap {
+        let mut cm = ConfigMap::default();
+        cm.metadata.namespace = Some(ns.into());
+        cm.metadata.name = Some(name.into());
+        cm.metadata.uid = Some(format!("{ns}-{name}"));
+        if let Some((ons, oname)) = origin {
+            cm.metadata.labels = Some(BTreeMap::from([
+                (ORIGIN_CLUSTER.to_string(), "mgmt".to_string()),
+                (ORIGIN_NAMESPACE.to_string(), ons.to_string()),
+                (ORIGIN_NAME.to_string(), oname.to_string()),
+            ]));
+        }
+        cm.data = Some(BTreeMap::from([("v".to_string(), v.to_string())]));
+        cm
+    }
+
+    fn origin(ns: &str, name: &str) -> Origin {
+        (ns.to_string(), name.to_string())
+    }
+
+    #[test]
+    fn indexes_by_origin_and_follows_changes() {
+        let c = CopyCache::new("mgmt");
+        let a1 = copy("t1", "a", Some(("prod", "a")), "1");
+        let a2 = copy("t2", "a", Some(("prod", "a")), "1");
+        assert_eq!(
+            c.apply(&watcher::Event::Apply(a1.clone())),
+            vec![origin("prod", "a")]
+        );
+        c.apply(&watcher::Event::Apply(a2.clone()));
+        assert_eq!(c.copies_of("prod", "a").len(), 2);
+        // Updated in place, not duplicated.
+        let before = c.copies_of("prod", "a");
+        c.apply(&watcher::Event::Apply(copy(
+            "t1",
+            "a",
+            Some(("prod", "a")),
+            "2",
+        )));
+        let after = c.copies_of("prod", "a");
+        assert_eq!(after.len(), 2);
+        assert_ne!(before, after);
+        // Relabelled to another origin: both origins are reported, the index moves.
+        let moved = copy("t1", "a", Some(("dev", "a")), "2");
+        let touched = c.apply(&watcher::Event::Apply(moved.clone()));
+        assert_eq!(touched, vec![origin("prod", "a"), origin("dev", "a")]);
+        assert_eq!(c.copies_of("prod", "a").len(), 1);
+        assert_eq!(c.copies_of("dev", "a").len(), 1);
+        // Labels removed: no longer ours.
+        c.apply(&watcher::Event::Apply(copy("t1", "a", None, "2")));
+        assert!(c.copies_of("dev", "a").is_empty());
+        c.apply(&watcher::Event::Delete(a2));
+        assert!(c.is_empty());
+        assert!(c.origins().is_empty());
+    }
+
+    #[test]
+    fn a_follower_copy_costs_one_index_entry() {
+        let c = CopyCache::new("mgmt");
+        let a = copy("prod", "a", Some(("prod", "a")), "1");
+        c.apply(&watcher::Event::Apply(a.clone()));
+        c.apply(&watcher::Event::Apply(copy(
+            "prod",
+            "a",
+            Some(("prod", "a")),
+            "2",
+        )));
+        assert_eq!(c.len(), 1);
+        assert!(c.read().moved.is_empty());
+        // Relabelled away from its own name and back.
+        c.apply(&watcher::Event::Apply(copy(
+            "prod",
+            "a",
+            Some(("dev", "b")),
+            "2",
+        )));
+        assert_eq!(c.read().moved.len(), 1);
+        assert!(c.copies_of("prod", "a").is_empty());
+        c.apply(&watcher::Event::Apply(a.clone()));
+        assert!(c.read().moved.is_empty());
+        assert!(c.copies_of("dev", "b").is_empty());
+        c.apply(&watcher::Event::Delete(a));
+        assert!(c.is_empty());
+        assert!(c.origins().is_empty());
+    }
+
+    #[test]
+    fn a_relist_replaces_everything_at_once() {
+        let c = CopyCache::new("mgmt");
+        c.apply(&watcher::Event::Apply(copy(
+            "t1",
+            "old",
+            Some(("prod", "old")),
+            "1",
+        )));
+        c.apply(&watcher::Event::<ConfigMap>::Init);
+        c.apply(&watcher::Event::InitApply(copy(
+            "t1",
+            "new",
+            Some(("prod", "new")),
+            "1",
+        )));
+        // Until InitDone the old state still answers.
+        assert_eq!(c.origins(), vec![origin("prod", "old")]);
+        c.apply(&watcher::Event::<ConfigMap>::InitDone);
+        assert_eq!(c.origins(), vec![origin("prod", "new")]);
+        assert_eq!(c.len(), 1);
+    }
+
+    #[test]
+    fn a_list_in_any_order_is_found_by_origin() {
+        let c = CopyCache::new("mgmt");
+        c.apply(&watcher::Event::<ConfigMap>::Init);
+        for (ns, name, o) in [
+            ("t2", "b", ("prod", "b")),
+            ("prod", "c", ("prod", "c")),
+            ("t1", "b", ("prod", "b")),
+            ("prod", "a", ("prod", "a")),
+            ("t3", "b", ("prod", "b")),
+        ] {
+            c.apply(&watcher::Event::InitApply(copy(ns, name, Some(o), "1")));
+        }
+        c.apply(&watcher::Event::<ConfigMap>::InitDone);
+        assert_eq!(c.len(), 5);
+        assert_eq!(
+            c.origins(),
+            vec![
+                origin("prod", "a"),
+                origin("prod", "b"),
+                origin("prod", "c")
+            ]
+        );
+        let mut b: Vec<String> = c
+            .copies_of("prod", "b")
+            .into_iter()
+            .map(|s| s.namespace)
+            .collect();
+        b.sort();
+        assert_eq!(b, ["t1", "t2", "t3"]);
+        // Events after the list keep the order.
+        c.apply(&watcher::Event::Apply(copy(
+            "prod",
+            "ab",
+            Some(("prod", "ab")),
+            "1",
+        )));
+        c.apply(&watcher::Event::Delete(copy(
+            "t2",
+            "b",
+            Some(("prod", "b")),
+            "1",
+        )));
+        assert_eq!(c.copies_of("prod", "b").len(), 2);
+        assert_eq!(c.copies_of("prod", "ab").len(), 1);
+        assert_eq!(
+            c.origins(),
+            vec![
+                origin("prod", "a"),
+                origin("prod", "ab"),
+                origin("prod", "b"),
+                origin("prod", "c")
+            ]
+        );
+        assert!(c.copies_of("prod", "zz").is_empty());
+    }
+
+    #[test]
+    fn a_summary_comes_back_as_it_went_in() {
+        let uuid = "0b6c3f4e-8a2d-4c1b-9f3e-5d7a1c2b3e4f";
+        let cases = [
+            // A follower's copy of a ConfigMap: nothing beyond the fixed part.
+            ("prod", "a", Some(uuid), None, true),
+            ("t1", "a", Some(uuid), None, false),
+            ("prod", "b", None, Some("kubernetes.io/tls"), false),
+            // Not canonical UUIDs: kept as they came.
+            (
+                "prod",
+                "a",
+                Some("0B6C3F4E-8A2D-4C1B-9F3E-5D7A1C2B3E4F"),
+                None,
+                false,
+            ),
+            ("prod", "a", Some("not-a-uuid"), Some("Opaque"), false),
+            ("prod", "a", Some(""), None, false),
+        ];
+        for (i, (ns, name, uid, secret_type, plain)) in cases.into_iter().enumerate() {
+            let c = CopySummary {
+                name: name.into(),
+                namespace: ns.into(),
+                uid: uid.map(Into::into),
+                deleting: i % 2 == 0,
+                clean: i % 3 == 0,
+                immutable: i % 4 == 0,
+                secret_type: secret_type.map(Into::into),
+                meta: [i as u8; 16],
+                payload: [0xff - i as u8; 16],
+            };
+            let stored = Stored::new(&origin("prod", "a"), c.clone());
+            assert_eq!(stored.summary(("prod", "a")), c, "case {i}");
+            assert_eq!(stored.extra.is_none(), plain, "case {i}");
+        }
+    }
+
+    #[test]
+    fn other_clusters_copies_are_not_ours() {
+        let c = CopyCache::new("other");
+        c.apply(&watcher::Event::Apply(copy(
+            "t1",
+            "a",
+            Some(("prod", "a")),
+            "1",
+        )));
+        assert!(c.is_empty());
+    }
+}

@@ -1,0 +1,321 @@
+//! Watch-fed caches: the source cluster's candidate sources (kept as trimmed JSON) and namespaces,
+//! and in each target cluster a compact summary of every copy we made there. One watch loop
+//! (`watch.rs`) feeds them all; callers are told which source keys an event concerns.
+pub mod copies;
+pub mod ready;
+pub mod relist;
+pub mod sources;
+pub mod watch;
+
+use crate::plan::annotations::{self as ann, ORIGIN_CLUSTER, ORIGIN_NAMESPACE};
+use crate::plan::objects::{Syncable, namespace_view};
+use crate::plan::{Kind, NamespaceView, SourceKey};
+use copies::CopyCache;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ObjectReference, Secret};
+use kube::api::Api;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::watcher;
+use kube::{Client, Resource};
+use ready::Ready;
+use sources::SourceCache;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use watch::Watch;
+
+/// Objects per page of the sources' and copies' initial lists (kube-runtime's default is 500).
+/// Every follower lists at once at start-up, and a decoded page of copies (managedFields
+/// included) is several times its JSON: smaller pages keep that transient, and with it the RSS
+/// glibc keeps after it, low, for a few more cheap LIST requests (100 per 10,000 objects).
+const LIST_PAGE: u32 = 100;
+
+/// Told of a change to a candidate source: its key and resourceVersion.
+pub type OnSource = Arc<dyn Fn(&SourceKey, Option<&str>) + Send + Sync>;
+
+/// What the source watches report: a change to a candidate source, a change to a namespace, a
+/// completed (re-)list.
+#[derive(Clone)]
+pub struct SourceEvents {
+    pub source: OnSource,
+    pub namespace: Arc<dyn Fn() + Send + Sync>,
+    pub relist: Arc<dyn Fn() + Send + Sync>,
+}
+
+/// The source cluster's caches: candidate sources of both kinds, and the namespaces.
+#[derive(Clone)]
+pub struct Sources {
+    pub configmaps: Arc<SourceCache<ConfigMap>>,
+    pub secrets: Arc<SourceCache<Secret>>,
+    pub namespaces: Store<Namespace>,
+    /// All three hold a full list.
+    pub ready: Ready,
+}
+
+/// The source cache of a kind.
+pub trait Cached: Syncable {
+    fn cache(sources: &Sources) -> &SourceCache<Self>;
+}
+
+impl Cached for ConfigMap {
+    fn cache(sources: &Sources) -> &SourceCache<Self> {
+        &sources.configmaps
+    }
+}
+
+impl Cached for Secret {
+    fn cache(sources: &Sources) -> &SourceCache<Self> {
+        &sources.secrets
+    }
+}
+
+impl Sources {
+    /// Starts the source cluster's watches: ConfigMaps and Secrets in `namespace` (all when
+    /// `None`; Secret types in `skipped` are excluded server-side, so never cached), and every
+    /// namespace.
+    pub fn watch(
+        client: &Client,
+        context: &str,
+        namespace: Option<&str>,
+        skipped: &BTreeSet<String>,
+        on: SourceEvents,
+    ) -> Sources {
+        let page = watcher::Config::default().page_size(LIST_PAGE);
+        let field_sel = skipped
+            .iter()
+            .map(|t| format!("type!={t}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let secret_cfg = if field_sel.is_empty() {
+            page.clone()
+        } else {
+            page.clone().fields(&field_sel)
+        };
+        let (configmaps, cm_ready) =
+            watch_sources::<ConfigMap>(client, context, namespace, page, &on);
+        let (secrets, secret_ready) =
+            watch_sources::<Secret>(client, context, namespace, secret_cfg, &on);
+        // A namespace change can alter any selector's result (the source cluster's queue is
+        // swept); namespaces of a (re-)list too, one request each, which the sweep merges.
+        let (namespaces, mut writer) = reflector::store();
+        let ns_ready = watch::spawn(
+            Api::<Namespace>::all(client.clone()),
+            watcher::Config::default(),
+            Watch {
+                cluster: context.to_string(),
+                what: "namespaces",
+            },
+            |n: &mut Namespace| n.metadata.managed_fields = None,
+            {
+                let on = on.clone();
+                move |ev: &watcher::Event<Namespace>| {
+                    writer.apply_watcher_event(ev);
+                    if matches!(
+                        ev,
+                        watcher::Event::Apply(_)
+                            | watcher::Event::Delete(_)
+                            | watcher::Event::InitApply(_)
+                    ) {
+                        (on.namespace)();
+                    }
+                }
+            },
+            move || (on.relist)(),
+        );
+        Sources {
+            configmaps,
+            secrets,
+            namespaces,
+            ready: Ready::all([cm_ready, secret_ready, ns_ready]),
+        }
+    }
+
+    /// Every candidate source's key, sorted: the part of a sweep all targets share.
+    pub fn keys(&self) -> Arc<[SourceKey]> {
+        let mut keys: Vec<SourceKey> = Vec::new();
+        (self.configmaps).each_source(|id| keys.push(SourceKey::from_id(Kind::ConfigMap, id)));
+        (self.secrets).each_source(|id| keys.push(SourceKey::from_id(Kind::Secret, id)));
+        keys.sort_unstable();
+        keys.into()
+    }
+
+    /// The source cluster's namespaces, as the planner sees them.
+    pub fn namespace_views(&self) -> Vec<NamespaceView> {
+        self.namespaces
+            .state()
+            .iter()
+            .map(|n| namespace_view(n))
+            .collect()
+    }
+
+    /// The reference of a cached source (for Events on it).
+    pub fn object_ref(&self, key: &SourceKey) -> Option<ObjectReference> {
+        let (ns, name) = (key.namespace(), key.name());
+        match key.kind {
+            Kind::ConfigMap => self.configmaps.get(ns, name).map(|o| o.object_ref(&())),
+            Kind::Secret => self.secrets.get(ns, name).map(|o| o.object_ref(&())),
+        }
+    }
+
+    /// The sources whose `sync-contexts` name `context`.
+    pub fn naming(&self, context: &str) -> Vec<ObjectReference> {
+        fn names<K: Syncable>(o: &K, context: &str) -> bool {
+            o.meta().annotations.as_ref().is_some_and(|a| {
+                ann::parse(a)
+                    .0
+                    .contexts
+                    .iter()
+                    .any(|c| c.context == context)
+            })
+        }
+        let mut out: Vec<ObjectReference> = (self.configmaps.sources().iter())
+            .filter(|o| names(*o, context))
+            .map(|o| o.object_ref(&()))
+            .collect();
+        out.extend(
+            (self.secrets.sources().iter())
+                .filter(|o| names(*o, context))
+                .map(|o| o.object_ref(&())),
+        );
+        out
+    }
+}
+
+fn watch_sources<K: Syncable>(
+    client: &Client,
+    context: &str,
+    namespace: Option<&str>,
+    cfg: watcher::Config,
+    on: &SourceEvents,
+) -> (Arc<SourceCache<K>>, Ready) {
+    let api = match namespace {
+        Some(ns) => Api::<K>::namespaced(client.clone(), ns),
+        None => Api::<K>::all(client.clone()),
+    };
+    let cache = Arc::new(SourceCache::<K>::default());
+    let what = match K::KIND {
+        Kind::ConfigMap => "configmaps",
+        Kind::Secret => "secrets",
+    };
+    let ready = watch::spawn(
+        api,
+        cfg,
+        Watch {
+            cluster: context.to_string(),
+            what,
+        },
+        crate::plan::objects::trim_source::<K>,
+        {
+            let (cache, on) = (cache.clone(), on.clone());
+            move |ev: &watcher::Event<K>| {
+                cache.apply(ev);
+                // Objects of a (re-)list are not changes: the sweep at InitDone covers them, and
+                // a start-up is not timed as a propagation.
+                if let watcher::Event::Apply(o) | watcher::Event::Delete(o) = ev {
+                    let m = o.meta();
+                    let key = SourceKey::new(
+                        K::KIND,
+                        m.namespace.as_deref().unwrap_or_default(),
+                        m.name.as_deref().unwrap_or_default(),
+                    );
+                    (on.source)(&key, m.resource_version.as_deref());
+                }
+            }
+        },
+        {
+            let on = on.clone();
+            move || (on.relist)()
+        },
+    );
+    (cache, ready)
+}
+
+/// Our copies in one target cluster, both kinds.
+pub struct Copies {
+    pub configmaps: Arc<CopyCache>,
+    pub secrets: Arc<CopyCache>,
+    /// Both hold a full list.
+    pub ready: Ready,
+}
+
+impl Copies {
+    /// The label selector of our copies: made by `cluster_name` (and from `source_namespace`).
+    pub fn selector(cluster_name: &str, source_namespace: Option<&str>) -> String {
+        let mut sel = format!("{ORIGIN_CLUSTER}={cluster_name}");
+        if let Some(ns) = source_namespace {
+            sel += &format!(",{ORIGIN_NAMESPACE}={ns}");
+        }
+        sel
+    }
+
+    /// Starts watching our copies (by `selector`) in one target cluster: `on_copy` hears the
+    /// source key of every copy that changed, `on_relist` that a (re-)list completed.
+    pub fn watch(
+        client: &Client,
+        context: &str,
+        cluster_name: &str,
+        selector: &str,
+        on_copy: Arc<dyn Fn(SourceKey) + Send + Sync>,
+        on_relist: Arc<dyn Fn() + Send + Sync>,
+    ) -> Copies {
+        let cfg = watcher::Config::default()
+            .page_size(LIST_PAGE)
+            .labels(selector);
+        let one = |kind: Kind, what: &'static str| {
+            let cache = Arc::new(CopyCache::new(cluster_name));
+            let w = Watch {
+                cluster: context.to_string(),
+                what,
+            };
+            let apply = {
+                let on_copy = on_copy.clone();
+                move |(namespace, name): copies::Origin| {
+                    on_copy(SourceKey::new(kind, &namespace, &name))
+                }
+            };
+            let relist = {
+                let on_relist = on_relist.clone();
+                move || on_relist()
+            };
+            let ready = match kind {
+                Kind::ConfigMap => watch::spawn(
+                    Api::<ConfigMap>::all(client.clone()),
+                    cfg.clone(),
+                    w,
+                    watch::keep,
+                    copy_sink(cache.clone(), apply),
+                    relist,
+                ),
+                Kind::Secret => watch::spawn(
+                    Api::<Secret>::all(client.clone()),
+                    cfg.clone(),
+                    w,
+                    watch::keep,
+                    copy_sink(cache.clone(), apply),
+                    relist,
+                ),
+            };
+            (cache, ready)
+        };
+        let (configmaps, cm_ready) = one(Kind::ConfigMap, "configmap copies");
+        let (secrets, secret_ready) = one(Kind::Secret, "secret copies");
+        Copies {
+            configmaps,
+            secrets,
+            ready: Ready::all([cm_ready, secret_ready]),
+        }
+    }
+
+    /// The cache of one kind.
+    pub fn of(&self, kind: Kind) -> &CopyCache {
+        match kind {
+            Kind::ConfigMap => &self.configmaps,
+            Kind::Secret => &self.secrets,
+        }
+    }
+}
+
+fn copy_sink<K: Syncable>(
+    cache: Arc<CopyCache>,
+    on_origin: impl Fn(copies::Origin) + Send + 'static,
+) -> impl FnMut(&watcher::Event<K>) + Send + 'static {
+    move |ev: &watcher::Event<K>| cache.apply(ev).into_iter().for_each(&on_origin)
+}

@@ -1,0 +1,139 @@
+//! One source key in one target cluster: read (the caches, and a GET where only the object can
+//! tell) → plan (the pure planner, as `status` plans) → write (`write.rs`, every write through
+//! the [`Writer`](crate::controller::writer::Writer)) → report (hooks, Warning Events on the
+//! source). One generic path serves ConfigMap and Secret.
+use crate::cache::Cached;
+use crate::controller::context::{Context, TargetCluster};
+use crate::controller::errors::SyncError;
+use crate::ops::hooks::Synced;
+use crate::plan::objects::{self, Syncable};
+use crate::plan::summary::CopySummary;
+use crate::plan::{KeyPlan, Kind, ObjectView, Outcome, Problem, SourceKey};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::api::Api;
+use std::collections::{BTreeMap, BTreeSet};
+
+impl Context {
+    pub async fn reconcile(&self, idx: usize, key: &SourceKey) -> Result<Outcome, SyncError> {
+        match key.kind {
+            Kind::ConfigMap => self.reconcile_kind::<ConfigMap>(idx, key).await,
+            Kind::Secret => self.reconcile_kind::<Secret>(idx, key).await,
+        }
+    }
+
+    async fn reconcile_kind<K: Cached>(
+        &self,
+        idx: usize,
+        key: &SourceKey,
+    ) -> Result<Outcome, SyncError> {
+        let (t, s) = (&self.targets[idx], &self.settings);
+        // Read: the source and our copies from the caches.
+        let object = K::cache(&self.sources).get(key.namespace(), key.name());
+        let view = object.as_ref().map(objects::view);
+        let namespaces = match t.local {
+            true => self.sources.namespace_views(),
+            false => Vec::new(),
+        };
+        let copies = t.copies.of(K::KIND).copies_of(key.namespace(), key.name());
+        let copies: Vec<&CopySummary> = copies.iter().collect();
+        // Plan, reading by name only what the caches cannot decide.
+        let plan = KeyPlan::new(view.as_ref(), &t.target(&namespaces), s, &self.contexts());
+        let read = read_by_name::<K>(t, key, plan.to_read(&copies, s)).await?;
+        let actions = plan.actions(&copies, &read, s);
+        // Write.
+        let mut problems = plan.problems.clone();
+        let written = self.write_all::<K>(t, key, actions, &mut problems).await;
+        // Report.
+        let outcome = written.outcome.with_problems(!problems.is_empty());
+        self.report(idx, key, object.as_ref(), problems).await;
+        if let Some(e) = written.error {
+            return Err(e);
+        }
+        let converged = outcome == Outcome::CONVERGED;
+        let synced = Synced {
+            source_rv: (plan.source.as_ref())
+                .and_then(|src| src.object.resource_version.as_deref()),
+            wrote: written.wrote,
+            created: if converged { &written.created } else { &[] },
+            wanted: plan.wanted.len(),
+            converged,
+        };
+        self.hooks.synced(&t.cluster.context, key, &synced);
+        Ok(outcome)
+    }
+
+    /// Publishes Warning Events for the problems not yet reported for this (target, key); a
+    /// source that is gone forgets its reported problems.
+    async fn report<K: Syncable>(
+        &self,
+        idx: usize,
+        key: &SourceKey,
+        object: Option<&K>,
+        problems: Vec<Problem>,
+    ) {
+        let slot = (idx, key.clone());
+        let Some(object) = object else {
+            self.lock_reported().remove(&slot);
+            return;
+        };
+        let notes: BTreeSet<String> = problems
+            .iter()
+            .map(|p| format!("{}: {}", p.reason, p.note))
+            .collect();
+        {
+            let mut g = self.lock_reported();
+            // Only keys with open problems are remembered, so the map stays small.
+            let before = if notes.is_empty() {
+                g.remove(&slot)
+            } else {
+                g.insert(slot, notes.clone())
+            };
+            if before.unwrap_or_default() == notes {
+                return;
+            }
+        }
+        let cluster = &self.targets[idx].cluster.context;
+        let reference = object.object_ref(&());
+        for p in problems {
+            self.hooks.problem(cluster, p.reason);
+            tracing::warn!(cluster = %cluster, source = %key, reason = p.reason, note = %p.note, "sync problem");
+            self.events.warning(&reference, p.reason, &p.note).await;
+        }
+    }
+
+    fn lock_reported(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<(usize, SourceKey), BTreeSet<String>>>
+    {
+        self.reported.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// GETs the source's name in each of `namespaces` (`None`: nothing there). An unmanaged object
+/// may be where no copy of ours is cached (the cache only holds objects with our labels), and a
+/// copy edited by hand can only be diffed whole.
+async fn read_by_name<K: Syncable>(
+    t: &TargetCluster,
+    key: &SourceKey,
+    namespaces: BTreeSet<String>,
+) -> Result<BTreeMap<String, Option<ObjectView>>, SyncError> {
+    let mut read = BTreeMap::new();
+    for ns in namespaces {
+        let api: Api<K> = Api::namespaced(t.cluster.client.clone(), &ns);
+        match api.get_opt(key.name()).await {
+            Ok(found) => {
+                read.insert(ns, found.as_ref().map(objects::view));
+            }
+            Err(source) => {
+                return Err(SyncError::Get {
+                    cluster: t.cluster.context.clone(),
+                    kind: K::KIND,
+                    namespace: ns,
+                    name: key.name().to_string(),
+                    source,
+                });
+            }
+        }
+    }
+    Ok(read)
+}

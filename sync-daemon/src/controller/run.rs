@@ -1,0 +1,163 @@
+//! The two ways the controller runs: `run` (workers per cluster, sweeps on request and every
+//! --resync-period, until SIGTERM or the leader lease is lost) and `once` (one pass over every
+//! key in every cluster; converged or not).
+use crate::controller::context::Context;
+use crate::controller::setup::{self, Resync};
+use crate::controller::{Config, Runtime, StartError, workers};
+use crate::ops::hooks::Tally;
+use crate::plan::Next;
+use futures::StreamExt;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// How long `once` waits for a cluster's caches before calling it unconverged.
+const ONCE_READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Runs until SIGTERM/SIGINT. `started` is told the context as soon as the caches and clients
+/// exist (health probes and the Event publisher start there).
+pub async fn run(
+    cfg: Config,
+    rt: Runtime,
+    started: impl FnOnce(&Arc<Context>),
+) -> Result<(), StartError> {
+    let (ctx, mut rx) = setup::start(&cfg, &rt).await?;
+    started(&ctx);
+    if let Some(mut leader) = rt.leader.clone() {
+        tracing::info!("standby: caches run, waiting for the leader lease before writing");
+        tokio::select! {
+            r = leader.wait_for(|l| *l) => if r.is_err() { return Err(StartError::LeaseLost) },
+            _ = shutdown() => {
+                tracing::info!("shutting down");
+                return Ok(());
+            }
+        }
+        tracing::info!("leader lease acquired, syncing");
+    }
+    let lost = lease_lost(rt.leader.clone());
+    tokio::pin!(lost);
+    for idx in 0..ctx.targets.len() {
+        tokio::spawn(workers::start(ctx.clone(), idx, cfg.workers));
+    }
+    let mut tick = tokio::time::interval(cfg.resync_period);
+    tick.tick().await; // the first tick is immediate; the start-up sweep covers it
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                tracing::debug!("periodic resync");
+                sweep(&ctx, Resync::All, &mut rx);
+            }
+            Some(which) = rx.recv() => sweep(&ctx, which, &mut rx),
+            _ = &mut lost => {
+                tracing::error!("leader lease lost, stopping");
+                return Err(StartError::LeaseLost);
+            }
+            _ = shutdown() => {
+                tracing::info!("shutting down");
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Resolves when the lease, held until now, is lost (never without leader election).
+async fn lease_lost(leader: Option<tokio::sync::watch::Receiver<bool>>) {
+    match leader {
+        Some(mut l) => {
+            let _ = l.wait_for(|l| !*l).await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// A sweep of the targets named by `first` and by every request already waiting (a re-list of
+/// the namespaces asks once per namespace): the source keys are listed once for all.
+fn sweep(ctx: &Context, first: Resync, rx: &mut mpsc::UnboundedReceiver<Resync>) {
+    let mut idxs = BTreeSet::new();
+    let mut add = |which| match which {
+        Resync::All => idxs.extend(0..ctx.targets.len()),
+        Resync::One(i) => {
+            idxs.insert(i);
+        }
+    };
+    add(first);
+    while let Ok(which) = rx.try_recv() {
+        add(which);
+    }
+    let sources = ctx.sources.keys();
+    for i in idxs {
+        if let Some(t) = ctx.targets.get(i) {
+            t.queue.sweep(ctx.sweep_keys(i, &sources));
+        }
+    }
+}
+
+async fn shutdown() {
+    #[cfg(unix)]
+    {
+        if let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// One pass over every source and copy in every cluster; `Ok(true)` when all converged.
+pub async fn once(cfg: Config, dry_run: bool) -> Result<bool, StartError> {
+    let tally = Arc::new(Tally::default());
+    let rt = Runtime {
+        hooks: tally.clone(),
+        dry_run,
+        leader: None,
+        writing: Arc::new(true.into()),
+    };
+    let (ctx, _rx) = setup::start(&cfg, &rt).await?;
+    let passes = (0..ctx.targets.len()).map(|idx| pass(ctx.clone(), idx, cfg.workers));
+    let results = futures::future::join_all(passes).await;
+    let ok = results.iter().all(|c| *c);
+    eprintln!(
+        "sync-daemon once: {} cluster(s), {} converged; writes={} conflicts={} problems={} errors={}",
+        results.len(),
+        results.iter().filter(|c| **c).count(),
+        Tally::get(&tally.writes),
+        Tally::get(&tally.conflicts),
+        Tally::get(&tally.problems),
+        Tally::get(&tally.errors),
+    );
+    Ok(ok)
+}
+
+/// `once` in one target cluster: every key, `workers` at a time; `true` when all converged.
+async fn pass(ctx: Arc<Context>, idx: usize, workers: u16) -> bool {
+    let cluster = ctx.targets[idx].cluster.context.clone();
+    if !matches!(
+        tokio::time::timeout(ONCE_READY_TIMEOUT, ctx.ready(idx)).await,
+        Ok(true)
+    ) {
+        tracing::error!(cluster = %cluster, "caches not ready in time");
+        return false;
+    }
+    let keys = ctx.sweep_keys(idx, &ctx.sources.keys());
+    let results: Vec<bool> = futures::stream::iter(keys.iter().cloned())
+        .map(|key| {
+            let (ctx, cluster) = (&ctx, &cluster);
+            async move {
+                let result = ctx.reconcile(idx, &key).await;
+                if let Err(e) = &result {
+                    tracing::warn!(cluster = %cluster, source = %key, category = e.category(), error = %crate::chain(e), "reconcile failed");
+                }
+                Next::of(result.map_err(|e| e.failure())).converged()
+            }
+        })
+        .buffer_unordered(usize::from(workers))
+        .collect()
+        .await;
+    results.iter().all(|c| *c)
+}

@@ -1,0 +1,248 @@
+//! The write step of a reconcile: each planned [`Action`] becomes at most a few API calls through
+//! the [`Writer`](crate::controller::writer::Writer) (dry-run included), and its outcome is folded
+//! into the reconcile's. Conflicts and missing namespaces become problems on the source.
+use crate::controller::context::{Context, TargetCluster};
+use crate::controller::errors::SyncError;
+use crate::plan::objects::{self, Syncable};
+use crate::plan::{Action, ObjectView, Outcome, Problem, SourceKey};
+use kube::api::Api;
+use std::time::Duration;
+
+/// After a write refused by its uid precondition: time for the copy watch to deliver the change.
+const STALE_RETRY: Duration = Duration::from_millis(500);
+
+/// A missing target namespace is rechecked at this pace (it is not watched in followers).
+const NAMESPACE_RETRY: Duration = Duration::from_secs(30);
+
+/// The API server refused a write because the object by that name is not the one whose uid we
+/// sent (409 "Precondition failed: UID in precondition" when gone, 422 "metadata.uid: field is
+/// immutable" when replaced).
+fn uid_mismatch(s: &kube::core::Status) -> bool {
+    matches!(s.code, 409 | 422) && (s.message.contains("uid") || s.message.contains("UID"))
+}
+
+/// What the write step did.
+pub(crate) struct Written {
+    pub outcome: Outcome,
+    /// The first failed write (the others were still tried, unless the cluster is down).
+    pub error: Option<SyncError>,
+    /// At least one create/update/recreate/delete was planned.
+    pub wrote: bool,
+    /// Namespaces where a copy is created (the first sync there).
+    pub created: Vec<String>,
+}
+
+impl Context {
+    pub(crate) async fn write_all<K: Syncable>(
+        &self,
+        t: &TargetCluster,
+        key: &SourceKey,
+        actions: Vec<Action>,
+        problems: &mut Vec<Problem>,
+    ) -> Written {
+        let mut w = Written {
+            outcome: Outcome::CONVERGED,
+            error: None,
+            wrote: actions.iter().any(Action::writes),
+            created: (actions.iter())
+                .filter_map(|a| match a {
+                    Action::Create(d) => Some(d.namespace.clone()),
+                    _ => None,
+                })
+                .collect(),
+        };
+        for action in actions {
+            match self.execute::<K>(t, key, action, problems).await {
+                Ok(o) => w.outcome = w.outcome.and(o),
+                Err(e) => {
+                    // Keep going: one bad namespace must not block the others.
+                    self.hooks.error(&t.cluster.context, e.category());
+                    tracing::warn!(cluster = %t.cluster.context, source = %key, category = e.category(), error = %crate::chain(&e), "write failed, will retry");
+                    let outage = e.is_outage();
+                    w.error.get_or_insert(e);
+                    if outage {
+                        // The cluster is down: the other namespaces would only fail the same way
+                        // (a partition makes each attempt wait out the request timeout).
+                        break;
+                    }
+                }
+            }
+        }
+        w
+    }
+
+    async fn execute<K: Syncable>(
+        &self,
+        t: &TargetCluster,
+        key: &SourceKey,
+        action: Action,
+        problems: &mut Vec<Problem>,
+    ) -> Result<Outcome, SyncError> {
+        let ctx = &t.cluster.context;
+        let write_err = |op: &'static str, ns: &str, source: kube::Error| SyncError::Write {
+            op,
+            cluster: ctx.clone(),
+            kind: K::KIND,
+            namespace: ns.to_string(),
+            name: key.name().to_string(),
+            source,
+        };
+        match action {
+            Action::Noop { .. } => Ok(Outcome::CONVERGED),
+            Action::Conflict { namespace, reason } => {
+                self.hooks.conflict(ctx, K::KIND);
+                problems.push(Problem {
+                    reason: "OriginConflict",
+                    note: format!(
+                        "{} {namespace}/{} in context {ctx} left untouched: {reason}",
+                        K::KIND.as_str(),
+                        key.name()
+                    ),
+                });
+                Ok(Outcome::Done { converged: false })
+            }
+            Action::Delete { namespace, uid } => {
+                let api: Api<K> = Api::namespaced(t.cluster.client.clone(), &namespace);
+                let gone = (self.writer.delete(&api, key.name(), uid.as_deref()).await)
+                    .map_err(|e| write_err("delete", &namespace, e))?;
+                self.hooks.write(ctx, K::KIND, "delete");
+                tracing::info!(cluster = %ctx, source = %key, namespace = %namespace, dry_run = self.writer.dry_run, "copy deleted");
+                Ok(match gone {
+                    true => Outcome::CONVERGED,
+                    false => Outcome::RetryAfter(Duration::from_secs(5)),
+                })
+            }
+            Action::Create(desired) => self.create::<K>(t, key, &desired, problems).await,
+            Action::Update {
+                desired,
+                uid,
+                extra_keys,
+            } => self.update::<K>(t, key, &desired, uid, &extra_keys).await,
+            Action::Recreate { desired, uid } => {
+                let api: Api<K> = Api::namespaced(t.cluster.client.clone(), &desired.namespace);
+                let gone = (self.writer.delete(&api, key.name(), uid.as_deref()).await)
+                    .map_err(|e| write_err("delete", &desired.namespace, e))?;
+                self.hooks.write(ctx, K::KIND, "recreate");
+                if !gone {
+                    return Ok(Outcome::RetryAfter(Duration::from_secs(2)));
+                }
+                tracing::info!(cluster = %ctx, source = %key, namespace = %desired.namespace, dry_run = self.writer.dry_run, "copy deleted for re-creation (immutable or type change)");
+                self.create::<K>(t, key, &desired, problems).await
+            }
+        }
+    }
+
+    /// A forced apply of the desired copy over ours, then the removal of data keys someone else
+    /// added. Both carry the observed copy's uid as a precondition.
+    async fn update<K: Syncable>(
+        &self,
+        t: &TargetCluster,
+        key: &SourceKey,
+        desired: &ObjectView,
+        uid: Option<String>,
+        extra_keys: &[(&'static str, String)],
+    ) -> Result<Outcome, SyncError> {
+        let ctx = &t.cluster.context;
+        let ns = &desired.namespace;
+        let write_err = |op: &'static str, source: kube::Error| SyncError::Write {
+            op,
+            cluster: ctx.clone(),
+            kind: K::KIND,
+            namespace: ns.clone(),
+            name: key.name().to_string(),
+            source,
+        };
+        let api: Api<K> = Api::namespaced(t.cluster.client.clone(), ns);
+        let mut obj: K = objects::build(desired);
+        // A forced apply takes every field: the uid precondition keeps it on the very object we
+        // observed (server-side apply never records uid as owned).
+        obj.meta_mut().uid = uid.clone();
+        match self.writer.apply(&api, &obj, true).await {
+            Err(kube::Error::Api(s)) if uid_mismatch(&s) => {
+                tracing::info!(cluster = %ctx, source = %key, namespace = %ns, "the copy was replaced since it was observed; looking again");
+                return Ok(Outcome::RetryAfter(STALE_RETRY));
+            }
+            r => r.map_err(|e| write_err("apply", e))?,
+        }
+        self.hooks.write(ctx, K::KIND, "update");
+        if !extra_keys.is_empty() {
+            let removed = (self.writer)
+                .remove_keys(&api, key.name(), uid.as_deref(), extra_keys)
+                .await;
+            match removed {
+                Err(kube::Error::Api(s)) if uid_mismatch(&s) => {
+                    return Ok(Outcome::RetryAfter(STALE_RETRY));
+                }
+                r => r.map_err(|e| write_err("patch", e))?,
+            }
+            self.hooks.write(ctx, K::KIND, "remove_keys");
+        }
+        tracing::info!(cluster = %ctx, source = %key, namespace = %ns, dry_run = self.writer.dry_run, "copy updated");
+        Ok(Outcome::CONVERGED)
+    }
+
+    /// Creates a copy (non-forced apply: if an object appeared meanwhile, apply conflicts instead
+    /// of taking it over). A missing namespace is reported, or created with --create-namespaces.
+    async fn create<K: Syncable>(
+        &self,
+        t: &TargetCluster,
+        key: &SourceKey,
+        desired: &ObjectView,
+        problems: &mut Vec<Problem>,
+    ) -> Result<Outcome, SyncError> {
+        let ctx = &t.cluster.context;
+        let ns = &desired.namespace;
+        let api: Api<K> = Api::namespaced(t.cluster.client.clone(), ns);
+        let obj: K = objects::build(desired);
+        let mut created_ns = false;
+        loop {
+            match self.writer.apply(&api, &obj, false).await {
+                Ok(()) => {
+                    self.hooks.write(ctx, K::KIND, "create");
+                    tracing::info!(cluster = %ctx, source = %key, namespace = %ns, dry_run = self.writer.dry_run, "copy created");
+                    return Ok(Outcome::CONVERGED);
+                }
+                Err(kube::Error::Api(s))
+                    if s.code == 404 && !created_ns && self.create_namespaces =>
+                {
+                    (self.writer)
+                        .create_namespace(&Api::all(t.cluster.client.clone()), ns)
+                        .await
+                        .map_err(|source| SyncError::CreateNamespace {
+                            cluster: ctx.clone(),
+                            namespace: ns.clone(),
+                            source,
+                        })?;
+                    self.hooks.write(ctx, K::KIND, "create_namespace");
+                    created_ns = true;
+                }
+                Err(kube::Error::Api(s)) if s.code == 404 => {
+                    problems.push(Problem {
+                        reason: "NamespaceMissing",
+                        note: format!(
+                            "namespace {ns} does not exist in context {ctx}; copy not created"
+                        ),
+                    });
+                    self.hooks.error(ctx, "namespace_missing");
+                    return Ok(Outcome::RetryAfter(NAMESPACE_RETRY));
+                }
+                Err(kube::Error::Api(s))
+                    if s.code == 403 && s.message.contains("being terminated") =>
+                {
+                    // A Terminating namespace is skipped, not retried.
+                    return Ok(Outcome::CONVERGED);
+                }
+                Err(e) => {
+                    return Err(SyncError::Write {
+                        op: "create",
+                        cluster: ctx.clone(),
+                        kind: K::KIND,
+                        namespace: ns.clone(),
+                        name: key.name().to_string(),
+                        source: e,
+                    });
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,75 @@
+//! The plan for one source key in one target cluster, as `run`, `once` and `status` all make it:
+//! [`KeyPlan::new`] (is it a source, its problems, the wanted namespaces), [`KeyPlan::to_read`]
+//! (the namespaces only a GET can decide), then [`KeyPlan::actions`].
+use crate::plan::diff::Action;
+use crate::plan::kinds::ObjectView;
+use crate::plan::source::{self, Contexts, NotSource, Problem, Settings, Source, classify};
+use crate::plan::summary::{self, CopySummary};
+use crate::plan::wanted::{Target, wanted};
+use std::collections::{BTreeMap, BTreeSet};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyPlan<'a> {
+    /// `None`: the source is gone, or the object is not a source (`not_source` says why).
+    pub source: Option<Source<'a>>,
+    pub not_source: Option<NotSource>,
+    /// Namespaces of the target that should hold a copy.
+    pub wanted: BTreeSet<String>,
+    /// Reported on the source by its own cluster only (intra-cluster target), so once.
+    pub problems: Vec<Problem>,
+}
+
+impl<'a> KeyPlan<'a> {
+    /// `object`: the source object (`None`: deleted). Problems are collected for the source
+    /// cluster's own target ([`Target::Local`]) only.
+    pub fn new(
+        object: Option<&'a ObjectView>,
+        target: &Target<'_>,
+        s: &Settings,
+        contexts: &Contexts<'_>,
+    ) -> Self {
+        let Some(object) = object else {
+            return KeyPlan {
+                source: None,
+                not_source: None,
+                wanted: BTreeSet::new(),
+                problems: Vec::new(),
+            };
+        };
+        let classified = classify(object, s);
+        let problems = match target {
+            Target::Local { .. } => source::problems(object, &classified, contexts),
+            Target::Context { .. } => Vec::new(),
+        };
+        let (source, not_source) = match classified {
+            Ok(src) => (Some(src), None),
+            Err(why) => (None, Some(why)),
+        };
+        let wanted = source
+            .as_ref()
+            .map(|src| wanted(src, target))
+            .unwrap_or_default();
+        KeyPlan {
+            source,
+            not_source,
+            wanted,
+            problems,
+        }
+    }
+
+    /// Wanted namespaces whose object must be read first (see [`summary::needs_read`]).
+    pub fn to_read(&self, copies: &[&CopySummary], s: &Settings) -> BTreeSet<String> {
+        summary::needs_read(self.source.as_ref(), &self.wanted, copies, s)
+    }
+
+    /// The actions, from the copies' summaries and the objects read by name
+    /// (`read[ns]`: `None` = nothing there) for the namespaces [`KeyPlan::to_read`] named.
+    pub fn actions(
+        &self,
+        copies: &[&CopySummary],
+        read: &BTreeMap<String, Option<ObjectView>>,
+        s: &Settings,
+    ) -> Vec<Action> {
+        summary::plan_copies(self.source.as_ref(), &self.wanted, copies, read, s)
+    }
+}

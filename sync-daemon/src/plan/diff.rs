@@ -1,0 +1,205 @@
+//! The copy diff on whole objects: the copy a source should have in a namespace, and what must be
+//! done to the object observed there to get it. The daemon plans from copy summaries
+//! (`summary.rs`), which must decide exactly as this does (a differential test checks it).
+use crate::plan::annotations as ann;
+use crate::plan::kinds::ObjectView;
+use crate::plan::source::{Settings, Source};
+use crate::plan::wanted::{Target, wanted};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The copy of `src` that should exist in `namespace`.
+pub fn desired_copy(src: &ObjectView, namespace: &str, s: &Settings) -> ObjectView {
+    let mut labels = src.labels.clone();
+    labels.extend(ann::origin_labels(
+        &src.name,
+        &src.namespace,
+        &s.cluster_name,
+    ));
+    let mut annotations = src.annotations.clone();
+    for k in [ann::SYNC, ann::SYNC_CONTEXTS, ann::LAST_APPLIED] {
+        annotations.remove(k);
+    }
+    annotations.insert(
+        ann::ORIGIN.to_string(),
+        ann::origin_annotation(
+            src.kind().as_str(),
+            &src.namespace,
+            &src.name,
+            src.uid.as_deref(),
+            src.resource_version.as_deref(),
+        ),
+    );
+    ObjectView {
+        name: src.name.clone(),
+        namespace: namespace.to_string(),
+        uid: None,
+        resource_version: None,
+        labels,
+        annotations,
+        payload: src.payload.clone(),
+        our_labels: BTreeSet::new(),
+        our_annotations: BTreeSet::new(),
+        deleting: false,
+    }
+}
+
+/// What to do with one target object.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Nothing exists there: create it.
+    Create(ObjectView),
+    /// Ours (or adopted) and different: apply; then remove `extra_keys` added by someone else.
+    /// `uid` is the observed object's: the apply is forced, so it carries the uid as a
+    /// precondition and cannot land on an object made in place of the one we observed.
+    Update {
+        desired: ObjectView,
+        uid: Option<String>,
+        extra_keys: Vec<(&'static str, String)>,
+    },
+    /// Immutable, or Secret type changed: delete (uid precondition) and create.
+    Recreate {
+        desired: ObjectView,
+        uid: Option<String>,
+    },
+    /// A managed copy that should no longer exist (uid precondition).
+    Delete {
+        namespace: String,
+        uid: Option<String>,
+    },
+    /// A same-named object we do not own: left untouched and reported.
+    Conflict {
+        namespace: String,
+        reason: String,
+    },
+    Noop {
+        namespace: String,
+    },
+}
+
+impl Action {
+    /// The target namespace the action is about.
+    pub fn namespace(&self) -> &str {
+        match self {
+            Action::Create(d)
+            | Action::Update { desired: d, .. }
+            | Action::Recreate { desired: d, .. } => &d.namespace,
+            Action::Delete { namespace, .. }
+            | Action::Conflict { namespace, .. }
+            | Action::Noop { namespace } => namespace,
+        }
+    }
+
+    /// Whether the action writes to the target (everything but no-op and conflict).
+    pub fn writes(&self) -> bool {
+        !matches!(self, Action::Noop { .. } | Action::Conflict { .. })
+    }
+}
+
+/// Compares a desired copy with what is in the target namespace (`None`: nothing there).
+pub fn diff(desired: ObjectView, observed: Option<&ObjectView>, s: &Settings) -> Action {
+    let Some(obs) = observed else {
+        return Action::Create(desired);
+    };
+    let src_ns = desired
+        .labels
+        .get(ann::ORIGIN_NAMESPACE)
+        .cloned()
+        .unwrap_or_default();
+    if !ann::is_owned_by(&obs.labels, &desired.name, &src_ns, &s.cluster_name) && !s.adopt_existing
+    {
+        let reason = match obs.labels.get(ann::ORIGIN_CLUSTER) {
+            Some(c) if c != &s.cluster_name => format!("it is a copy made by cluster {c:?}"),
+            _ => "it has no matching origin labels (not made by this daemon)".to_string(),
+        };
+        return Action::Conflict {
+            namespace: desired.namespace,
+            reason,
+        };
+    }
+    if obs.deleting {
+        // Being deleted (finalizers): wait for it to go, then the next pass creates.
+        return Action::Noop {
+            namespace: desired.namespace,
+        };
+    }
+    let payload_same = obs.payload == desired.payload;
+    let type_changed = obs.payload.secret_type() != desired.payload.secret_type();
+    if type_changed || (obs.payload.immutable() && !payload_same) {
+        return Action::Recreate {
+            uid: obs.uid.clone(),
+            desired,
+        };
+    }
+    let meta_same = |want: &BTreeMap<String, String>,
+                     have: &BTreeMap<String, String>,
+                     ours: &BTreeSet<String>| {
+        want.iter().all(|(k, v)| have.get(k) == Some(v))
+            && ours
+                .iter()
+                .all(|k| want.contains_key(k) || !have.contains_key(k))
+    };
+    if payload_same
+        && meta_same(&desired.labels, &obs.labels, &obs.our_labels)
+        && meta_same(&desired.annotations, &obs.annotations, &obs.our_annotations)
+    {
+        return Action::Noop {
+            namespace: desired.namespace,
+        };
+    }
+    Action::Update {
+        extra_keys: obs.payload.extra_keys(&desired.payload),
+        uid: obs.uid.clone(),
+        desired,
+    }
+}
+
+/// The actions for one source key in one target: `source` is `None` when the source is gone or
+/// no longer a source; `observed_copies` are the managed copies of this source found there
+/// (by origin labels); `others` holds what was found by name in wanted namespaces that have no
+/// managed copy (unmanaged or foreign objects; absent key: nothing there).
+pub fn plan(
+    source: Option<&Source<'_>>,
+    target: &Target<'_>,
+    observed_copies: &[&ObjectView],
+    others: &BTreeMap<String, ObjectView>,
+    s: &Settings,
+) -> Vec<Action> {
+    let wanted = source.map(|src| wanted(src, target)).unwrap_or_default();
+    plan_namespaces(source, &wanted, observed_copies, others, s)
+}
+
+/// [`plan`] for an already computed set of wanted namespaces (a cluster reached through
+/// several contexts wants the union of what each context asks for).
+pub fn plan_namespaces(
+    source: Option<&Source<'_>>,
+    wanted: &BTreeSet<String>,
+    observed_copies: &[&ObjectView],
+    others: &BTreeMap<String, ObjectView>,
+    s: &Settings,
+) -> Vec<Action> {
+    let mut actions = Vec::new();
+    for ns in wanted {
+        let Some(src) = source else { break };
+        let desired = desired_copy(src.object, ns, s);
+        let observed = observed_copies
+            .iter()
+            .find(|o| &o.namespace == ns)
+            .map(|o| (*o).clone());
+        let observed = observed.or_else(|| others.get(ns).cloned());
+        actions.push(diff(desired, observed.as_ref(), s));
+    }
+    for obs in observed_copies {
+        if !wanted.contains(&obs.namespace) && !obs.deleting {
+            actions.push(Action::Delete {
+                namespace: obs.namespace.clone(),
+                uid: obs.uid.clone(),
+            });
+        }
+    }
+    actions
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+#[path = "diff_tests.rs"]
+pub(crate) mod tests;

@@ -1,0 +1,136 @@
+//! Is an object a source, and what is wrong with it: the classification every target's plan
+//! starts from, and the problems reported on the source as Warning Events.
+use crate::plan::annotations::{self as ann, AnnotationError, SyncSpec};
+use crate::plan::kinds::ObjectView;
+use std::collections::BTreeSet;
+
+/// Daemon-wide settings the plan depends on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// `--cluster-name`: written to `origin.cluster`, and the ownership/loop-guard key.
+    pub cluster_name: String,
+    /// Secret types that are never sources (unless `--include-secret-types`).
+    pub skipped_secret_types: BTreeSet<String>,
+    pub adopt_existing: bool,
+}
+
+/// Why an object is not a source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotSource {
+    NoSyncKeys,
+    /// A copy made by this cluster: never a source (loop guard).
+    OwnCopy,
+    SkippedSecretType(String),
+    /// A source name over 63 characters cannot be an `origin.name` label value.
+    NameTooLong,
+    Deleting,
+}
+
+/// A source's sync keys, validated; `errors` are reported on the source, the rest still syncs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Source<'a> {
+    pub object: &'a ObjectView,
+    pub spec: SyncSpec,
+    pub errors: Vec<AnnotationError>,
+}
+
+pub fn classify<'a>(obj: &'a ObjectView, s: &Settings) -> Result<Source<'a>, NotSource> {
+    if obj.deleting {
+        return Err(NotSource::Deleting);
+    }
+    if !ann::has_sync_keys(&obj.annotations) {
+        return Err(NotSource::NoSyncKeys);
+    }
+    if obj.labels.get(ann::ORIGIN_CLUSTER) == Some(&s.cluster_name) {
+        return Err(NotSource::OwnCopy);
+    }
+    if let Some(t) = obj.payload.secret_type()
+        && s.skipped_secret_types.contains(t)
+    {
+        return Err(NotSource::SkippedSecretType(t.to_string()));
+    }
+    if !crate::plan::selector::valid_value(&obj.name) {
+        return Err(NotSource::NameTooLong);
+    }
+    let (spec, errors) = ann::parse(&obj.annotations);
+    Ok(Source {
+        object: obj,
+        spec,
+        errors,
+    })
+}
+
+/// A problem to report on the source as a Warning Event (`reason` is the Event reason).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub reason: &'static str,
+    pub note: String,
+}
+
+/// The contexts a source's `sync-contexts` may name, as far as problems go.
+#[derive(Debug, Clone, Copy)]
+pub struct Contexts<'a> {
+    /// The source cluster's context: never a target.
+    pub source: &'a str,
+    /// Contexts that could not be built: (name, reason).
+    pub broken: &'a [(String, String)],
+    /// Every context that reaches a follower (aliases included).
+    pub followers: &'a [String],
+}
+
+/// The problems of `object` that its source cluster reports (once, whatever the targets):
+/// a name too long to be a label value, malformed annotations, unknown contexts.
+pub fn problems(
+    object: &ObjectView,
+    classified: &Result<Source<'_>, NotSource>,
+    contexts: &Contexts<'_>,
+) -> Vec<Problem> {
+    match classified {
+        Err(NotSource::NameTooLong) => vec![Problem {
+            reason: "NameTooLong",
+            note: "source name is longer than 63 characters, so it cannot be an origin label value; not synced".into(),
+        }],
+        Err(_) => Vec::new(),
+        Ok(src) => {
+            debug_assert!(std::ptr::eq(src.object, object));
+            let mut out: Vec<Problem> = src
+                .errors
+                .iter()
+                .map(|e| Problem {
+                    reason: "MalformedAnnotation",
+                    note: crate::chain(e),
+                })
+                .collect();
+            out.extend(context_problems(src, contexts));
+            out
+        }
+    }
+}
+
+/// Problems with `sync-contexts` names, each context once.
+fn context_problems(src: &Source<'_>, contexts: &Contexts<'_>) -> Vec<Problem> {
+    let mut out = Vec::new();
+    let mut seen = BTreeSet::new();
+    for c in &src.spec.contexts {
+        if !seen.insert(c.context.clone()) {
+            continue;
+        }
+        let note = if c.context == contexts.source {
+            format!(
+                "context {:?} is the source cluster and never a target",
+                c.context
+            )
+        } else if let Some((_, why)) = contexts.broken.iter().find(|(n, _)| n == &c.context) {
+            format!("context {:?} cannot be used: {why}", c.context)
+        } else if !contexts.followers.contains(&c.context) {
+            format!("context {:?} is not in the kubeconfig file", c.context)
+        } else {
+            continue;
+        };
+        out.push(Problem {
+            reason: "UnknownContext",
+            note,
+        });
+    }
+    out
+}

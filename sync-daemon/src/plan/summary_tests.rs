@@ -1,0 +1,243 @@
+//! The summary planner agrees with the full planner (`diff::diff`) wherever it decides, and
+//! decides for every clean copy.
+use super::*;
+use crate::plan::annotations as ann;
+use crate::plan::diff::plan_namespaces;
+use crate::plan::diff::tests::{map, settings};
+use crate::plan::source::classify;
+use crate::plan::wanted::{Target, wanted};
+use k8s_openapi::ByteString;
+
+fn source(data: &[(&str, &str)]) -> ObjectView {
+    ObjectView {
+        name: "app".into(),
+        namespace: "prod".into(),
+        uid: Some("src-uid".into()),
+        resource_version: Some("7".into()),
+        labels: map(&[("team", "a")]),
+        annotations: map(&[(ann::SYNC_CONTEXTS, "f1"), ("note", "x")]),
+        payload: Payload::ConfigMap {
+            data: map(data),
+            binary_data: BTreeMap::new(),
+            immutable: false,
+        },
+        our_labels: BTreeSet::new(),
+        our_annotations: BTreeSet::new(),
+        deleting: false,
+    }
+}
+
+/// Our copy of `src` in `ns` exactly as applied, and the keys our manager owns on it.
+fn applied(src: &ObjectView, ns: &str) -> (ObjectView, OwnedKeys) {
+    let mut c = desired_copy(src, ns, &settings());
+    c.uid = Some(format!("copy-{ns}"));
+    c.our_labels = c.labels.keys().cloned().collect();
+    c.our_annotations = c.annotations.keys().cloned().collect();
+    let owned = OwnedKeys {
+        labels: c.our_labels.clone(),
+        annotations: c.our_annotations.clone(),
+        payload: payload_keys(&c.payload).cloned().collect(),
+    };
+    (c, owned)
+}
+
+fn full(src: &ObjectView, ns: &str, obs: &ObjectView) -> Action {
+    diff(desired_copy(src, ns, &settings()), Some(obs), &settings())
+}
+
+fn quick(src: &ObjectView, ns: &str, obs: &ObjectView, owned: &OwnedKeys) -> Option<Action> {
+    diff_summary(desired_copy(src, ns, &settings()), &summarize(obs, owned))
+}
+
+/// `Update` compared without `extra_keys`: on a clean copy server-side apply removes the keys we
+/// applied before and omit now, so the summary planner never needs to name them.
+fn same_ignoring_extra_keys(a: &Action, b: &Action) -> bool {
+    match (a, b) {
+        (
+            Action::Update {
+                desired: x,
+                uid: ux,
+                ..
+            },
+            Action::Update {
+                desired: y,
+                uid: uy,
+                ..
+            },
+        ) => x == y && ux == uy && ux.is_some(),
+        _ => a == b,
+    }
+}
+
+#[test]
+fn clean_copies_are_decided_without_the_object() {
+    let old = source(&[("v", "1"), ("gone", "z")]);
+    let cases: Vec<(&str, ObjectView)> = vec![
+        ("unchanged", old.clone()),
+        ("value changed", source(&[("v", "2"), ("gone", "z")])),
+        ("key dropped", source(&[("v", "1")])),
+        ("label changed", {
+            let mut s = old.clone();
+            s.labels.insert("team".into(), "b".into());
+            s
+        }),
+        ("annotation dropped", {
+            let mut s = old.clone();
+            s.annotations.remove("note");
+            s
+        }),
+        ("made immutable", {
+            let mut s = old.clone();
+            if let Payload::ConfigMap { immutable, .. } = &mut s.payload {
+                *immutable = true;
+            }
+            s
+        }),
+    ];
+    let (copy, owned) = applied(&old, "team");
+    for (what, now) in cases {
+        let q = quick(&now, "team", &copy, &owned).unwrap_or_else(|| panic!("{what}: undecided"));
+        let f = full(&now, "team", &copy);
+        assert!(same_ignoring_extra_keys(&q, &f), "{what}: {q:?} vs {f:?}");
+    }
+}
+
+#[test]
+fn immutable_and_type_changes_recreate() {
+    let src = source(&[("v", "1")]);
+    let (mut copy, owned) = applied(&src, "team");
+    if let Payload::ConfigMap { immutable, .. } = &mut copy.payload {
+        *immutable = true;
+    }
+    let changed = source(&[("v", "2")]);
+    assert!(matches!(
+        quick(&changed, "team", &copy, &owned),
+        Some(Action::Recreate { .. })
+    ));
+    let mut secret = src.clone();
+    secret.payload = Payload::Secret {
+        type_: "Opaque".into(),
+        data: BTreeMap::from([("k".to_string(), ByteString(b"s".to_vec()))]),
+        immutable: false,
+    };
+    let (scopy, sowned) = applied(&secret, "team");
+    let mut tls = secret.clone();
+    if let Payload::Secret { type_, .. } = &mut tls.payload {
+        *type_ = "kubernetes.io/tls".into();
+    }
+    let q = quick(&tls, "team", &scopy, &sowned).unwrap();
+    assert_eq!(q, full(&tls, "team", &scopy));
+    assert!(matches!(q, Action::Recreate { .. }));
+}
+
+#[test]
+fn hand_edits_need_the_object_unless_equal() {
+    let src = source(&[("v", "1")]);
+    let (copy, owned) = applied(&src, "team");
+    // A label added by hand: not ours, so the copy is not clean.
+    let mut edited = copy.clone();
+    edited.labels.insert("hand".into(), "made".into());
+    assert_eq!(quick(&src, "team", &edited, &owned), None);
+    // A data key added by hand.
+    let mut added = copy.clone();
+    if let Payload::ConfigMap { data, .. } = &mut added.payload {
+        data.insert("extra".into(), "x".into());
+    }
+    assert_eq!(quick(&src, "team", &added, &owned), None);
+    assert!(matches!(
+        full(&src, "team", &added),
+        Action::Update { ref extra_keys, .. } if extra_keys == &vec![("data", "extra".to_string())]
+    ));
+    // A value of ours changed by hand (ownership moves to the editor): the fingerprint differs
+    // and the key is no longer ours alone.
+    let mut drifted = copy.clone();
+    if let Payload::ConfigMap { data, .. } = &mut drifted.payload {
+        data.insert("v".into(), "hand".into());
+    }
+    let mut not_ours = owned.clone();
+    not_ours.payload.remove("v");
+    assert_eq!(quick(&src, "team", &drifted, &not_ours), None);
+    // A key of ours deleted by hand: still clean, and an apply puts it back.
+    let mut deleted = copy.clone();
+    if let Payload::ConfigMap { data, .. } = &mut deleted.payload {
+        data.clear();
+    }
+    let q = quick(&src, "team", &deleted, &owned).unwrap();
+    assert!(same_ignoring_extra_keys(&q, &full(&src, "team", &deleted)));
+    // Equal content decides Noop even when not clean.
+    let mut shared = owned.clone();
+    shared.labels.clear();
+    assert!(matches!(
+        quick(&src, "team", &copy, &shared),
+        Some(Action::Noop { .. })
+    ));
+}
+
+#[test]
+fn fingerprints_separate_what_diff_separates() {
+    let a = source(&[("v", "1")]);
+    let mut b = a.clone();
+    // Moving a character between key and value must not collide.
+    b.payload = Payload::ConfigMap {
+        data: map(&[("v1", "")]),
+        binary_data: BTreeMap::new(),
+        immutable: false,
+    };
+    assert_ne!(
+        payload_fingerprint(&a.payload),
+        payload_fingerprint(&b.payload)
+    );
+    let bin = Payload::ConfigMap {
+        data: BTreeMap::new(),
+        binary_data: BTreeMap::from([("v".to_string(), ByteString(b"1".to_vec()))]),
+        immutable: false,
+    };
+    assert_ne!(payload_fingerprint(&a.payload), payload_fingerprint(&bin));
+    assert_ne!(
+        meta_fingerprint(&map(&[("a", "b")]), &BTreeMap::new()),
+        meta_fingerprint(&BTreeMap::new(), &map(&[("a", "b")]))
+    );
+}
+
+#[test]
+fn plan_copies_matches_the_full_planner() {
+    let s = settings();
+    let mut src = source(&[("v", "2")]);
+    src.annotations
+        .insert(ann::SYNC_CONTEXTS.into(), "f1/team,f1/other".into());
+    let classified = classify(&src, &s).expect("source");
+    let target = Target::Context {
+        context: "f1",
+        namespace: None,
+        aliases: &[],
+    };
+    let wanted = wanted(&classified, &target);
+    let old = source(&[("v", "1")]);
+    let (in_team, team_owned) = applied(&old, "team");
+    let (stale, stale_owned) = applied(&old, "stale");
+    let summaries = [
+        summarize(&in_team, &team_owned),
+        summarize(&stale, &stale_owned),
+    ];
+    let refs: Vec<&CopySummary> = summaries.iter().collect();
+    let to_read = needs_read(Some(&classified), &wanted, &refs, &s);
+    assert_eq!(to_read, BTreeSet::from(["other".to_string()]));
+    let read = BTreeMap::from([("other".to_string(), None)]);
+    let quick = plan_copies(Some(&classified), &wanted, &refs, &read, &s);
+    let full = plan_namespaces(
+        Some(&classified),
+        &wanted,
+        &[&in_team, &stale],
+        &BTreeMap::new(),
+        &s,
+    );
+    assert_eq!(quick.len(), full.len());
+    for (q, f) in quick.iter().zip(&full) {
+        assert!(same_ignoring_extra_keys(q, f), "{q:?} vs {f:?}");
+    }
+    // Source gone: every copy is deleted, nothing is read.
+    assert!(needs_read(None, &wanted, &refs, &s).is_empty());
+    let gone = plan_copies(None, &BTreeSet::new(), &refs, &BTreeMap::new(), &s);
+    assert_eq!(gone.len(), 2);
+    assert!(gone.iter().all(|a| matches!(a, Action::Delete { .. })));
+}
