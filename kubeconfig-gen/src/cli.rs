@@ -1,19 +1,16 @@
-//! Command-line interface: clap definitions, logging set-up, and the `token` command.
-use std::io::Write;
+//! The command line: clap's definitions of every flag, and nothing that runs.
+//! `app` parses with them and hands each command its own options.
 use std::path::PathBuf;
-use std::process::ExitCode;
-use std::time::SystemTime;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::error::{Error, Result, exit};
 use crate::kubeconfig::ExecStyle;
-use crate::{aws, generate, token};
 
-const EXIT_CODES: &str = "Exit codes: 0 ok · 2 usage (bad flags, duplicate or ambiguous contexts) · \
+const EXIT_CODES: &str = "Exit codes: 0 ok · 1 cannot start (no async runtime: out of file \
+descriptors or threads) · 2 usage (bad flags, duplicate or ambiguous contexts) · \
 3 profile/config (unreadable or malformed INI, unknown or missing source_profile, loop, missing \
 token file, no region) · 4 AWS credentials/STS · 5 EKS (cluster not found, access denied) · \
-6 cannot write the output";
+6 kubeconfig/output (cannot read, parse or write the kubeconfig; cannot write stdout)";
 
 /// Generates a multi-context kubeconfig for EKS clusters reached through AWS profile chains,
 /// and is its own kubectl exec credential plugin (`token`).
@@ -122,115 +119,6 @@ pub struct ExplainArgs {
     pub profiles: Vec<String>,
     #[command(flatten)]
     pub files: FileArgs,
-}
-
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("KUBECONFIG_GEN_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .try_init();
-}
-
-pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
-        Err(e) => {
-            let _ = e.print();
-            return ExitCode::from(if e.use_stderr() {
-                exit::USAGE
-            } else {
-                exit::OK
-            });
-        }
-    };
-    init_logging();
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    match runtime.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("{}", err.render());
-            ExitCode::from(err.exit_code())
-        }
-    }
-}
-
-pub async fn run(cli: Cli) -> Result<()> {
-    match cli.command {
-        Command::Generate(args) => generate::generate(args).await,
-        Command::Explain(args) => generate::explain(args),
-        Command::Token(args) => run_token(args, cli.region).await,
-        Command::Eks {
-            command: EksCommand::GetToken(args),
-        } => run_token(args, cli.region).await,
-    }
-}
-
-fn env(k: &str) -> Option<String> {
-    std::env::var(k).ok().filter(|v| !v.is_empty())
-}
-
-/// `token`: credentials through the profile chain (the only network calls), then a local presign.
-async fn run_token(args: TokenArgs, global_region: Option<String>) -> Result<()> {
-    let (api_version, notice) = token::api_version(env("KUBERNETES_EXEC_INFO").as_deref());
-    if let Some(notice) = notice {
-        eprintln!("{notice}");
-    }
-    let profile = args.profile.clone().or_else(|| env("AWS_PROFILE"));
-    let files = aws::Files::resolve(args.files.config_file, args.files.credentials_file);
-    let explicit_region = args.region.or(global_region);
-    let region = match &profile {
-        Some(p) => {
-            let profiles = files.read_profiles()?;
-            let chain = profiles.chain(p)?;
-            aws::check_token_files(&chain)?;
-            explicit_region
-                .or_else(|| profiles.region(p, &env))
-                .ok_or_else(|| Error::NoRegion { profile: p.clone() })?
-        }
-        None => explicit_region
-            .or_else(|| env("AWS_REGION"))
-            .or_else(|| env("AWS_DEFAULT_REGION"))
-            .or_else(|| {
-                files
-                    .read_profiles()
-                    .ok()
-                    .and_then(|p| p.region("default", &|_| None))
-            })
-            .ok_or_else(|| Error::NoRegion {
-                profile: "(default chain)".into(),
-            })?,
-    };
-    let mut creds = aws::token_credentials(&files, profile.as_deref(), &region).await?;
-    if let Some(role) = &args.role_arn {
-        let cfg = aws::default_config(&region).await;
-        creds = aws::assume_role(&cfg, creds, role).await?;
-    }
-    let now = SystemTime::now();
-    let url = token::presigned_url(&creds, &region, &args.cluster_name, now)?;
-    let text = token::exec_credential(
-        &api_version,
-        token::expiration(now, creds.expiry()),
-        &token::token_from_url(&url),
-    )?;
-    let mut out = std::io::stdout().lock();
-    out.write_all(text.as_bytes())
-        .and_then(|()| out.flush())
-        .map_err(|source| Error::Write {
-            path: "-".into(),
-            source,
-        })
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! Every way kubeconfig-gen can fail, and the documented exit code of each.
 //! Messages name the profile, file or cluster; causes stay in `#[source]` so the chain prints once.
+use std::fmt;
 use std::path::PathBuf;
 
 use crate::profiles::ProfileError;
@@ -7,10 +8,13 @@ use crate::profiles::ProfileError;
 /// Exit codes (documented in the README and `--help`).
 pub mod exit {
     pub const OK: u8 = 0;
+    /// The process cannot start its async runtime (out of file descriptors or threads).
+    pub const RUNTIME: u8 = 1;
     pub const USAGE: u8 = 2;
     pub const PROFILE: u8 = 3;
     pub const CREDENTIALS: u8 = 4;
     pub const EKS: u8 = 5;
+    /// The kubeconfig cannot be read, parsed or written, or stdout cannot be written.
     pub const OUTPUT: u8 = 6;
 }
 
@@ -91,6 +95,15 @@ pub enum Error {
         source: Cause,
     },
 
+    /// Reading is what fails here (a directory, no permission, an I/O error): saying "cannot
+    /// write" sent readers looking at the wrong end.
+    #[error("existing kubeconfig {path} cannot be read")]
+    ReadKubeconfig {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
     #[error("cannot write kubeconfig {path}")]
     Write {
         path: PathBuf,
@@ -112,12 +125,41 @@ pub enum Error {
         source: Cause,
     },
 
-    #[error("{} of {total} failed{}", failures.len(), if *kept_going { " (--keep-going: the rest was written)" } else { ", nothing written" })]
+    #[error("{tally} failed{}", if *kept_going { " (--keep-going: the rest was written)" } else { ", nothing written" })]
     Several {
         failures: Vec<Error>,
-        total: usize,
+        tally: Tally,
         kept_going: bool,
     },
+}
+
+/// What `generate` tried and what failed, each count in its own unit so that a failure is never
+/// set against a total of something else. A profile fails as a whole when it fails before its
+/// clusters are known (chain, region, credentials, ListClusters); the clusters are those of the
+/// other profiles, each failing on its own.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub profiles: usize,
+    pub failed_profiles: usize,
+    pub clusters: usize,
+    pub failed_clusters: usize,
+}
+
+impl fmt::Display for Tally {
+    /// `2 of 3 profiles`, `1 of 4 clusters`, or both joined by `and`: only the units that failed.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let part = |failed: usize, total: usize, unit: &str| {
+            let plural = if total == 1 { "" } else { "s" };
+            format!("{failed} of {total} {unit}{plural}")
+        };
+        let profiles = part(self.failed_profiles, self.profiles, "profile");
+        let clusters = part(self.failed_clusters, self.clusters, "cluster");
+        match (self.failed_profiles > 0, self.failed_clusters > 0) {
+            (true, true) => write!(f, "{profiles} and {clusters}"),
+            (true, false) => f.write_str(&profiles),
+            (false, _) => f.write_str(&clusters),
+        }
+    }
 }
 
 impl Error {
@@ -133,9 +175,10 @@ impl Error {
             | Error::ClusterNotFound { .. }
             | Error::DescribeCluster { .. }
             | Error::ClusterNotReady { .. } => exit::EKS,
-            Error::ExistingKubeconfig { .. } | Error::Write { .. } | Error::Serialize { .. } => {
-                exit::OUTPUT
-            }
+            Error::ExistingKubeconfig { .. }
+            | Error::ReadKubeconfig { .. }
+            | Error::Write { .. }
+            | Error::Serialize { .. } => exit::OUTPUT,
             // The most fundamental failure decides: a config error hides nothing behind it.
             Error::Several { failures, .. } => failures
                 .iter()
@@ -208,6 +251,13 @@ mod tests {
                 5,
             ),
             (
+                Error::ReadKubeconfig {
+                    path: "/x".into(),
+                    source: std::io::Error::other("is a directory"),
+                },
+                6,
+            ),
+            (
                 Error::Write {
                     path: "/x".into(),
                     source: std::io::Error::other("ro"),
@@ -234,15 +284,43 @@ mod tests {
                     source: Cause("expired".into()),
                 },
             ],
-            total: 3,
+            tally: Tally {
+                profiles: 2,
+                failed_profiles: 1,
+                clusters: 3,
+                failed_clusters: 1,
+            },
             kept_going: false,
         };
         assert_eq!(err.exit_code(), 4);
         let text = err.render();
-        assert!(text.contains("2 of 3 failed, nothing written"), "{text}");
+        assert!(
+            text.contains("1 of 2 profiles and 1 of 3 clusters failed, nothing written"),
+            "{text}"
+        );
         assert!(
             text.contains("profile b: cannot get AWS credentials: expired"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn tally_names_only_the_units_that_failed() {
+        let t = |profiles, failed_profiles, clusters, failed_clusters| Tally {
+            profiles,
+            failed_profiles,
+            clusters,
+            failed_clusters,
+        };
+        let cases = [
+            (t(2, 2, 0, 0), "2 of 2 profiles"),
+            (t(1, 1, 0, 0), "1 of 1 profile"),
+            (t(1, 0, 2, 1), "1 of 2 clusters"),
+            (t(3, 0, 1, 1), "1 of 1 cluster"),
+            (t(2, 1, 2, 1), "1 of 2 profiles and 1 of 2 clusters"),
+        ];
+        for (tally, want) in cases {
+            assert_eq!(tally.to_string(), want, "{tally:?}");
+        }
     }
 }

@@ -1,20 +1,35 @@
-//! `generate` and `explain`: profiles → (concurrently per profile) credentials → clusters →
-//! kubeconfig entries → one atomic write. The decisions live in `profiles` and `kubeconfig`.
-use std::collections::{BTreeMap, HashMap};
+//! `generate`: profiles → (concurrently per profile) credentials → clusters → kubeconfig entries
+//! → one write. The decisions live in `profiles` and `kubeconfig`, the file I/O in `output`.
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use futures::future::join_all;
-use serde_json::json;
+use kube::config::Kubeconfig;
 
 use crate::aws::{self, Files};
-use crate::cli::{ExplainArgs, GenerateArgs};
-use crate::error::{Error, Result};
-use crate::kubeconfig::{self, ClusterEntry, ExecSettings};
-use crate::profiles::{Chain, Profiles};
+use crate::error::{Error, Result, Tally};
+use crate::kubeconfig::{self, ClusterEntry, ExecSettings, ExecStyle};
+use crate::profiles::{Chain, Profiles, resolve_region};
+use crate::{env, output};
 
-fn env(k: &str) -> Option<String> {
-    std::env::var(k).ok().filter(|v| !v.is_empty())
+/// What `generate` is asked to do: the flags of `generate`, without clap (the app converts them),
+/// the profile files already located.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// `--cluster PROFILE:CLUSTER[=CONTEXT]`, unparsed (the default profile comes from the env).
+    pub clusters: Vec<String>,
+    /// `--profile`: limits discovery.
+    pub profiles: Vec<String>,
+    pub region: Option<String>,
+    pub current_context: Option<String>,
+    pub exec_command: String,
+    pub exec_style: ExecStyle,
+    /// `None`: $KUBECONFIG's first path, else ~/.kube/config; `-` is stdout.
+    pub kubeconfig: Option<PathBuf>,
+    pub replace: bool,
+    pub keep_going: bool,
+    pub files: Files,
 }
 
 /// `PROFILE:CLUSTER[=CONTEXT]`; without `PROFILE:` the profile is $AWS_PROFILE, else `default`.
@@ -70,12 +85,12 @@ fn plan_profile(
 ) -> Result<Plan> {
     let chain = profiles.chain(profile)?;
     aws::check_token_files(&chain)?;
-    let region = region_flag
-        .map(str::to_string)
-        .or_else(|| profiles.region(profile, &env))
-        .ok_or_else(|| Error::NoRegion {
-            profile: profile.to_string(),
-        })?;
+    let region = resolve_region(region_flag, &env::var, || {
+        profiles.configured_region(profile)
+    })
+    .ok_or_else(|| Error::NoRegion {
+        profile: profile.to_string(),
+    })?;
     Ok(Plan {
         profile: profile.to_string(),
         region,
@@ -84,18 +99,26 @@ fn plan_profile(
     })
 }
 
-async fn run_plan(files: &Files, plan: &Plan) -> Vec<Result<ClusterEntry>> {
+/// What one profile came to.
+enum Fetched {
+    /// It failed before its clusters were known (credentials, ListClusters, or its plan).
+    Profile(Error),
+    /// One result per cluster.
+    Clusters(Vec<Result<ClusterEntry>>),
+}
+
+async fn fetch_profile(files: &Files, plan: &Plan) -> Fetched {
     let (profile, region) = (plan.profile.as_str(), plan.region.as_str());
     let cfg = aws::profile_config(files, profile, region).await;
     let creds = match aws::credentials(&cfg, profile).await {
         Ok(c) => c,
-        Err(e) => return vec![Err(e)],
+        Err(e) => return Fetched::Profile(e),
     };
     let wanted = match &plan.clusters {
         Some(list) => list.clone(),
         None => match aws::list_clusters(&cfg, creds.clone(), profile, region).await {
             Ok(names) => names.into_iter().map(|n| (n, None)).collect(),
-            Err(e) => return vec![Err(e)],
+            Err(e) => return Fetched::Profile(e),
         },
     };
     tracing::debug!(
@@ -104,7 +127,7 @@ async fn run_plan(files: &Files, plan: &Plan) -> Vec<Result<ClusterEntry>> {
         clusters = wanted.len(),
         "describing clusters"
     );
-    join_all(wanted.into_iter().map(|(name, context)| {
+    let described = join_all(wanted.into_iter().map(|(name, context)| {
         let (cfg, creds) = (&cfg, creds.clone());
         async move {
             let d = aws::describe_cluster(cfg, creds, profile, region, &name).await?;
@@ -119,76 +142,32 @@ async fn run_plan(files: &Files, plan: &Plan) -> Vec<Result<ClusterEntry>> {
             })
         }
     }))
-    .await
+    .await;
+    Fetched::Clusters(described)
 }
 
-fn output_path(flag: Option<PathBuf>) -> PathBuf {
-    flag.or_else(|| {
-        env("KUBECONFIG")
-            .and_then(|k| std::env::split_paths(&k).find(|p| !p.as_os_str().is_empty()))
-    })
-    .unwrap_or_else(|| PathBuf::from(env("HOME").unwrap_or_default()).join(".kube/config"))
-}
-
-/// Temp file in the same directory, mode 0600, fsync, rename: readers see the old or the new file.
-fn write_atomically(path: &Path, text: &str) -> Result<()> {
-    let fail = |source| Error::Write {
-        path: path.to_path_buf(),
-        source,
-    };
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&dir).map_err(fail)?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".kubeconfig-gen.")
-        .tempfile_in(&dir)
-        .map_err(fail)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o600))
-            .map_err(fail)?;
-    }
-    tmp.write_all(text.as_bytes()).map_err(fail)?;
-    tmp.as_file().sync_all().map_err(fail)?;
-    tmp.persist(path).map_err(|e| fail(e.error))?;
-    Ok(())
-}
-
-pub async fn generate(args: GenerateArgs) -> Result<()> {
-    if !args.clusters.is_empty() && !args.profiles.is_empty() {
+/// `generate`: plan every profile (no AWS call yet), fetch the clusters, assemble the kubeconfig,
+/// write it, and print the summary; with `--keep-going` what succeeded is written anyway.
+pub async fn generate(opts: Options) -> Result<()> {
+    let Options {
+        clusters,
+        profiles: only,
+        region,
+        current_context,
+        exec_command,
+        exec_style,
+        kubeconfig,
+        replace,
+        keep_going,
+        files,
+    } = opts;
+    if !clusters.is_empty() && !only.is_empty() {
         return Err(Error::Usage(
             "--profile limits discovery; with --cluster name the profile in PROFILE:CLUSTER".into(),
         ));
     }
-    let files = Files::resolve(args.files.config_file, args.files.credentials_file);
     let profiles = files.read_profiles()?;
-    let default_profile = env("AWS_PROFILE").unwrap_or_else(|| "default".into());
-
-    // Profile → clusters wanted (None = discover), in first-mention order.
-    let mut wanted: Vec<(String, Option<Wanted>)> = Vec::new();
-    if args.clusters.is_empty() {
-        let names: Vec<String> = if args.profiles.is_empty() {
-            profiles
-                .credential_profiles()
-                .into_iter()
-                .map(str::to_string)
-                .collect()
-        } else {
-            args.profiles.clone()
-        };
-        wanted.extend(names.into_iter().map(|p| (p, None)));
-    } else {
-        for raw in &args.clusters {
-            let c = parse_cluster_arg(raw, &default_profile)?;
-            match wanted.iter_mut().find(|(p, _)| *p == c.profile) {
-                Some((_, Some(list))) => list.push((c.cluster, c.context)),
-                _ => wanted.push((c.profile, Some(vec![(c.cluster, c.context)]))),
-            }
-        }
-    }
+    let wanted = wanted(&profiles, &only, &clusters)?;
     if wanted.is_empty() {
         return Err(Error::Usage(format!(
             "no profile with credentials in {} or {}",
@@ -197,104 +176,182 @@ pub async fn generate(args: GenerateArgs) -> Result<()> {
         )));
     }
 
-    let mut failures: Vec<Error> = Vec::new();
-    let mut plans = Vec::new();
-    for (profile, clusters) in wanted {
-        match plan_profile(&profiles, &profile, args.region.as_deref(), clusters) {
-            Ok(plan) => plans.push(plan),
-            Err(e) => failures.push(e),
-        }
+    let profile_count = wanted.len();
+    let (plans, plan_failures) = plan(&profiles, wanted, region.as_deref());
+    let plan_failures: Vec<Fetched> = plan_failures.into_iter().map(Fetched::Profile).collect();
+    if !plan_failures.is_empty() && !keep_going {
+        // No AWS call yet: the other profiles count as asked for, none of their clusters as tried.
+        return Err(collect(profile_count, plan_failures).error(false));
     }
-    if !failures.is_empty() && !args.keep_going {
-        return Err(one_or_several(failures, plans.len(), false));
+    let fetched = join_all(plans.iter().map(|p| fetch_profile(&files, p))).await;
+    let collected = collect(profile_count, plan_failures.into_iter().chain(fetched));
+    if !collected.failures.is_empty() && (!keep_going || collected.entries.is_empty()) {
+        return Err(collected.error(false));
     }
-    let results = join_all(plans.iter().map(|p| run_plan(&files, p))).await;
-    let mut entries = Vec::new();
-    for r in results.into_iter().flatten() {
-        match r {
-            Ok(e) => entries.push(e),
-            Err(e) => failures.push(e),
-        }
-    }
-    let total = entries.len() + failures.len();
-    if !failures.is_empty() && (!args.keep_going || entries.is_empty()) {
-        return Err(one_or_several(failures, total, false));
-    }
-    if entries.is_empty() {
+    if collected.entries.is_empty() {
         return Err(Error::Usage(
             "eks:ListClusters found no cluster for any profile; name them with --cluster".into(),
         ));
     }
-    kubeconfig::check_contexts(&entries)?;
+    let entries = &collected.entries;
+    kubeconfig::check_contexts(entries)?;
+
+    let path = output::path(kubeconfig);
+    let existing = if output::is_stdout(&path) || replace {
+        None
+    } else {
+        output::read_existing(&path)?
+    };
+    let settings = ExecSettings {
+        style: exec_style,
+        command: exec_command,
+        extra_env: files.exec_env(),
+    };
+    let (yaml, current) = assemble(
+        entries,
+        &plans,
+        current_context.as_deref(),
+        existing,
+        &settings,
+    )?;
+    output::write(&path, &yaml)?;
+    summary(entries, &current, &path);
+    if collected.failures.is_empty() {
+        Ok(())
+    } else {
+        Err(collected.error(true))
+    }
+}
+
+/// Profile → the clusters asked for by name (`None`: discover them), in first-mention order:
+/// from `--cluster`, else the `--profile`s, else every profile that has credentials.
+fn wanted(
+    profiles: &Profiles,
+    only: &[String],
+    clusters: &[String],
+) -> Result<Vec<(String, Option<Wanted>)>> {
+    let default_profile = env::var("AWS_PROFILE").unwrap_or_else(|| "default".into());
+    let mut wanted: Vec<(String, Option<Wanted>)> = Vec::new();
+    if clusters.is_empty() {
+        let names: Vec<String> = if only.is_empty() {
+            profiles
+                .credential_profiles()
+                .into_iter()
+                .map(str::to_string)
+                .collect()
+        } else {
+            only.to_vec()
+        };
+        wanted.extend(names.into_iter().map(|p| (p, None)));
+    } else {
+        for raw in clusters {
+            let c = parse_cluster_arg(raw, &default_profile)?;
+            match wanted.iter_mut().find(|(p, _)| *p == c.profile) {
+                Some((_, Some(list))) => list.push((c.cluster, c.context)),
+                _ => wanted.push((c.profile, Some(vec![(c.cluster, c.context)]))),
+            }
+        }
+    }
+    Ok(wanted)
+}
+
+/// A plan per profile, or why the profile cannot run, both in the profiles' order.
+fn plan(
+    profiles: &Profiles,
+    wanted: Vec<(String, Option<Wanted>)>,
+    region_flag: Option<&str>,
+) -> (Vec<Plan>, Vec<Error>) {
+    let mut plans = Vec::new();
+    let mut failures = Vec::new();
+    for (profile, clusters) in wanted {
+        match plan_profile(profiles, &profile, region_flag, clusters) {
+            Ok(plan) => plans.push(plan),
+            Err(e) => failures.push(e),
+        }
+    }
+    (plans, failures)
+}
+
+/// The clusters described, and every failure counted once in its unit.
+struct Collected {
+    entries: Vec<ClusterEntry>,
+    /// In the profiles' order, a profile's own failure before those of its clusters'.
+    failures: Vec<Error>,
+    tally: Tally,
+}
+
+/// Sorts what the profiles came to into entries and failures, and counts both in the same units:
+/// `profiles` (every profile asked for, run or not) against those that failed as a whole, and the
+/// clusters of the others against those that failed. Counting failures per error against a total
+/// of something else gave "2 of 1 failed".
+fn collect(profiles: usize, fetched: impl IntoIterator<Item = Fetched>) -> Collected {
+    let mut c = Collected {
+        entries: Vec::new(),
+        failures: Vec::new(),
+        tally: Tally {
+            profiles,
+            ..Tally::default()
+        },
+    };
+    for outcome in fetched {
+        match outcome {
+            Fetched::Profile(e) => {
+                c.tally.failed_profiles += 1;
+                c.failures.push(e);
+            }
+            Fetched::Clusters(results) => {
+                for r in results {
+                    c.tally.clusters += 1;
+                    match r {
+                        Ok(entry) => c.entries.push(entry),
+                        Err(e) => {
+                            c.tally.failed_clusters += 1;
+                            c.failures.push(e);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    c
+}
+
+impl Collected {
+    /// The failures as one error: a lone failure as itself (unless the rest was written), several
+    /// under their tally.
+    fn error(mut self, kept_going: bool) -> Error {
+        if self.failures.len() == 1 && !kept_going {
+            self.failures.remove(0)
+        } else {
+            Error::Several {
+                failures: self.failures,
+                tally: self.tally,
+                kept_going,
+            }
+        }
+    }
+}
+
+/// The kubeconfig text and its current context: the generated entries under the chosen current
+/// context, merged into the existing file when there is one.
+fn assemble(
+    entries: &[ClusterEntry],
+    plans: &[Plan],
+    current_flag: Option<&str>,
+    existing: Option<Kubeconfig>,
+    settings: &ExecSettings,
+) -> Result<(String, String)> {
     let roots: HashMap<String, String> = plans
         .iter()
         .map(|p| (p.profile.clone(), p.chain.root().to_string()))
         .collect();
-
-    let path = output_path(args.kubeconfig);
-    let to_stdout = path.as_os_str() == "-";
-    let existing = if to_stdout || args.replace {
-        None
-    } else {
-        match std::fs::read_to_string(&path) {
-            Ok(text) => {
-                Some(
-                    kubeconfig::from_yaml(&text).map_err(|e| Error::ExistingKubeconfig {
-                        path: path.clone(),
-                        source: crate::error::Cause(e),
-                    })?,
-                )
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(source) => return Err(Error::Write { path, source }),
-        }
-    };
-    let current = kubeconfig::choose_current(
-        &entries,
-        &roots,
-        args.current_context.as_deref(),
-        existing.as_ref(),
-    )?;
-    let settings = ExecSettings {
-        style: args.exec_style,
-        command: args.exec_command,
-        extra_env: files.exec_env(),
-    };
-    let generated = kubeconfig::build(&entries, &settings, &current);
+    let current = kubeconfig::choose_current(entries, &roots, current_flag, existing.as_ref())?;
+    let generated = kubeconfig::build(entries, settings, &current);
     let config = match existing {
         Some(old) => kubeconfig::merge(old, generated),
         None => generated,
     };
-    let yaml = kubeconfig::to_yaml(&config)?;
-    if to_stdout {
-        let mut out = std::io::stdout().lock();
-        out.write_all(yaml.as_bytes())
-            .and_then(|()| out.flush())
-            .map_err(|source| Error::Write {
-                path: path.clone(),
-                source,
-            })?;
-    } else {
-        write_atomically(&path, &yaml)?;
-    }
-    summary(&entries, &current, &path);
-    if failures.is_empty() {
-        Ok(())
-    } else {
-        Err(one_or_several(failures, total, true))
-    }
-}
-
-fn one_or_several(mut failures: Vec<Error>, total: usize, kept_going: bool) -> Error {
-    if failures.len() == 1 && !kept_going {
-        failures.remove(0)
-    } else {
-        Error::Several {
-            failures,
-            total: total.max(1),
-            kept_going,
-        }
-    }
+    Ok((kubeconfig::to_yaml(&config)?, current))
 }
 
 /// One line per context on stderr (stdout may be the kubeconfig itself).
@@ -312,61 +369,6 @@ fn summary(entries: &[ClusterEntry], current: &str, path: &Path) {
         );
     }
     let _ = writeln!(err, "current-context {current}; wrote {}", path.display());
-}
-
-/// `explain`: JSON chains; exit 3 when a profile named with --profile cannot resolve.
-pub fn explain(args: ExplainArgs) -> Result<()> {
-    let files = Files::resolve(args.files.config_file, args.files.credentials_file);
-    let profiles = files.read_profiles()?;
-    let names: Vec<String> = if args.profiles.is_empty() {
-        profiles.profiles.keys().cloned().collect()
-    } else {
-        args.profiles.clone()
-    };
-    let mut first_error = None;
-    let mut out = Vec::new();
-    for name in &names {
-        let resolved = profiles.chain(name).map_err(Error::from).and_then(|c| {
-            aws::check_token_files(&c)?;
-            Ok(c)
-        });
-        let region = profiles.region(name, &env);
-        out.push(match resolved {
-            Ok(chain) => {
-                json!({"name": name, "region": region, "root": chain.root(), "chain": chain.hops})
-            }
-            Err(e) => {
-                let msg = crate::error::chain(&e);
-                if !args.profiles.is_empty() && first_error.is_none() {
-                    first_error = Some(e);
-                }
-                json!({"name": name, "region": region, "error": msg})
-            }
-        });
-    }
-    let ignored: Vec<BTreeMap<&str, String>> = profiles
-        .ignored
-        .iter()
-        .map(|i| {
-            BTreeMap::from([
-                ("file", i.path.display().to_string()),
-                ("section", i.section.clone()),
-                ("reason", i.reason.to_string()),
-            ])
-        })
-        .collect();
-    let doc = json!({
-        "config_file": files.config,
-        "credentials_file": files.credentials,
-        "profiles": out,
-        "ignored_sections": ignored,
-    });
-    let text = serde_json::to_string_pretty(&doc).map_err(|e| Error::Serialize {
-        what: "explain output",
-        source: crate::error::Cause(e.to_string()),
-    })?;
-    println!("{text}");
-    first_error.map_or(Ok(()), Err)
 }
 
 #[cfg(test)]
@@ -399,16 +401,95 @@ mod tests {
         }
     }
 
+    fn entry(profile: &str, name: &str) -> ClusterEntry {
+        ClusterEntry {
+            context: name.into(),
+            profile: profile.into(),
+            name: name.into(),
+            arn: format!("arn:aws:eks:r:1:cluster/{name}"),
+            region: "r".into(),
+            endpoint: "https://e".into(),
+            ca_data: "ca".into(),
+        }
+    }
+
     #[test]
-    fn atomic_write_creates_dirs_and_0600() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("a/b/config");
-        write_atomically(&path, "x: 1\n").unwrap();
-        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o600);
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), "x: 1\n");
-        let leftovers = std::fs::read_dir(path.parent().unwrap()).unwrap().count();
-        assert_eq!(leftovers, 1);
+    fn failures_are_counted_once_in_their_own_unit() {
+        let broken = || Fetched::Profile(Error::Usage("profile failed".into()));
+        let ok = |p: &str, c: &str| Ok(entry(p, c));
+        let missing = || Err(Error::Usage("cluster failed".into()));
+        // (profiles asked for, what they came to, want tally, want message)
+        let cases: Vec<(usize, Vec<Fetched>, [usize; 4], &str)> = vec![
+            // Two profiles failing their plan, nothing run: once "2 of 1 failed".
+            (2, vec![broken(), broken()], [2, 2, 0, 0], "2 of 2 profiles"),
+            // One of three fails before the others ran.
+            (3, vec![broken()], [3, 1, 0, 0], "1 of 3 profiles"),
+            (
+                1,
+                vec![Fetched::Clusters(vec![ok("a", "x"), missing()])],
+                [1, 0, 2, 1],
+                "1 of 2 clusters",
+            ),
+            // A broken profile beside a profile with a missing cluster: once "2 of 3 failed",
+            // a profile and a cluster set against a profile and two clusters.
+            (
+                2,
+                vec![broken(), Fetched::Clusters(vec![ok("a", "x"), missing()])],
+                [2, 1, 2, 1],
+                "1 of 2 profiles and 1 of 2 clusters",
+            ),
+            // Credentials of one profile fail while the others' clusters are fine.
+            (
+                3,
+                vec![
+                    Fetched::Clusters(vec![ok("a", "x")]),
+                    broken(),
+                    Fetched::Clusters(vec![ok("b", "y"), ok("b", "z")]),
+                ],
+                [3, 1, 3, 0],
+                "1 of 3 profiles",
+            ),
+            // Discovery that finds nothing is no failure.
+            (
+                1,
+                vec![Fetched::Clusters(vec![])],
+                [1, 0, 0, 0],
+                "0 of 0 clusters",
+            ),
+        ];
+        for (profiles, fetched, want, message) in cases {
+            let got = collect(profiles, fetched);
+            let t = got.tally;
+            assert_eq!(
+                [t.profiles, t.failed_profiles, t.clusters, t.failed_clusters],
+                want,
+                "{message}"
+            );
+            assert!(t.failed_profiles <= t.profiles && t.failed_clusters <= t.clusters);
+            assert_eq!(got.failures.len(), t.failed_profiles + t.failed_clusters);
+            assert_eq!(got.entries.len(), t.clusters - t.failed_clusters);
+            assert_eq!(t.to_string(), message);
+        }
+    }
+
+    #[test]
+    fn a_lone_failure_is_itself_unless_the_rest_was_written() {
+        let one = || collect(2, vec![Fetched::Profile(Error::Usage("only".into()))]);
+        assert_eq!(one().error(false).to_string(), "only");
+        assert_eq!(
+            one().error(true).to_string(),
+            "1 of 2 profiles failed (--keep-going: the rest was written)"
+        );
+        let two = collect(
+            2,
+            vec![
+                Fetched::Profile(Error::Usage("a".into())),
+                Fetched::Profile(Error::Usage("b".into())),
+            ],
+        );
+        assert_eq!(
+            two.error(false).to_string(),
+            "2 of 2 profiles failed, nothing written"
+        );
     }
 }

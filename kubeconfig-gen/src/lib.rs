@@ -2,10 +2,15 @@
 //! kubeconfig; its `token` subcommand is the kubectl exec credential plugin.
 // Tests may unwrap: a failed step is a failed test.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+pub mod app;
 pub mod aws;
 pub mod cli;
+pub mod credential;
+pub mod env;
 pub mod error;
+pub mod explain;
 pub mod generate;
 pub mod kubeconfig;
+pub mod output;
 pub mod profiles;
 pub mod token;

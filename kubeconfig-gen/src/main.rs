@@ -1,3 +1,3 @@
 fn main() -> std::process::ExitCode {
-    kubeconfig_gen::cli::main()
+    kubeconfig_gen::app::main()
 }

@@ -388,18 +388,14 @@ impl Profiles {
         })
     }
 
-    /// The region of a profile: AWS_REGION, then AWS_DEFAULT_REGION, then the profile's `region`.
-    pub fn region(&self, name: &str, env: &dyn Fn(&str) -> Option<String>) -> Option<String> {
-        env("AWS_REGION")
-            .or_else(|| env("AWS_DEFAULT_REGION"))
+    /// The profile's own `region` key (empty counts as unset). Which region wins is
+    /// [`resolve_region`]'s rule.
+    pub fn configured_region(&self, name: &str) -> Option<String> {
+        self.profiles
+            .get(name)
+            .and_then(|p| p.get("region"))
             .filter(|r| !r.is_empty())
-            .or_else(|| {
-                self.profiles
-                    .get(name)
-                    .and_then(|p| p.get("region"))
-                    .filter(|r| !r.is_empty())
-                    .map(str::to_string)
-            })
+            .map(str::to_string)
     }
 
     /// Profiles that can produce credentials on their own or through a chain: everything except
@@ -476,6 +472,21 @@ impl Profiles {
         hops.extend(links.into_iter().rev());
         Ok(Chain { hops })
     }
+}
+
+/// The one region rule of generate, token and explain: the `--region` flag, then AWS_REGION,
+/// then AWS_DEFAULT_REGION, then the profile's own `region` (the SDKs' order, flag first).
+/// `configured` is asked last, so `token` without a profile reads the INI files only when
+/// nothing before it answers. Empty variables count as unset; the flag is taken as given.
+pub fn resolve_region(
+    flag: Option<&str>,
+    env: &dyn Fn(&str) -> Option<String>,
+    configured: impl FnOnce() -> Option<String>,
+) -> Option<String> {
+    flag.map(str::to_string)
+        .or_else(|| env("AWS_REGION").filter(|r| !r.is_empty()))
+        .or_else(|| env("AWS_DEFAULT_REGION").filter(|r| !r.is_empty()))
+        .or_else(configured)
 }
 
 fn assume_role(profile: &Profile, role_arn: &str, source: &str) -> Hop {

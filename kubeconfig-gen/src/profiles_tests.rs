@@ -476,14 +476,60 @@ fn wrong_section_style_is_reported_and_named_when_missing() {
 
 #[test]
 fn region_precedence() {
-    let p = creds("[a]\nregion = eu-west-1\n[b]\n");
-    let none = |_: &str| None;
-    let region_env = |k: &str| (k == "AWS_REGION").then(|| "us-east-2".to_string());
-    let default_env = |k: &str| (k == "AWS_DEFAULT_REGION").then(|| "ap-south-1".to_string());
-    assert_eq!(p.region("a", &none).as_deref(), Some("eu-west-1"));
-    assert_eq!(p.region("b", &none), None);
-    assert_eq!(p.region("a", &region_env).as_deref(), Some("us-east-2"));
-    assert_eq!(p.region("b", &default_env).as_deref(), Some("ap-south-1"));
+    type Env = &'static [(&'static str, &'static str)];
+    let p = creds("[a]\nregion = eu-west-1\n[b]\n[c]\nregion =\n");
+    let env_of = |pairs: Env| {
+        move |k: &str| {
+            pairs
+                .iter()
+                .find(|(name, _)| *name == k)
+                .map(|(_, v)| v.to_string())
+        }
+    };
+    let both: Env = &[
+        ("AWS_REGION", "us-east-2"),
+        ("AWS_DEFAULT_REGION", "ap-south-1"),
+    ];
+    // (flag, environment, profile, want)
+    let cases: [(Option<&str>, Env, &str, Option<&str>); 9] = [
+        (None, &[], "a", Some("eu-west-1")),
+        (None, &[], "b", None),
+        (None, &[], "c", None),
+        (None, &[], "missing", None),
+        (None, &[("AWS_REGION", "us-east-2")], "a", Some("us-east-2")),
+        (
+            None,
+            &[("AWS_DEFAULT_REGION", "ap-south-1")],
+            "b",
+            Some("ap-south-1"),
+        ),
+        (None, both, "a", Some("us-east-2")),
+        (
+            None,
+            &[("AWS_REGION", ""), ("AWS_DEFAULT_REGION", "ap-south-1")],
+            "a",
+            Some("ap-south-1"),
+        ),
+        (Some("eu-north-1"), both, "a", Some("eu-north-1")),
+    ];
+    for (flag, env, profile, want) in cases {
+        let got = resolve_region(flag, &env_of(env), || p.configured_region(profile));
+        assert_eq!(got.as_deref(), want, "{flag:?} {env:?} {profile}");
+    }
+}
+
+#[test]
+fn region_reads_the_profile_only_when_needed() {
+    let asked = std::cell::Cell::new(false);
+    let configured = || {
+        asked.set(true);
+        Some("eu-west-1".to_string())
+    };
+    assert_eq!(
+        resolve_region(Some("us-east-1"), &|_| None, configured).as_deref(),
+        Some("us-east-1")
+    );
+    assert!(!asked.get());
 }
 
 #[test]

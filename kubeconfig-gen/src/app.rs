@@ -1,0 +1,108 @@
+//! The process: parse the command line, start logging and the runtime, run one command, and turn
+//! its error into the message on stderr and the documented exit code.
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command, EksCommand, FileArgs, GenerateArgs, TokenArgs};
+use crate::error::{Result, exit};
+use crate::{aws, credential, explain, generate};
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KUBECONFIG_GEN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            });
+        }
+    };
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(exit::RUNTIME);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("{}", err.render());
+            ExitCode::from(err.exit_code())
+        }
+    }
+}
+
+/// The flags become each command's own options here, so no command depends on clap's types.
+async fn run(cli: Cli) -> Result<()> {
+    let files = |f: FileArgs| aws::Files::resolve(f.config_file, f.credentials_file);
+    match cli.command {
+        Command::Generate(args) => {
+            let GenerateArgs {
+                clusters,
+                profiles,
+                region,
+                current_context,
+                exec_command,
+                exec_style,
+                kubeconfig,
+                replace,
+                keep_going,
+                files: file_args,
+            } = args;
+            generate::generate(generate::Options {
+                clusters,
+                profiles,
+                region,
+                current_context,
+                exec_command,
+                exec_style,
+                kubeconfig,
+                replace,
+                keep_going,
+                files: files(file_args),
+            })
+            .await
+        }
+        Command::Explain(args) => explain::explain(&files(args.files), &args.profiles),
+        Command::Token(args)
+        | Command::Eks {
+            command: EksCommand::GetToken(args),
+        } => {
+            // `--output` is accepted for awscli's argument shape only: json is the one value.
+            let TokenArgs {
+                cluster_name,
+                region,
+                profile,
+                role_arn,
+                output: _,
+                files: file_args,
+            } = args;
+            credential::run(credential::Request {
+                cluster: cluster_name,
+                region: region.or(cli.region),
+                profile,
+                role_arn,
+                files: files(file_args),
+            })
+            .await
+        }
+    }
+}

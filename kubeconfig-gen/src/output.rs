@@ -1,0 +1,145 @@
+//! The kubeconfig file `generate` writes: where it is, the existing file it merges into, and the
+//! write itself (atomic, mode 0600, so a reader sees the old file or the new one), or stdout.
+use std::io::{ErrorKind, Write};
+use std::path::{Path, PathBuf};
+
+use kube::config::Kubeconfig;
+
+use crate::env;
+use crate::error::{Cause, Error, Result};
+use crate::kubeconfig;
+
+/// The path that means stdout.
+const STDOUT: &str = "-";
+
+/// `--kubeconfig`, else the first path in $KUBECONFIG, else ~/.kube/config (as kubectl).
+pub fn path(flag: Option<PathBuf>) -> PathBuf {
+    flag.or_else(|| {
+        env::var("KUBECONFIG")
+            .and_then(|k| std::env::split_paths(&k).find(|p| !p.as_os_str().is_empty()))
+    })
+    .unwrap_or_else(|| PathBuf::from(env::var("HOME").unwrap_or_default()).join(".kube/config"))
+}
+
+pub fn is_stdout(path: &Path) -> bool {
+    path.as_os_str() == STDOUT
+}
+
+/// The kubeconfig already at `path`, to merge into; `None` when there is no file yet.
+pub fn read_existing(path: &Path) -> Result<Option<Kubeconfig>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => kubeconfig::from_yaml(&text)
+            .map(Some)
+            .map_err(|e| Error::ExistingKubeconfig {
+                path: path.to_path_buf(),
+                source: Cause(e),
+            }),
+        // A path under a regular file cannot hold a kubeconfig either: nothing to merge, and the
+        // write reports why the path is unusable.
+        Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) => Ok(None),
+        Err(source) => Err(Error::ReadKubeconfig {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// The YAML to stdout (`-`) or into the file.
+pub fn write(path: &Path, yaml: &str) -> Result<()> {
+    if !is_stdout(path) {
+        return write_atomically(path, yaml);
+    }
+    let mut out = std::io::stdout().lock();
+    out.write_all(yaml.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(|source| Error::Write {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+/// Temp file in the same directory, mode 0600, fsync, rename: readers see the old or the new file.
+fn write_atomically(path: &Path, text: &str) -> Result<()> {
+    let fail = |source| Error::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&dir).map_err(fail)?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".kubeconfig-gen.")
+        .tempfile_in(&dir)
+        .map_err(fail)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o600))
+            .map_err(fail)?;
+    }
+    tmp.write_all(text.as_bytes()).map_err(fail)?;
+    tmp.as_file().sync_all().map_err(fail)?;
+    tmp.persist(path).map_err(|e| fail(e.error))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn existing_kubeconfig_absent_unreadable_or_not_yaml() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(d.join("yaml"), "apiVersion: v1\nkind: Config\n").unwrap();
+        std::fs::write(d.join("not-yaml"), "[a]\nx = 1\n").unwrap();
+        // (path, want: Ok(exists) or Err(the message's start))
+        let cases: [(PathBuf, std::result::Result<bool, String>); 5] = [
+            (d.join("yaml"), Ok(true)),
+            (d.join("missing"), Ok(false)),
+            (d.join("yaml/config"), Ok(false)),
+            // A directory is unreadable as a file even for root (tests may run as root, where
+            // mode 000 would still be readable).
+            (
+                d.to_path_buf(),
+                Err(format!(
+                    "existing kubeconfig {} cannot be read",
+                    d.display()
+                )),
+            ),
+            (
+                d.join("not-yaml"),
+                Err(format!(
+                    "existing kubeconfig {} cannot be parsed",
+                    d.join("not-yaml").display()
+                )),
+            ),
+        ];
+        for (path, want) in cases {
+            match (read_existing(&path), want) {
+                (Ok(found), Ok(exists)) => assert_eq!(found.is_some(), exists, "{path:?}"),
+                (Err(e), Err(start)) => {
+                    assert_eq!(e.exit_code(), 6, "{e}");
+                    assert!(e.to_string().starts_with(&start), "{e}");
+                    assert!(std::error::Error::source(&e).is_some(), "{e}: no cause");
+                }
+                (got, want) => panic!("{path:?}: got {got:?}, want {want:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn atomic_write_creates_dirs_and_0600() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a/b/config");
+        write_atomically(&path, "x: 1\n").unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "x: 1\n");
+        let leftovers = std::fs::read_dir(path.parent().unwrap()).unwrap().count();
+        assert_eq!(leftovers, 1);
+    }
+}
