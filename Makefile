@@ -5,25 +5,29 @@ SHELL := /bin/bash
 
 # Heavy, version-keyed builds live outside the repo so clean clones and CI reuse them.
 export KCS_CACHE ?= /var/cache/kubed-cross-sync
-# The testbed and the tests find kube-apiserver, kube-controller-manager and etcd here
-# (envtest's KUBEBUILDER_ASSETS convention; set it yourself to use your own binaries).
-# setup builds the binaries itself unless *you* set KUBE_TEST_ASSETS; the default below is only
-# where the tests then find them.
+# The testbed finds kube-apiserver, kube-controller-manager, etcd and kubectl in KUBE_TEST_ASSETS
+# (envtest's KUBEBUILDER_ASSETS convention). setup prepares one such directory per Kubernetes
+# version under $(KCS_CACHE)/versions/ (scripts/kube-versions.sh lists them) and builds nothing
+# when *you* set KUBE_TEST_ASSETS to binaries of your own.
 USER_KUBE_TEST_ASSETS := $(KUBE_TEST_ASSETS)
-export KUBE_TEST_ASSETS ?= $(KCS_CACHE)/kube
-export KCS_KUBECTL ?= $(KCS_CACHE)/kubectl/kubectl
+# The versions `make test` runs the end-to-end suite on ("1.20 1.32"; default: every prepared one),
+# and the one demo, testbed-up and bench use (default: the newest prepared).
+export KUBE_VERSIONS ?=
+KUBE_VERSION ?=
+# Shell text for a recipe: the chosen version's directory (fails when it is not prepared).
+KUBE_ASSETS = $$(if [ -n "$(USER_KUBE_TEST_ASSETS)" ]; then echo "$(USER_KUBE_TEST_ASSETS)"; else bash scripts/kube-versions.sh dir $(KUBE_VERSION); fi)
 export KCS_VENV ?= $(KCS_CACHE)/venv
 CARGO ?= cargo
 # Where cargo puts binaries (CI keeps it in the cache: see .ci/run).
 TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 DEMO_DIR ?= $(CURDIR)/.testbed-demo
 
-.PHONY: help setup build release lint test test-unit test-e2e demo testbed-up testbed-down bench soak fuzz clean
+.PHONY: help setup build release lint test test-unit test-e2e kube-versions demo testbed-up testbed-down bench soak fuzz clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-setup: ## install Debian/PyPI prerequisites and build (or find) kube-apiserver v1.20.2 (idempotent)
+setup: ## install prerequisites; build kube-apiserver v1.20.2, unpack v1.32 when at hand, fetch both kubectls (idempotent)
 	KUBE_TEST_ASSETS="$(USER_KUBE_TEST_ASSETS)" bash scripts/setup.sh
 
 build: ## debug build of every crate
@@ -37,22 +41,30 @@ lint: setup ## rustfmt check + clippy -D warnings + packaging lint (hadolint, ku
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	bash scripts/lint-manifests.sh
 
-test: setup ## unit + end-to-end tests (runs setup first)
+test: setup ## unit tests, then the end-to-end suite on every prepared Kubernetes version (runs setup first)
 	$(KCS_VENV)/bin/python -m unittest discover -s tests/aws
 	$(CARGO) build --workspace --all-targets
-	$(CARGO) test --workspace --no-fail-fast
+	$(CARGO) test --workspace --lib --bins --no-fail-fast
+	KUBE_TEST_ASSETS="$(USER_KUBE_TEST_ASSETS)" CARGO="$(CARGO)" bash scripts/test-e2e.sh
 
 test-unit: ## unit tests only (no clusters)
 	$(CARGO) test --workspace --lib --bins
 
-demo: setup ## the seed scenario end to end on local clusters
+test-e2e: ## the end-to-end suite only, on KUBE_VERSIONS (default: every prepared version)
+	$(CARGO) build --workspace --all-targets
+	KUBE_TEST_ASSETS="$(USER_KUBE_TEST_ASSETS)" CARGO="$(CARGO)" bash scripts/test-e2e.sh
+
+kube-versions: ## list the Kubernetes versions setup prepared
+	@bash scripts/kube-versions.sh list
+
+demo: setup ## the seed scenario end to end on local clusters (KUBE_VERSION=1.20 for the older one)
 	$(CARGO) build -p e2e -p kubeconfig-gen -p sync-daemon
-	bash scripts/demo.sh "$(DEMO_DIR)"
+	assets=$(KUBE_ASSETS); KUBE_TEST_ASSETS=$$assets bash scripts/demo.sh "$(DEMO_DIR)"
 
 TESTBED_DIR ?= $(CURDIR)/.testbed
 testbed-up: ## start 3 clusters + the AWS world in .testbed/ and leave them running
 	$(CARGO) build -p e2e --bin testbed
-	$(TARGET_DIR)/debug/testbed up --dir "$(TESTBED_DIR)" --aws
+	assets=$(KUBE_ASSETS); KUBE_TEST_ASSETS=$$assets $(TARGET_DIR)/debug/testbed up --dir "$(TESTBED_DIR)" --aws
 
 testbed-down: ## stop the testbed started by testbed-up (every process, by pid)
 	$(TARGET_DIR)/debug/testbed down --dir "$(TESTBED_DIR)"
@@ -61,12 +73,12 @@ testbed-down: ## stop the testbed started by testbed-up (every process, by pid)
 BENCH_ARGS ?=
 bench: setup ## benchmarks against testbed clusters and the release daemon (figures for BENCHMARKS.md)
 	$(CARGO) build --release -p sync-daemon -p kubeconfig-gen -p e2e --bin sync-daemon --bin kubeconfig-gen --bin bench --bin testbed
-	$(TARGET_DIR)/release/bench --out $(TARGET_DIR)/bench-results.md $(BENCH_ARGS)
+	assets=$(KUBE_ASSETS); KUBE_TEST_ASSETS=$$assets $(TARGET_DIR)/release/bench --out $(TARGET_DIR)/bench-results.md $(BENCH_ARGS)
 	@if [ -x scripts/bench-kubeconfig-gen.sh ]; then bash scripts/bench-kubeconfig-gen.sh; fi
 
 soak: setup ## long fault runs (60 s outages, 40 watch cuts, 20 daemon kills over 1,000 sources, 20 updates/s for 5 min to 10 followers, 5,000 random model ops)
 	$(CARGO) build --release -p sync-daemon
-	KCS_SOAK=1 KCS_SYNC_DAEMON=$(TARGET_DIR)/release/sync-daemon \
+	assets=$(KUBE_ASSETS); KUBE_TEST_ASSETS=$$assets KCS_SOAK=1 KCS_SYNC_DAEMON=$(TARGET_DIR)/release/sync-daemon \
 	  $(CARGO) test -p e2e --test faults --test load --test model -- --nocapture
 
 # Fuzzing needs cargo-fuzz (`cargo install cargo-fuzz`) and RUSTC_BOOTSTRAP=1: see fuzz/README.md.

@@ -11,11 +11,14 @@ DIR=${1:?usage: scripts/demo.sh DIR}
 repo=$(cd "$(dirname "$0")/.." && pwd)
 BIN=${BIN:-${CARGO_TARGET_DIR:-$repo/target}/debug}
 KCS_CACHE=${KCS_CACHE:-/var/cache/kubed-cross-sync}
-KUBECTL=${KCS_KUBECTL:-$KCS_CACHE/kubectl/kubectl}
+# The Kubernetes version's own directory (make demo passes the newest prepared one): its binaries
+# run the clusters and its kubectl talks to them.
+export KUBE_TEST_ASSETS=${KUBE_TEST_ASSETS:-$(bash "$repo/scripts/kube-versions.sh" dir)}
+KUBECTL=${KCS_KUBECTL:-$KUBE_TEST_ASSETS/kubectl}
 for b in testbed kubeconfig-gen sync-daemon; do
   [ -x "$BIN/$b" ] || { echo "demo: $BIN/$b is not built (cargo build -p e2e -p kubeconfig-gen -p sync-daemon)" >&2; exit 2; }
 done
-[ -x "$KUBECTL" ] || { echo "demo: no kubectl 1.20 at $KUBECTL (run make setup)" >&2; exit 2; }
+[ -x "$KUBECTL" ] || { echo "demo: no kubectl at $KUBECTL (run make setup, or set KCS_KUBECTL)" >&2; exit 2; }
 
 # ------------------------------------------------------------------ presentation helpers
 bold=$'\033[1m'; dim=$'\033[2m'; green=$'\033[32m'; off=$'\033[0m'
