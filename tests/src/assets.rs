@@ -1,14 +1,23 @@
-//! Where the real parts live: kube-apiserver, kube-controller-manager, etcd, kubectl 1.20, the
-//! Python venv with moto, and the `testbed` binary itself (proxies and the reaper run it).
+//! Where the real parts live: kube-apiserver, kube-controller-manager, etcd and kubectl of one
+//! Kubernetes version, the Python venv with moto, and the `testbed` binary itself (proxies and
+//! the reaper run it).
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
+use crate::bins::is_executable;
 use crate::error::TestbedError;
+use crate::version::KubeVersion;
 
 /// The cache `make setup` fills (scripts/setup.sh); used when the variables are unset.
 pub const DEFAULT_CACHE: &str = "/var/cache/kubed-cross-sync";
 
 #[derive(Clone, Debug)]
 pub struct Assets {
+    /// The directory they were found in (`KUBE_TEST_ASSETS`).
+    pub dir: PathBuf,
+    /// What kube-apiserver says of itself; flags are chosen by it.
+    pub version: KubeVersion,
     pub apiserver: PathBuf,
     /// None: clusters run without it (namespaces stay Terminating, no garbage collection).
     pub controller_manager: Option<PathBuf>,
@@ -20,9 +29,12 @@ impl Assets {
     /// `KUBE_TEST_ASSETS` (or envtest's `KUBEBUILDER_ASSETS`) names a directory holding
     /// `kube-apiserver`, optionally `kube-controller-manager` and `etcd`; etcd falls back to PATH.
     pub fn find() -> Result<Assets, TestbedError> {
-        let dir = env_path("KUBE_TEST_ASSETS")
-            .or_else(|| env_path("KUBEBUILDER_ASSETS"))
-            .unwrap_or_else(|| Path::new(DEFAULT_CACHE).join("kube"));
+        Assets::find_in(None)
+    }
+
+    /// Like `find`, in `dir` when given.
+    pub fn find_in(dir: Option<PathBuf>) -> Result<Assets, TestbedError> {
+        let dir = dir.unwrap_or_else(assets_dir);
         let apiserver = dir.join("kube-apiserver");
         if !is_executable(&apiserver) {
             return Err(TestbedError::MissingBinary {
@@ -46,6 +58,8 @@ impl Assets {
                 ),
             })?;
         Ok(Assets {
+            version: KubeVersion::of_binary(&apiserver)?,
+            dir,
             apiserver,
             controller_manager,
             etcd,
@@ -54,16 +68,84 @@ impl Assets {
     }
 }
 
-/// kubectl 1.20 (`KCS_KUBECTL`), never the newer /usr/bin/kubectl.
+/// The kubectl for the clusters under test: `KCS_KUBECTL`; else `kubectl` in the assets
+/// directory (`make setup` puts each version's kubectl beside its apiserver); else the cache's
+/// kubectl 1.20. Never whatever `kubectl` is on PATH.
 pub fn kubectl() -> PathBuf {
-    env_path("KCS_KUBECTL").unwrap_or_else(|| Path::new(DEFAULT_CACHE).join("kubectl/kubectl"))
+    kubectl_in(&assets_dir())
+}
+
+/// `kubectl()` for the assets in `dir`.
+pub fn kubectl_in(dir: &Path) -> PathBuf {
+    env_path("KCS_KUBECTL")
+        .or_else(|| Some(dir.join("kubectl")).filter(|p| is_executable(p)))
+        .unwrap_or_else(|| Path::new(DEFAULT_CACHE).join("kubectl/kubectl"))
+}
+
+/// `kubectl_in(dir)`, once checked to be within kubectl's supported skew (one minor version
+/// either way) of `server`, so a test never drives a v1.32 cluster with kubectl 1.20 by accident.
+pub fn kubectl_for(dir: &Path, server: &KubeVersion) -> Result<PathBuf, TestbedError> {
+    static CLIENTS: Mutex<BTreeMap<PathBuf, Result<KubeVersion, String>>> =
+        Mutex::new(BTreeMap::new());
+    let path = kubectl_in(dir);
+    let client = {
+        let mut known = CLIENTS.lock().unwrap_or_else(|e| e.into_inner());
+        known
+            .entry(path.clone())
+            .or_insert_with(|| KubeVersion::of_kubectl(&path).map_err(|e| crate::error_chain(&e)))
+            .clone()
+    };
+    let skew = |detail: String| TestbedError::KubectlSkew {
+        kubectl: path.display().to_string(),
+        server: server.text.clone(),
+        detail,
+    };
+    match client {
+        Ok(v) if v.minor_skew(server) <= 1 => Ok(path),
+        Ok(v) => Err(skew(format!(
+            "it is {v}, more than one minor version away (set KCS_KUBECTL, or put a matching kubectl in {})",
+            dir.display()
+        ))),
+        Err(e) => Err(skew(e)),
+    }
+}
+
+/// The kubectl for the version in `KUBE_TEST_ASSETS`, checked like `kubectl_for`, without
+/// starting a testbed (to render manifests, say).
+pub fn kubectl_for_assets() -> Result<PathBuf, TestbedError> {
+    let dir = assets_dir();
+    kubectl_for(&dir, &KubeVersion::of_binary(&dir.join("kube-apiserver"))?)
+}
+
+/// The kubectl for the running testbed in `dir` (`testbed up`), checked against the version and
+/// the binaries its state.json records.
+pub fn kubectl_for_dir(dir: &Path) -> Result<PathBuf, TestbedError> {
+    let state = crate::State::load(dir)?;
+    let assets = state.assets.clone().unwrap_or_else(assets_dir);
+    match KubeVersion::parse(&state.version) {
+        Some(v) => kubectl_for(&assets, &v),
+        None => Ok(kubectl_in(&assets)),
+    }
+}
+
+/// `KUBE_TEST_ASSETS`, else envtest's `KUBEBUILDER_ASSETS`, else the cache's v1.20.2 set.
+pub fn assets_dir() -> PathBuf {
+    env_path("KUBE_TEST_ASSETS")
+        .or_else(|| env_path("KUBEBUILDER_ASSETS"))
+        .unwrap_or_else(|| Path::new(DEFAULT_CACHE).join("kube"))
 }
 
 /// The venv's python (`KCS_VENV`), which has moto and boto3.
 pub fn venv_python() -> PathBuf {
+    venv_bin("python")
+}
+
+/// A program of the venv (`KCS_VENV`, default the cache's): python, aws (the reference awscli).
+pub fn venv_bin(name: &str) -> PathBuf {
     env_path("KCS_VENV")
         .unwrap_or_else(|| Path::new(DEFAULT_CACHE).join("venv"))
-        .join("bin/python")
+        .join("bin")
+        .join(name)
 }
 
 /// tests/aws/awsworld.py of this checkout (`KCS_AWSWORLD` overrides).
@@ -86,16 +168,7 @@ pub fn testbed_binary() -> Result<PathBuf, TestbedError> {
     if exe.file_name().is_some_and(|n| n == "testbed") {
         return Ok(exe);
     }
-    let candidates = exe
-        .parent()
-        .into_iter()
-        .flat_map(|d| [d.join("testbed"), d.join("../testbed")]);
-    for c in candidates {
-        if is_executable(&c) {
-            return Ok(c);
-        }
-    }
-    Err(TestbedError::MissingBinary {
+    crate::bins::beside_exe("testbed").ok_or_else(|| TestbedError::MissingBinary {
         what: "the testbed binary",
         hint: format!(
             "not next to {} (run `cargo build -p e2e --bin testbed` or set KCS_TESTBED_BIN)",
@@ -108,11 +181,6 @@ fn env_path(var: &str) -> Option<PathBuf> {
     std::env::var_os(var)
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
-}
-
-fn is_executable(p: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 fn search_path(name: &str) -> Option<PathBuf> {
@@ -131,15 +199,5 @@ mod tests {
     fn search_path_finds_sh() {
         assert!(search_path("sh").is_some());
         assert!(search_path("no-such-binary-here").is_none());
-    }
-
-    #[test]
-    fn is_executable_rejects_directories_and_plain_files() {
-        let dir = tempfile::tempdir().unwrap();
-        let plain = dir.path().join("f");
-        std::fs::write(&plain, "x").unwrap();
-        assert!(!is_executable(dir.path()));
-        assert!(!is_executable(&plain));
-        assert!(is_executable(Path::new("/bin/sh")));
     }
 }

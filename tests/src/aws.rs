@@ -78,7 +78,7 @@ pub(crate) fn webhook_kubeconfig(plan: &AwsPlan, cluster: &str) -> Result<String
     serde_saphyr::to_string(&doc).map_err(encode_err("webhook kubeconfig"))
 }
 
-/// world.json, the input of awsworld.py (interface in notes/TESTBED-API.md).
+/// world.json, the input of awsworld.py (its fields: the structs below).
 pub(crate) fn world_json(plan: &AwsPlan, clusters: &[(ClusterState, String)]) -> serde_json::Value {
     let clusters: Vec<_> = clusters
         .iter()
@@ -207,7 +207,7 @@ fn web_identity_token() -> String {
         "{}.{}.{}",
         b64.encode(header.to_string()),
         b64.encode(claims.to_string()),
-        b64.encode(crate::certs::random_hex(32))
+        b64.encode(crate::rng::random_hex(32))
     )
 }
 

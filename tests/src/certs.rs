@@ -1,5 +1,5 @@
 //! Key material for the testbed: a CA per cluster (and one for the AWS verifier), serving
-//! certificates for 127.0.0.1, the service-account key pair, random tokens.
+//! certificates for 127.0.0.1, the service-account key pair.
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose,
@@ -74,26 +74,6 @@ pub fn service_account_keys() -> Result<(String, String), TestbedError> {
     Ok((key.public_key_pem(), key.serialize_pem()))
 }
 
-/// `n` random bytes from the OS, hex-encoded.
-pub fn random_hex(n: usize) -> String {
-    let mut buf = vec![0u8; n];
-    if getrandom::fill(&mut buf).is_err() {
-        // The OS RNG is always there on Linux; fall back to something still unique per call.
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default();
-        buf = nanos
-            .to_le_bytes()
-            .iter()
-            .cycle()
-            .take(n)
-            .copied()
-            .collect();
-    }
-    buf.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// The DER bytes of the first certificate in a PEM string.
 pub fn pem_to_der(pem: &str) -> Option<Vec<u8>> {
     use base64::Engine;
@@ -138,12 +118,5 @@ mod tests {
                 rustls::pki_types::UnixTime::now(),
             )
             .unwrap();
-    }
-
-    #[test]
-    fn random_hex_has_the_asked_length_and_varies() {
-        let a = random_hex(16);
-        assert_eq!(a.len(), 32);
-        assert_ne!(a, random_hex(16));
     }
 }

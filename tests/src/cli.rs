@@ -145,6 +145,7 @@ pub async fn up(dir: PathBuf, clusters: &[String], aws: bool) -> Result<(), Test
         clusters: parse_clusters(clusters)?,
         aws,
         keep_dir: true,
+        assets: None,
     };
     let tb = Testbed::up_detachable(opts).await?;
     let kubeconfig = tb.kubeconfig_path();

@@ -11,6 +11,7 @@ use crate::error::TestbedError;
 use crate::procs::{self, ProcRecord, create_dir, free_port, spawn, stop_all, write_file};
 use crate::proxy::{self, ProxyPorts};
 use crate::state::{ClusterState, KubeconfigEntry, Ports, State, render_kubeconfig};
+use crate::version::KubeVersion;
 use crate::wait::{default_namespace, file_exists, poll, readyz, tcp_open};
 use crate::{ClusterSpec, Fault, REGION};
 
@@ -59,30 +60,7 @@ pub(crate) fn prepare(
     }
     create_dir(&dir)?;
     let p = |f: &str| dir.join(f);
-    let s = |f: &str| dir.join(f).display().to_string();
-
-    let ca = Ca::new(&format!("{} CA", spec.name))?;
-    write_file(&p("ca.crt"), ca.cert_pem.as_bytes(), 0o644)?;
-    let serving = ca.server_cert(
-        "kube-apiserver",
-        &[
-            "127.0.0.1",
-            "localhost",
-            "kubernetes",
-            "kubernetes.default.svc",
-        ],
-    )?;
-    write_file(&p("apiserver.crt"), serving.cert_pem.as_bytes(), 0o644)?;
-    write_file(&p("apiserver.key"), serving.key_pem.as_bytes(), 0o600)?;
-    let (sa_pub, sa_key) = certs::service_account_keys()?;
-    write_file(&p("sa.pub"), sa_pub.as_bytes(), 0o644)?;
-    write_file(&p("sa.key"), sa_key.as_bytes(), 0o600)?;
-    let token = certs::random_hex(24);
-    write_file(&p("admin.token"), token.as_bytes(), 0o600)?;
-    let tokens = format!("{token},admin,admin,\"system:masters\"\n");
-    write_file(&p("tokens.csv"), tokens.as_bytes(), 0o600)?;
-    write_file(&p("audit-policy.yaml"), AUDIT_POLICY.as_bytes(), 0o644)?;
-
+    let (ca, token) = write_key_material(&dir, spec)?;
     let ports = Ports {
         proxy: 0,
         proxy_control: 0,
@@ -99,13 +77,70 @@ pub(crate) fn prepare(
         token: &token,
     }])?;
     write_file(&p("admin.kubeconfig"), kcm_kubeconfig.as_bytes(), 0o600)?;
+    let arn = if aws {
+        format!(
+            "arn:aws:eks:{REGION}:{}:cluster/{}",
+            spec.account, spec.name
+        )
+    } else {
+        String::new()
+    };
+    Ok(Prepared {
+        etcd: etcd_argv(&dir, spec, assets, &ports),
+        apiserver: apiserver_argv(root, &dir, spec, index, assets, aws, &ports),
+        controller_manager: controller_manager_argv(&dir, assets),
+        state: ClusterState {
+            name: spec.name.clone(),
+            account: spec.account.clone(),
+            server: String::new(),
+            direct_server,
+            ca_file: p("ca.crt"),
+            admin_token_file: p("admin.token"),
+            arn,
+            ports,
+            processes: Default::default(),
+        },
+        dir,
+        ca_pem: ca.cert_pem,
+        admin_token: token,
+    })
+}
 
+/// The cluster's CA, the apiserver's serving certificate, the service-account key pair, the
+/// admin token (tokens.csv) and the audit policy, written into `dir`; returns the CA and token.
+fn write_key_material(dir: &Path, spec: &ClusterSpec) -> Result<(Ca, String), TestbedError> {
+    let p = |f: &str| dir.join(f);
+    let ca = Ca::new(&format!("{} CA", spec.name))?;
+    write_file(&p("ca.crt"), ca.cert_pem.as_bytes(), 0o644)?;
+    let serving = ca.server_cert(
+        "kube-apiserver",
+        &[
+            "127.0.0.1",
+            "localhost",
+            "kubernetes",
+            "kubernetes.default.svc",
+        ],
+    )?;
+    write_file(&p("apiserver.crt"), serving.cert_pem.as_bytes(), 0o644)?;
+    write_file(&p("apiserver.key"), serving.key_pem.as_bytes(), 0o600)?;
+    let (sa_pub, sa_key) = certs::service_account_keys()?;
+    write_file(&p("sa.pub"), sa_pub.as_bytes(), 0o644)?;
+    write_file(&p("sa.key"), sa_key.as_bytes(), 0o600)?;
+    let token = crate::rng::random_hex(24);
+    write_file(&p("admin.token"), token.as_bytes(), 0o600)?;
+    let tokens = format!("{token},admin,admin,\"system:masters\"\n");
+    write_file(&p("tokens.csv"), tokens.as_bytes(), 0o600)?;
+    write_file(&p("audit-policy.yaml"), AUDIT_POLICY.as_bytes(), 0o644)?;
+    Ok((ca, token))
+}
+
+fn etcd_argv(dir: &Path, spec: &ClusterSpec, assets: &Assets, ports: &Ports) -> Vec<String> {
     let etcd_client = format!("http://127.0.0.1:{}", ports.etcd_client);
     let etcd_peer = format!("http://127.0.0.1:{}", ports.etcd_peer);
-    let etcd = vec![
+    vec![
         assets.etcd.display().to_string(),
         format!("--name={}", spec.name),
-        format!("--data-dir={}", s("etcd")),
+        format!("--data-dir={}", dir.join("etcd").display()),
         format!("--listen-client-urls={etcd_client}"),
         format!("--advertise-client-urls={etcd_client}"),
         format!("--listen-peer-urls={etcd_peer}"),
@@ -113,14 +148,25 @@ pub(crate) fn prepare(
         format!("--initial-cluster={}={etcd_peer}", spec.name),
         "--logger=zap".into(),
         "--log-outputs=stderr".into(),
-    ];
+    ]
+}
+
+fn apiserver_argv(
+    root: &Path,
+    dir: &Path,
+    spec: &ClusterSpec,
+    index: usize,
+    assets: &Assets,
+    aws: bool,
+    ports: &Ports,
+) -> Vec<String> {
+    let s = |f: &str| dir.join(f).display().to_string();
     let mut apiserver = vec![
         assets.apiserver.display().to_string(),
-        format!("--etcd-servers={etcd_client}"),
+        format!("--etcd-servers=http://127.0.0.1:{}", ports.etcd_client),
         "--bind-address=127.0.0.1".into(),
         "--advertise-address=127.0.0.1".into(),
         format!("--secure-port={}", ports.apiserver),
-        "--insecure-port=0".into(),
         format!("--tls-cert-file={}", s("apiserver.crt")),
         format!("--tls-private-key-file={}", s("apiserver.key")),
         format!("--token-auth-file={}", s("tokens.csv")),
@@ -140,6 +186,7 @@ pub(crate) fn prepare(
         "--audit-log-mode=blocking".into(),
         "--profiling=false".into(),
     ];
+    apiserver.extend(apiserver_version_flags(&assets.version));
     if aws {
         apiserver.extend([
             format!(
@@ -151,43 +198,47 @@ pub(crate) fn prepare(
             "--authentication-token-webhook-cache-ttl=1s".into(),
         ]);
     }
-    let controller_manager = assets.controller_manager.as_ref().map(|kcm| {
-        vec![
+    apiserver
+}
+
+fn controller_manager_argv(dir: &Path, assets: &Assets) -> Option<Vec<String>> {
+    assets.controller_manager.as_ref().map(|kcm| {
+        let mut argv = vec![
             kcm.display().to_string(),
-            format!("--kubeconfig={}", s("admin.kubeconfig")),
-            "--controllers=namespace,garbagecollector".into(),
+            format!("--kubeconfig={}", dir.join("admin.kubeconfig").display()),
             "--leader-elect=false".into(),
             "--secure-port=0".into(),
-            "--port=0".into(),
-        ]
-    });
-    let arn = if aws {
-        format!(
-            "arn:aws:eks:{REGION}:{}:cluster/{}",
-            spec.account, spec.name
-        )
-    } else {
-        String::new()
-    };
-    Ok(Prepared {
-        state: ClusterState {
-            name: spec.name.clone(),
-            account: spec.account.clone(),
-            server: String::new(),
-            direct_server,
-            ca_file: p("ca.crt"),
-            admin_token_file: p("admin.token"),
-            arn,
-            ports,
-            processes: Default::default(),
-        },
-        dir,
-        ca_pem: ca.cert_pem,
-        admin_token: token,
-        etcd,
-        apiserver,
-        controller_manager,
+        ];
+        argv.extend(controller_manager_version_flags(&assets.version));
+        argv
     })
+}
+
+/// The apiserver flags that differ between versions. 1.20 still opens an unauthenticated HTTP
+/// port unless `--insecure-port=0`; 1.24 removed the flag (and the port) altogether.
+fn apiserver_version_flags(v: &KubeVersion) -> Vec<String> {
+    if v.at_least(1, 24) {
+        Vec::new()
+    } else {
+        vec!["--insecure-port=0".into()]
+    }
+}
+
+/// The controller-manager flags that differ between versions: 1.20's insecure port (10252,
+/// which would collide between clusters) is closed with `--port=0`, a flag 1.24 removed; 1.28
+/// renamed the controllers (`namespace-controller`, ...; the old names are aliases we do not
+/// rely on).
+fn controller_manager_version_flags(v: &KubeVersion) -> Vec<String> {
+    let mut flags = Vec::new();
+    if !v.at_least(1, 24) {
+        flags.push("--port=0".into());
+    }
+    flags.push(if v.at_least(1, 28) {
+        "--controllers=namespace-controller,garbage-collector-controller".into()
+    } else {
+        "--controllers=namespace,garbagecollector".into()
+    });
+    flags
 }
 
 /// Records a started process in the state (and state.json) at once, so a reaper or
@@ -407,4 +458,26 @@ pub(crate) fn rss(c: &ClusterState) -> Vec<(String, u64)> {
         .filter(|(_, p)| p.is_running())
         .filter_map(|(role, p)| procs::rss_kib(p.pid).map(|kib| (role.clone(), kib)))
         .collect()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_follow_the_binary_version() {
+        let v120 = KubeVersion::parse("v1.20.2").unwrap();
+        let v132 = KubeVersion::parse("v1.32.0-rc.0").unwrap();
+        assert_eq!(apiserver_version_flags(&v120), ["--insecure-port=0"]);
+        assert!(apiserver_version_flags(&v132).is_empty());
+        assert_eq!(
+            controller_manager_version_flags(&v120),
+            ["--port=0", "--controllers=namespace,garbagecollector"]
+        );
+        assert_eq!(
+            controller_manager_version_flags(&v132),
+            ["--controllers=namespace-controller,garbage-collector-controller"]
+        );
+    }
 }

@@ -85,8 +85,46 @@ pub enum TestbedError {
     #[error("etcd of cluster {cluster} could not be compacted: {detail}")]
     Etcd { cluster: String, detail: String },
 
+    #[error("cannot tell the Kubernetes version of {}: {detail}", program.display())]
+    Version { program: PathBuf, detail: String },
+
+    #[error("kubectl {kubectl} cannot be used with Kubernetes {server}: {detail}")]
+    KubectlSkew {
+        kubectl: String,
+        server: String,
+        detail: String,
+    },
+
     #[error("processes still running after teardown: {0:?}")]
     Leftover(Vec<u32>),
+
+    #[error("sync-daemon exited ({status}); last lines of {}:\n{tail}", log.display())]
+    DaemonExited {
+        status: String,
+        log: PathBuf,
+        tail: String,
+    },
+
+    #[error("sync-daemon cannot be started so: {0}")]
+    DaemonUsage(&'static str),
+
+    #[error("cannot read kubeconfig {}", path.display())]
+    Kubeconfig {
+        path: PathBuf,
+        #[source]
+        source: kube::config::KubeconfigError,
+    },
+
+    #[error("the kubeconfig has no context {0:?}")]
+    NoContext(String),
+
+    #[error("cannot {action} {object}")]
+    Api {
+        action: &'static str,
+        object: String,
+        #[source]
+        source: kube::Error,
+    },
 }
 
 impl TestbedError {

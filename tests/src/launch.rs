@@ -95,38 +95,10 @@ pub(crate) async fn launch(
 ) -> Result<Testbed, TestbedError> {
     let started = Instant::now();
     check_names(&opts)?;
-    let assets = Assets::find()?;
-    let (dir, remove_dir) = choose_dir(&opts)?;
-    if let Ok(old) = State::load(&dir)
-        && old.any_running()
-    {
-        return Err(TestbedError::AlreadyRunning(dir));
-    }
-    let state = State {
-        dir: dir.clone(),
-        aws: opts.aws,
-        ..State::default()
-    };
-    state.save()?;
+    let assets = Assets::find_in(opts.assets.clone())?;
     // From here on, an error drops `tb`, which stops whatever was started.
-    let mut tb = Testbed {
-        dir: dir.clone(),
-        remove_dir,
-        detached: false,
-        clusters: Vec::new(),
-        has_controller_manager: assets.controller_manager.is_some(),
-        state: Mutex::new(state),
-    };
-    if with_reaper {
-        let rec = spawn_reaper(&assets, &dir, remove_dir)?;
-        update(&tb.state, |s| s.reaper = Some(rec))?;
-    }
-    if assets.controller_manager.is_none() {
-        tracing::warn!(
-            "no kube-controller-manager: namespaces will stay Terminating, no garbage collection"
-        );
-    }
-
+    let mut tb = new_testbed(&opts, &assets, with_reaper)?;
+    let dir = tb.dir.clone();
     let mut prepared = Vec::new();
     for (i, spec) in opts.clusters.iter().enumerate() {
         prepared.push(cluster::prepare(&dir, spec, i, &assets, opts.aws)?);
@@ -134,43 +106,10 @@ pub(crate) async fn launch(
     update(&tb.state, |s| {
         s.clusters = prepared.iter().map(|p| p.state.clone()).collect()
     })?;
-    let results = futures::future::join_all(
-        prepared
-            .iter_mut()
-            .map(|p| cluster::start_proxy(&assets.testbed, p)),
-    )
-    .await;
-    // Record every proxy that started, even if another failed, so that drop stops it.
-    let mut failed = None;
-    update(&tb.state, |s| {
-        for (p, result) in prepared.iter_mut().zip(results) {
-            match result {
-                Ok(rec) => {
-                    p.state.processes.insert("proxy".into(), rec);
-                }
-                Err(e) => {
-                    failed.get_or_insert(e);
-                }
-            }
-        }
-        s.clusters = prepared.iter().map(|p| p.state.clone()).collect();
-    })?;
-    if let Some(e) = failed {
-        return Err(e);
-    }
+    start_proxies(&assets, &tb, &mut prepared).await?;
     write_kubeconfig(&dir, &prepared)?;
-
     let aws_world = if opts.aws {
-        let plan = aws::prepare(&dir)?;
-        let pairs: Vec<_> = prepared
-            .iter()
-            .map(|p| (p.state.clone(), p.admin_token.clone()))
-            .collect();
-        let rec = aws::start(&dir, &plan, &pairs)?;
-        update(&tb.state, |s| {
-            s.awsworld = Some(aws::state(&plan, Some(rec.clone())))
-        })?;
-        Some((plan, rec))
+        Some(start_aws_world(&dir, &tb, &prepared)?)
     } else {
         None
     };
@@ -196,27 +135,123 @@ pub(crate) async fn launch(
         aws::write_profiles(&dir, plan, &states)?;
     }
 
-    tb.clusters = prepared
-        .into_iter()
-        .map(|p| ClusterInfo {
-            name: p.state.name,
-            account: p.state.account,
-            server: p.state.server,
-            direct_server: p.state.direct_server,
-            ca_file: p.state.ca_file,
-            ca_pem: p.ca_pem,
-            admin_token: p.admin_token,
-            arn: p.state.arn,
-        })
-        .collect();
+    tb.clusters = prepared.into_iter().map(cluster_info).collect();
     tracing::info!(
         dir = %dir.display(),
+        version = %assets.version,
         clusters = tb.clusters.len(),
         aws = opts.aws,
         seconds = started.elapsed().as_secs_f64(),
         "testbed up"
     );
     Ok(tb)
+}
+
+/// The testbed's directory and first state.json (refused while another testbed runs there), and
+/// its reaper when `with_reaper`; no cluster yet.
+fn new_testbed(
+    opts: &TestbedOptions,
+    assets: &Assets,
+    with_reaper: bool,
+) -> Result<Testbed, TestbedError> {
+    let (dir, remove_dir) = choose_dir(opts)?;
+    if let Ok(old) = State::load(&dir)
+        && old.any_running()
+    {
+        return Err(TestbedError::AlreadyRunning(dir));
+    }
+    let state = State {
+        dir: dir.clone(),
+        version: assets.version.text.clone(),
+        assets: Some(assets.dir.clone()),
+        aws: opts.aws,
+        ..State::default()
+    };
+    state.save()?;
+    let tb = Testbed {
+        dir: dir.clone(),
+        remove_dir,
+        detached: false,
+        clusters: Vec::new(),
+        has_controller_manager: assets.controller_manager.is_some(),
+        version: assets.version.clone(),
+        assets_dir: assets.dir.clone(),
+        state: Mutex::new(state),
+    };
+    if with_reaper {
+        let rec = spawn_reaper(assets, &dir, remove_dir)?;
+        update(&tb.state, |s| s.reaper = Some(rec))?;
+    }
+    if assets.controller_manager.is_none() {
+        tracing::warn!(
+            "no kube-controller-manager: namespaces will stay Terminating, no garbage collection"
+        );
+    }
+    Ok(tb)
+}
+
+/// Starts every cluster's proxy in parallel, recording each one that started (even when another
+/// failed) so that dropping the testbed stops it.
+async fn start_proxies(
+    assets: &Assets,
+    tb: &Testbed,
+    prepared: &mut [Prepared],
+) -> Result<(), TestbedError> {
+    let results = futures::future::join_all(
+        prepared
+            .iter_mut()
+            .map(|p| cluster::start_proxy(&assets.testbed, p)),
+    )
+    .await;
+    let mut failed = None;
+    update(&tb.state, |s| {
+        for (p, result) in prepared.iter_mut().zip(results) {
+            match result {
+                Ok(rec) => {
+                    p.state.processes.insert("proxy".into(), rec);
+                }
+                Err(e) => {
+                    failed.get_or_insert(e);
+                }
+            }
+        }
+        s.clusters = prepared.iter().map(|p| p.state.clone()).collect();
+    })?;
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Starts awsworld.py for `prepared` (it is ready once `aws::wait_ready` says so).
+fn start_aws_world(
+    dir: &Path,
+    tb: &Testbed,
+    prepared: &[Prepared],
+) -> Result<(aws::AwsPlan, ProcRecord), TestbedError> {
+    let plan = aws::prepare(dir)?;
+    let pairs: Vec<_> = prepared
+        .iter()
+        .map(|p| (p.state.clone(), p.admin_token.clone()))
+        .collect();
+    let rec = aws::start(dir, &plan, &pairs)?;
+    update(&tb.state, |s| {
+        s.awsworld = Some(aws::state(&plan, Some(rec.clone())))
+    })?;
+    Ok((plan, rec))
+}
+
+fn cluster_info(p: Prepared) -> ClusterInfo {
+    ClusterInfo {
+        name: p.state.name,
+        account: p.state.account,
+        server: p.state.server,
+        direct_server: p.state.direct_server,
+        ca_file: p.state.ca_file,
+        ca_pem: p.ca_pem,
+        admin_token: p.admin_token,
+        arn: p.state.arn,
+    }
 }
 
 /// Stops every process recorded in `state` (SIGTERM, SIGKILL after a grace period), except
@@ -273,5 +308,7 @@ pub fn status(dir: &Path) -> Result<serde_json::Value, TestbedError> {
         .map(
             |p| json!({"pid": p.pid, "running": p.is_running(), "rss_kib": procs::rss_kib(p.pid)}),
         );
-    Ok(json!({"dir": state.dir, "clusters": clusters, "awsworld": awsworld}))
+    Ok(
+        json!({"dir": state.dir, "version": state.version, "clusters": clusters, "awsworld": awsworld}),
+    )
 }

@@ -1,31 +1,48 @@
 //! The testbed: real kube-apiservers (etcd + kube-apiserver + kube-controller-manager per
 //! cluster, each behind a fault-injecting TCP proxy) and the AWS world (moto + token verifier),
-//! for the end-to-end tests and the demo. Contract: notes/TESTBED-API.md; usage: README.md.
+//! for the end-to-end tests and the demo. Usage: README.md (Testbed).
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
 pub mod assets;
+pub mod audit;
 pub mod aws;
+pub mod bench;
+pub mod bins;
 mod certs;
 pub mod cli;
 mod cluster;
+pub mod daemon;
 mod error;
 mod etcd;
+pub mod k8s;
+pub mod kubeconfig;
 mod launch;
 pub mod procs;
 pub mod proxy;
 mod reaper;
+pub mod rng;
 pub mod state;
+pub mod version;
 mod wait;
+
+pub mod world;
 
 pub use error::TestbedError;
 pub use launch::{down, status};
 pub use reaper::{error_chain, reap};
+pub use rng::random_hex;
 pub use state::State;
+pub use version::KubeVersion;
 pub use wait::wait_for;
 
 pub const REGION: &str = "eu-central-1";
+
+/// The clusters of the shared testbed (`Testbed::shared`, `TestbedOptions::default_three`).
+pub const MGMT: &str = "mc-mgmt-k8s";
+pub const PROJECT: &str = "mc-project-k8s";
+pub const PROJECT2: &str = "mc-project2-k8s";
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClusterSpec {
@@ -80,12 +97,14 @@ pub struct TestbedOptions {
     pub aws: bool,
     /// Keep a temporary directory after drop (a given `dir` is always kept).
     pub keep_dir: bool,
+    /// The Kubernetes binaries (None: `KUBE_TEST_ASSETS`, see `assets::assets_dir`).
+    pub assets: Option<PathBuf>,
 }
 
 impl TestbedOptions {
     /// mc-mgmt-k8s, mc-project-k8s and mc-project2-k8s in accounts 111…, 222…, 333….
     pub fn default_three(aws: bool) -> TestbedOptions {
-        TestbedOptions::named(&["mc-mgmt-k8s", "mc-project-k8s", "mc-project2-k8s"], aws)
+        TestbedOptions::named(&[MGMT, PROJECT, PROJECT2], aws)
     }
 
     /// The clusters `names`, the i-th in account `default_account(i)`, in a fresh temporary
@@ -101,20 +120,14 @@ impl TestbedOptions {
             clusters,
             aws,
             keep_dir: false,
+            assets: None,
         }
     }
 
     /// `n` clusters named test-1-k8s, test-2-k8s, … (for tests that need their own).
     pub fn numbered(n: usize, aws: bool) -> TestbedOptions {
-        let clusters = (0..n)
-            .map(|i| ClusterSpec::new(&format!("test-{}-k8s", i + 1), &default_account(i)))
-            .collect();
-        TestbedOptions {
-            dir: None,
-            clusters,
-            aws,
-            keep_dir: false,
-        }
+        let names: Vec<String> = (1..=n).map(|i| format!("test-{i}-k8s")).collect();
+        TestbedOptions::named(&names, aws)
     }
 }
 
@@ -131,6 +144,40 @@ pub struct ClusterInfo {
     pub admin_token: String,
     /// arn:aws:eks:eu-central-1:<account>:cluster/<name> with the AWS world, else empty.
     pub arn: String,
+}
+
+/// How a test's client of one cluster differs from the admin client (`Testbed::client`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClientOpts {
+    /// Straight to the apiserver, bypassing the fault proxy (writes while it is partitioned).
+    pub direct: bool,
+    /// Give up connecting after this long.
+    pub connect_timeout: Option<Duration>,
+    /// Give up reading or writing after this long (kube's default is 295 s, longer than any test
+    /// should hang on a partitioned cluster).
+    pub io_timeout: Option<Duration>,
+    /// No retries: kube 5 retries 429/503/504 up to 15 times, backing off to 1000 s, so a test of
+    /// what the apiserver answers must turn them off to see the first answer.
+    pub no_retry: bool,
+}
+
+impl ClientOpts {
+    /// A client bypassing the fault proxy.
+    pub fn direct() -> ClientOpts {
+        ClientOpts {
+            direct: true,
+            ..ClientOpts::default()
+        }
+    }
+
+    /// Requests that give up: connecting after `connect`, reading or writing after `io`.
+    pub fn timeouts(connect: Duration, io: Duration) -> ClientOpts {
+        ClientOpts {
+            connect_timeout: Some(connect),
+            io_timeout: Some(io),
+            ..ClientOpts::default()
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -163,6 +210,8 @@ pub struct Testbed {
     detached: bool,
     clusters: Vec<ClusterInfo>,
     has_controller_manager: bool,
+    version: KubeVersion,
+    assets_dir: PathBuf,
     state: Mutex<State>,
 }
 
@@ -219,24 +268,36 @@ impl Testbed {
     /// The admin kube::Config of a cluster, read from DIR/kubeconfig (context = cluster name),
     /// for tests that adjust timeouts. Panics (test-only API) if it cannot be built.
     pub async fn admin_config(&self, cluster: &str) -> kube::Config {
-        let opts = kube::config::KubeConfigOptions {
-            context: Some(self.cluster(cluster).name.clone()),
-            ..Default::default()
-        };
-        let loaded = match kube::config::Kubeconfig::read_from(self.kubeconfig_path()) {
-            Ok(kc) => kube::Config::from_custom_kubeconfig(kc, &opts).await,
-            Err(e) => Err(e),
-        };
-        match loaded {
-            Ok(c) => c,
-            Err(e) => panic!("cannot load the admin kubeconfig for {cluster}: {e}"),
-        }
+        context_config(&self.kubeconfig_path(), &self.cluster(cluster).name).await
     }
 
     /// An admin client (system:masters) through the proxy. Create one per test: clients are
     /// bound to the tokio runtime that made them.
     pub async fn admin_client(&self, cluster: &str) -> kube::Client {
-        match kube::Client::try_from(self.admin_config(cluster).await) {
+        self.client(cluster, ClientOpts::default()).await
+    }
+
+    /// An admin client as `opts` says (direct, with timeouts, without retries). Panics
+    /// (test-only API) if it cannot be built.
+    pub async fn client(&self, cluster: &str, opts: ClientOpts) -> kube::Client {
+        let mut cfg = self.admin_config(cluster).await;
+        if opts.direct {
+            match self.cluster(cluster).direct_server.parse() {
+                Ok(url) => cfg.cluster_url = url,
+                Err(e) => panic!("the direct address of {cluster} is no URL: {e}"),
+            }
+        }
+        if let Some(t) = opts.connect_timeout {
+            cfg.connect_timeout = Some(t);
+        }
+        if let Some(t) = opts.io_timeout {
+            cfg.read_timeout = Some(t);
+            cfg.write_timeout = Some(t);
+        }
+        if opts.no_retry {
+            cfg.default_retry = false;
+        }
+        match kube::Client::try_from(cfg) {
             Ok(c) => c,
             Err(e) => panic!("cannot build an admin client for {cluster}: {e}"),
         }
@@ -244,16 +305,22 @@ impl Testbed {
 
     /// DIR/env as pairs (empty without the AWS world).
     pub fn aws_env(&self) -> Vec<(String, String)> {
-        let text = std::fs::read_to_string(self.dir.join("env")).unwrap_or_default();
-        text.lines()
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        read_env(&self.dir)
     }
 
-    /// Debian's kubectl 1.20 with KUBECONFIG=DIR/kubeconfig.
+    /// The Kubernetes version the clusters run (what kube-apiserver says of itself).
+    pub fn version(&self) -> &KubeVersion {
+        &self.version
+    }
+
+    /// The kubectl of this version (`assets::kubectl_for`) with KUBECONFIG=DIR/kubeconfig.
+    /// Panics (test-only API) when that kubectl is too far from the clusters' version.
     pub fn kubectl(&self) -> std::process::Command {
-        let mut cmd = std::process::Command::new(assets::kubectl());
+        let path = match assets::kubectl_for(&self.assets_dir, &self.version) {
+            Ok(p) => p,
+            Err(e) => panic!("{}", error_chain(&e)),
+        };
+        let mut cmd = std::process::Command::new(path);
         cmd.env("KUBECONFIG", self.kubeconfig_path());
         cmd
     }
@@ -288,9 +355,48 @@ impl Drop for Testbed {
     }
 }
 
+/// DIR/env of a testbed as pairs (empty without the AWS world).
+pub fn read_env(dir: &Path) -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(dir.join("env")).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// The kube::Config of context `context` of the kubeconfig at `path`. Panics (test-only API)
+/// if it cannot be loaded.
+pub async fn context_config(path: &Path, context: &str) -> kube::Config {
+    let opts = kube::config::KubeConfigOptions {
+        context: Some(context.to_string()),
+        ..Default::default()
+    };
+    let loaded = match kube::config::Kubeconfig::read_from(path) {
+        Ok(kc) => kube::Config::from_custom_kubeconfig(kc, &opts).await,
+        Err(e) => Err(e),
+    };
+    match loaded {
+        Ok(c) => c,
+        Err(e) => panic!("cannot load the admin kubeconfig for {context}: {e}"),
+    }
+}
+
+/// `KCS_SOAK` is set (to anything but empty or 0): the long versions of the fault, load and
+/// model runs (`make soak`).
+pub fn soak() -> bool {
+    std::env::var_os("KCS_SOAK").is_some_and(|v| !v.is_empty() && v != "0")
+}
+
+/// The first of the environment variables `vars` that holds a number (blanks around it allowed):
+/// a seed to replay (`KCS_MODEL_SEED`, `KCS_FAULT_SEED`) or a count (`KCS_MODEL_OPS`).
+pub fn env_u64(vars: &[&str]) -> Option<u64> {
+    vars.iter()
+        .find_map(|v| std::env::var(v).ok().and_then(|s| s.trim().parse().ok()))
+}
+
 /// `prefix` plus a random suffix: a fresh namespace name for one test.
 pub fn unique_ns(prefix: &str) -> String {
-    format!("{}-{}", prefix.trim_end_matches('-'), &certs::random_hex(4))
+    format!("{}-{}", prefix.trim_end_matches('-'), &rng::random_hex(4))
 }
 
 #[cfg(test)]

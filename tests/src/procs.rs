@@ -150,8 +150,13 @@ pub fn stop_all(procs: &[&ProcRecord], grace: Duration) -> Vec<u32> {
 
 /// Resident set size in KiB (VmRSS), if the process is running.
 pub fn rss_kib(pid: u32) -> Option<u64> {
+    status_kib(pid, "VmRSS:")
+}
+
+/// A size field of /proc/PID/status in KiB (`VmRSS:`, `VmHWM:`), if the process is running.
+pub fn status_kib(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
 

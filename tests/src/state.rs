@@ -15,6 +15,12 @@ pub const STATE_FILE: &str = "state.json";
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct State {
     pub dir: PathBuf,
+    /// The Kubernetes version the apiservers report (`v1.20.2`, `v1.32.0-rc.0`).
+    #[serde(default)]
+    pub version: String,
+    /// Where the Kubernetes binaries (and the matching kubectl) came from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assets: Option<PathBuf>,
     pub aws: bool,
     pub clusters: Vec<ClusterState>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -12,100 +12,28 @@
 //! test shows the verifier rejects that too).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step is a failed test
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use base64::Engine;
-use e2e::{Testbed, unique_ns, wait_for};
+// The world the tests run in: the binary's shared testbed, or, when KCS_TESTBED_DIR names the
+// directory of a running `testbed up --aws`, that one (quick iteration on the verifier).
+use e2e::world::AwsWorld as World;
+use e2e::{k8s, unique_ns, wait_for};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
-use kube::api::{Api, DeleteParams, ListParams, PostParams};
-use kube::config::{AuthInfo, KubeConfigOptions, Kubeconfig};
-use kube::{Client, Config};
+use kube::Client;
+use kube::api::{Api, ListParams, PostParams};
+use kube::config::{AuthInfo, Kubeconfig};
 use serde_json::json;
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
 const PREFIX: &str = "k8s-aws-v1.";
 const REGIONAL_STS: &str = "https://sts.eu-central-1.amazonaws.com/?";
 
-/// The world the tests run in: the binary's shared testbed, or, when KCS_TESTBED_DIR names the
-/// directory of a running `testbed up --aws`, that one (quick iteration on the verifier).
-#[derive(Clone, Copy)]
-enum World {
-    Shared(&'static Testbed),
-    Dir(&'static Path),
-}
-
-impl World {
-    fn get() -> World {
-        static DIR: OnceLock<Option<PathBuf>> = OnceLock::new();
-        match DIR.get_or_init(|| std::env::var_os("KCS_TESTBED_DIR").map(PathBuf::from)) {
-            Some(dir) => World::Dir(dir.as_path()),
-            None => World::Shared(Testbed::shared()),
-        }
-    }
-
-    fn dir(self) -> PathBuf {
-        match self {
-            World::Shared(tb) => tb.dir().to_path_buf(),
-            World::Dir(d) => d.to_path_buf(),
-        }
-    }
-
-    fn kubeconfig_path(self) -> PathBuf {
-        self.dir().join("kubeconfig")
-    }
-
-    fn aws_env(self) -> Vec<(String, String)> {
-        match self {
-            World::Shared(tb) => tb.aws_env(),
-            World::Dir(d) => std::fs::read_to_string(d.join("env"))
-                .unwrap()
-                .lines()
-                .filter_map(|l| l.split_once('='))
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        }
-    }
-
-    fn kubectl(self) -> Command {
-        match self {
-            World::Shared(tb) => tb.kubectl(),
-            World::Dir(d) => {
-                let kubectl = std::env::var_os("KCS_KUBECTL")
-                    .unwrap_or_else(|| "/var/cache/kubed-cross-sync/kubectl/kubectl".into());
-                let mut cmd = Command::new(kubectl);
-                cmd.env("KUBECONFIG", d.join("kubeconfig"));
-                cmd
-            }
-        }
-    }
-
-    async fn admin_client(self, cluster: &str) -> Client {
-        match self {
-            World::Shared(tb) => tb.admin_client(cluster).await,
-            World::Dir(_) => Client::try_from(self.config(cluster).await).unwrap(),
-        }
-    }
-
-    async fn config(self, cluster: &str) -> Config {
-        let kubeconfig = Kubeconfig::read_from(self.kubeconfig_path()).unwrap();
-        let options = KubeConfigOptions {
-            context: Some(cluster.to_string()),
-            ..Default::default()
-        };
-        Config::from_custom_kubeconfig(kubeconfig, &options)
-            .await
-            .unwrap()
-    }
-}
-
 fn aws_cli() -> PathBuf {
-    let venv =
-        std::env::var_os("KCS_VENV").unwrap_or_else(|| "/var/cache/kubed-cross-sync/venv".into());
-    PathBuf::from(venv).join("bin/aws")
+    e2e::assets::venv_bin("aws")
 }
 
 /// Runs the reference awscli in the testbed's AWS environment, with a private HOME (awscli's
@@ -229,7 +157,7 @@ fn url_token(url: &str) -> String {
 
 /// A client for `cluster` that authenticates with `token` only.
 async fn client_with_token(tb: World, cluster: &str, token: &str) -> Client {
-    let mut config = tb.config(cluster).await;
+    let mut config = tb.admin_config(cluster).await;
     config.auth_info = serde_json::from_value::<AuthInfo>(json!({ "token": token })).unwrap();
     Client::try_from(config).unwrap()
 }
@@ -284,17 +212,7 @@ async fn expect_rejected(tb: World, cluster: &str, token: &str, reason: &str) {
 }
 
 async fn create_ns(admin: &Client, name: &str) {
-    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
-    Api::<Namespace>::all(admin.clone())
-        .create(&PostParams::default(), &ns)
-        .await
-        .unwrap();
-}
-
-async fn delete_ns(admin: &Client, name: &str) {
-    let _ = Api::<Namespace>::all(admin.clone())
-        .delete(name, &DeleteParams::default())
-        .await;
+    k8s::create_ns(admin, name, &[]).await.unwrap();
 }
 
 #[tokio::test]
@@ -398,8 +316,8 @@ async fn follower_token_authenticates_and_can_do_only_what_rbac_grants() {
         "{stderr}"
     );
 
-    delete_ns(&admin, &ns).await;
-    delete_ns(&admin, &other).await;
+    k8s::delete_ns(&admin, &ns).await;
+    k8s::delete_ns(&admin, &other).await;
 }
 
 #[tokio::test]

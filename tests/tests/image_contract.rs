@@ -238,11 +238,7 @@ fn sync_daemon_serves_probes_in_the_image_conditions() {
         prefix: as_uid_1000(),
         cwd,
     };
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = e2e::procs::free_port().unwrap();
     let mut argv: Vec<String> = sb.prefix.clone().unwrap_or_default();
     argv.push(bin_dir().join("sync-daemon").display().to_string());
     argv.extend(
@@ -294,4 +290,55 @@ fn sync_daemon_serves_probes_in_the_image_conditions() {
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
     std::fs::set_permissions(sb.cwd.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// A binary that cannot start its async runtime (here: no file descriptor left for it) exits
+/// with its documented code and says why, instead of panicking — kubeconfig-gen 1, sync-daemon
+/// 2 — and each `--help` lists its exit codes.
+#[test]
+fn a_runtime_that_cannot_start_exits_with_the_documented_code() {
+    let prlimit = ["/usr/bin/prlimit", "/bin/prlimit"]
+        .into_iter()
+        .find(|p| Path::new(p).is_file())
+        .expect("prlimit (util-linux) is installed");
+    let cases: [(&str, &[&str], i32); 2] = [
+        (
+            "kubeconfig-gen",
+            &["explain", "--credentials-file", "/dev/null"],
+            1,
+        ),
+        (
+            "sync-daemon",
+            &[
+                "status",
+                "--kubeconfig-file",
+                "/dev/null",
+                "--cluster-name",
+                "x",
+            ],
+            2,
+        ),
+    ];
+    for (bin, args, code) in cases {
+        let path = bin_dir().join(bin);
+        // Four descriptors: stdin, stdout, stderr and one for the loader; none for the runtime.
+        let out = Command::new(prlimit)
+            .arg("--nofile=4:4")
+            .arg(&path)
+            .args(args)
+            .output()
+            .unwrap();
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{bin}: {stderr}");
+        assert!(
+            stderr.contains("cannot start the async runtime"),
+            "{bin}: {stderr}"
+        );
+        let help = Command::new(&path).arg("--help").output().unwrap();
+        let help = text(&help.stdout);
+        assert!(
+            help.contains("Exit codes:") && help.contains(&format!("{code} ")),
+            "{bin} --help: {help}"
+        );
+    }
 }

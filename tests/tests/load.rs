@@ -8,24 +8,18 @@
 //! `KCS_KEEP_TESTBED=1` keeps the testbed directory (daemon log, audit logs) after the run.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "../src/bin/bench/daemon.rs"]
-#[allow(dead_code)]
-mod daemon;
-#[path = "../src/bin/bench/load.rs"]
-#[allow(dead_code)]
-mod load;
-
 use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use e2e::{Testbed, TestbedOptions, unique_ns, wait_for};
-use futures::StreamExt;
+use e2e::daemon::Daemon;
+use e2e::{Testbed, TestbedOptions, k8s, soak, unique_ns, wait_for};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use kube::api::{Api, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::watcher;
 use tokio::sync::mpsc;
 
 const SRC: &str = "load-src-k8s";
@@ -41,8 +35,7 @@ struct Plan {
 }
 
 fn plan() -> Plan {
-    let soak = std::env::var_os("KCS_SOAK").is_some_and(|v| !v.is_empty() && v != "0");
-    let (followers, secs) = if soak { (10, 300) } else { (2, 30) };
+    let (followers, secs) = if soak() { (10, 300) } else { (2, 30) };
     Plan {
         followers,
         run: Duration::from_secs(secs),
@@ -63,25 +56,19 @@ fn watch_copies(
     ns: &str,
     idx: usize,
     tx: mpsc::UnboundedSender<Seen>,
-) -> load::WatchTask {
-    let api: Api<ConfigMap> = Api::namespaced(client, ns);
-    let cfg = watcher::Config::default().labels(&format!("{}={ns}", load::ORIGIN_NAMESPACE));
-    load::WatchTask::spawn(async move {
-        let mut s = watcher(api, cfg).default_backoff().boxed();
-        while let Some(ev) = s.next().await {
-            let now = Instant::now();
-            let msg = match ev {
-                Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => {
-                    let v = o.data.and_then(|d| d.get("v").cloned()).unwrap_or_default();
-                    Seen::Value(idx, o.metadata.name.unwrap_or_default(), v, now)
-                }
-                Ok(watcher::Event::InitDone) => Seen::Ready(idx),
-                _ => continue,
-            };
-            if tx.send(msg).is_err() {
-                return;
+) -> k8s::WatchTask {
+    let cfg = watcher::Config::default().labels(&format!("{}={ns}", k8s::ORIGIN_NAMESPACE));
+    k8s::watch_configmaps(client, ns, cfg, move |ev| {
+        let now = Instant::now();
+        let msg = match ev {
+            watcher::Event::Apply(o) | watcher::Event::InitApply(o) => {
+                let v = o.data.and_then(|d| d.get("v").cloned()).unwrap_or_default();
+                Seen::Value(idx, o.metadata.name.unwrap_or_default(), v, now)
             }
-        }
+            watcher::Event::InitDone => Seen::Ready(idx),
+            _ => return true,
+        };
+        tx.send(msg).is_ok()
     })
 }
 
@@ -117,20 +104,12 @@ async fn diff(
     ns: &str,
     model: &BTreeMap<String, String>,
 ) -> Option<String> {
-    let lp = ListParams::default().labels(&format!("{}={ns}", load::ORIGIN_NAMESPACE));
     let mut wrong = Vec::new();
     for (i, c) in clients.iter().enumerate() {
-        let items = match Api::<ConfigMap>::namespaced(c.clone(), ns).list(&lp).await {
-            Ok(l) => l.items,
+        let have = match k8s::copy_values(c, ns).await {
+            Ok(have) => have,
             Err(e) => return Some(format!("follower {i}: list failed: {e}")),
         };
-        let have: BTreeMap<String, String> = items
-            .into_iter()
-            .map(|c| {
-                let v = c.data.and_then(|d| d.get("v").cloned()).unwrap_or_default();
-                (c.metadata.name.unwrap_or_default(), v)
-            })
-            .collect();
         if &have != model {
             let first = model
                 .iter()
@@ -143,9 +122,23 @@ async fn diff(
     (!wrong.is_empty()).then(|| wrong.join("; "))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sustained_updates_no_backlog_memory_flat() {
-    let p = plan();
+/// The test's world: a testbed of its own (source + `p.followers`), the namespace with its
+/// sources and Secret, the model (source → latest `v`), and the daemon once its initial sync is
+/// done. The daemon comes first: it is killed before the testbed goes down.
+struct World {
+    d: Daemon,
+    /// Held only: the clusters live as long as the world.
+    _tb: Testbed,
+    followers: Vec<String>,
+    src: kube::Client,
+    fc: Vec<kube::Client>,
+    ns: String,
+    model: BTreeMap<String, String>,
+    secret_value: String,
+    log: PathBuf,
+}
+
+async fn world(p: &Plan) -> World {
     let names: Vec<String> = std::iter::once(SRC.to_string())
         .chain((1..=p.followers).map(|i| format!("load-f{i:02}-k8s")))
         .collect();
@@ -163,7 +156,7 @@ async fn sustained_updates_no_backlog_memory_flat() {
     }
     let ns = unique_ns("load");
     for c in std::iter::once(&src).chain(&fc) {
-        load::ensure_ns(c, &ns).await.unwrap();
+        k8s::ensure_ns(c, &ns, &[]).await.unwrap();
     }
 
     // Sources (1 KiB ConfigMaps to every follower) and a Secret whose value must never be logged.
@@ -172,56 +165,51 @@ async fn sustained_updates_no_backlog_memory_flat() {
         .map(|i| {
             let name = format!("src-{i:04}");
             model.insert(name.clone(), "v0".to_string());
-            load::config_map(&ns, &name, &followers, "v0")
+            k8s::load_configmap(&ns, &name, &followers, "v0")
         })
         .collect();
-    load::create_all(&src, objs, 8).await.unwrap();
-    let mut raw = [0u8; 12];
-    getrandom::fill(&mut raw).unwrap();
-    let secret_value = format!(
-        "load-secret-{}",
-        raw.iter().map(|b| format!("{b:02x}")).collect::<String>()
-    );
-    let secret = Secret {
-        metadata: ObjectMeta {
-            name: Some("creds".into()),
-            annotations: Some(BTreeMap::from([(
-                load::SYNC_CONTEXTS.to_string(),
-                followers.join(","),
-            )])),
-            ..Default::default()
-        },
-        data: Some(BTreeMap::from([(
-            "password".into(),
-            ByteString(secret_value.clone().into_bytes()),
-        )])),
-        ..Default::default()
-    };
-    Api::<Secret>::namespaced(src.clone(), &ns)
-        .create(&PostParams::default(), &secret)
-        .await
-        .unwrap();
+    k8s::create_all(&src, objs, 8).await.unwrap();
+    let (secret, secret_value) = k8s::password_secret("creds", &followers, "load-secret");
+    k8s::create(&src, &ns, &secret).await.unwrap();
 
     let kubeconfig = tb.dir().join(format!("kubeconfig-{ns}"));
-    daemon::subset_kubeconfig(&tb.kubeconfig_path(), SRC, &followers, &kubeconfig).unwrap();
+    e2e::kubeconfig::write_subset(&tb.kubeconfig_path(), SRC, &followers, &kubeconfig).unwrap();
     let log = tb.dir().join(format!("sync-daemon-{ns}.log"));
-    let mut d = daemon::Daemon::start(&kubeconfig, &ns, "30s", &log).unwrap();
+    let d = Daemon::scoped(&kubeconfig, &ns, "30s")
+        .log(&log)
+        .spawn()
+        .unwrap();
     let synced = wait_for("the initial sync", Duration::from_secs(300), || async {
         diff(&fc, &ns, &model)
             .await
             .is_none()
-            .then(|| d.started.elapsed())
+            .then(|| d.started().elapsed())
     })
     .await;
     eprintln!(
         "load: {} sources × {} followers synced {synced:?} after the daemon started",
         p.sources, p.followers
     );
+    World {
+        d,
+        _tb: tb,
+        followers,
+        src,
+        fc,
+        ns,
+        model,
+        secret_value,
+        log,
+    }
+}
 
-    // Every value each follower shows, first arrival only.
+/// Watches every follower's copies and records the first arrival of each value (and each copy's
+/// values in order); returns once every watch has listed.
+async fn watch_arrivals(w: &World, p: &Plan) -> (Vec<k8s::WatchTask>, Arc<Mutex<Arrivals>>) {
+    let (fc, ns) = (&w.fc, &w.ns);
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let watches: Vec<load::WatchTask> = (fc.iter().enumerate())
-        .map(|(i, c)| watch_copies(c.clone(), &ns, i, tx.clone()))
+    let watches: Vec<k8s::WatchTask> = (fc.iter().enumerate())
+        .map(|(i, c)| watch_copies(c.clone(), ns, i, tx.clone()))
         .collect();
     drop(tx);
     let arrivals: Arc<Mutex<Arrivals>> = Arc::default();
@@ -251,7 +239,23 @@ async fn sustained_updates_no_backlog_memory_flat() {
     })
     .await
     .expect("the followers' watches did not list within 60 s");
+    (watches, arrivals)
+}
 
+/// The schedule as it ran: when each update's write was answered, each update's value, the
+/// daemon's RSS samples (seconds into the run, KiB), and the achieved rate.
+struct Schedule {
+    total: usize,
+    start: Instant,
+    sent: Vec<Instant>,
+    update_of: Vec<String>,
+    rss: Vec<(f64, u64)>,
+    wrote: Duration,
+    rate: f64,
+    load_before: String,
+}
+
+async fn run_schedule(w: &mut World, p: &Plan) -> Schedule {
     // The run: one update every 1/rate s, each in its own task (a slow write must not slow the
     // schedule); RSS sampled every second.
     let total = (p.run.as_secs() * p.rate) as usize;
@@ -265,9 +269,9 @@ async fn sustained_updates_no_backlog_memory_flat() {
         tick.tick().await;
         let name = format!("src-{:04}", seq % p.sources);
         let value = format!("L{seq}");
-        model.insert(name.clone(), value.clone());
+        w.model.insert(name.clone(), value.clone());
         update_of.push(value.clone());
-        let api = Api::<ConfigMap>::namespaced(src.clone(), &ns);
+        let api = Api::<ConfigMap>::namespaced(w.src.clone(), &w.ns);
         writes.spawn(async move {
             let patch = serde_json::json!({ "data": { "v": value } });
             api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
@@ -276,9 +280,9 @@ async fn sustained_updates_no_backlog_memory_flat() {
             (seq, Instant::now())
         });
         if (seq as u64).is_multiple_of(p.rate) {
-            let (kib, _) = d.memory_kib().expect("the daemon's /proc status");
+            let (kib, _) = w.d.memory_kib().expect("the daemon's /proc status");
             rss.push((start.elapsed().as_secs_f64(), kib));
-            d.check_alive().unwrap();
+            w.d.check_alive().unwrap();
         }
     }
     let mut sent = vec![start; total];
@@ -288,6 +292,64 @@ async fn sustained_updates_no_backlog_memory_flat() {
     }
     let wrote = start.elapsed();
     let rate = total as f64 / wrote.as_secs_f64();
+    Schedule {
+        total,
+        start,
+        sent,
+        update_of,
+        rss,
+        wrote,
+        rate,
+        load_before,
+    }
+}
+
+/// Each update that never reached a follower, with what that follower showed of the copy, in
+/// order.
+fn missing_updates(p: &Plan, run: &Schedule, seen: &Arrivals, followers: &[String]) -> Vec<String> {
+    let (sent, update_of) = (&run.sent, &run.update_of);
+    (0..p.followers)
+        .flat_map(|i| (0..run.total).map(move |seq| (i, seq)))
+        .filter(|(i, seq)| !seen.first.contains_key(&(*i, update_of[*seq].clone())))
+        .map(|(i, seq)| {
+            let name = format!("src-{:04}", seq % p.sources);
+            let shown = seen.history.get(&(i, name.clone()));
+            let at = sent[seq].duration_since(run.start).as_secs_f64();
+            format!(
+                "{} of {name} (written at {at:.2} s) → {}: the copy showed {shown:?}",
+                update_of[seq], followers[i]
+            )
+        })
+        .collect()
+}
+
+/// Lag of an update = from its write's response to its arrival in the last follower, in ms (over
+/// the updates that arrived everywhere; the missing ones are reported apart).
+fn lags(p: &Plan, run: &Schedule, seen: &Arrivals) -> Vec<f64> {
+    (0..run.total)
+        .filter_map(|seq| {
+            let at = (0..p.followers)
+                .map(|i| seen.first.get(&(i, run.update_of[seq].clone())).copied())
+                .collect::<Option<Vec<Instant>>>()?;
+            let last = at.into_iter().max()?;
+            Some(last.saturating_duration_since(run.sent[seq]).as_secs_f64() * 1000.0)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sustained_updates_no_backlog_memory_flat() {
+    let p = plan();
+    let mut w = world(&p).await;
+    let (watches, arrivals) = watch_arrivals(&w, &p).await;
+    let mut run = run_schedule(&mut w, &p).await;
+    let Schedule {
+        total,
+        start,
+        wrote,
+        rate,
+        ..
+    } = run;
 
     // Wait (at most 120 s) until every update has reached every follower.
     let want = total * p.followers;
@@ -300,35 +362,13 @@ async fn sustained_updates_no_backlog_memory_flat() {
         }
     })
     .await;
-    let (kib_end, hwm) = d.memory_kib().expect("the daemon's /proc status");
-    rss.push((start.elapsed().as_secs_f64(), kib_end));
+    let (kib_end, hwm) = w.d.memory_kib().expect("the daemon's /proc status");
+    run.rss.push((start.elapsed().as_secs_f64(), kib_end));
+    let rss = &run.rss;
+    let load_before = &run.load_before;
     let seen = std::mem::take(&mut *arrivals.lock().unwrap());
-    let arrivals = seen.first;
-    // Each missing update with what its follower showed of that copy, in order.
-    let missing: Vec<String> = (0..p.followers)
-        .flat_map(|i| (0..total).map(move |seq| (i, seq)))
-        .filter(|(i, seq)| !arrivals.contains_key(&(*i, update_of[*seq].clone())))
-        .map(|(i, seq)| {
-            let name = format!("src-{:04}", seq % p.sources);
-            let shown = seen.history.get(&(i, name.clone()));
-            let at = sent[seq].duration_since(start).as_secs_f64();
-            format!(
-                "{} of {name} (written at {at:.2} s) → {}: the copy showed {shown:?}",
-                update_of[seq], followers[i]
-            )
-        })
-        .collect();
-    // Lag of an update = from its write's response to its arrival in the last follower (over
-    // the updates that arrived everywhere; the missing ones are reported below).
-    let lag: Vec<f64> = (0..total)
-        .filter_map(|seq| {
-            let at = (0..p.followers)
-                .map(|i| arrivals.get(&(i, update_of[seq].clone())).copied())
-                .collect::<Option<Vec<Instant>>>()?;
-            let last = at.into_iter().max()?;
-            Some(last.saturating_duration_since(sent[seq]).as_secs_f64() * 1000.0)
-        })
-        .collect();
+    let missing = missing_updates(&p, &run, &seen, &w.followers);
+    let lag = lags(&p, &run, &seen);
     let per_second: Vec<String> = lag
         .chunks(p.rate as usize)
         .map(|c| format!("{:.0}/{:.0}", quantile(c, 0.5), quantile(c, 1.0)))
@@ -400,33 +440,33 @@ async fn sustained_updates_no_backlog_memory_flat() {
         all_in.is_ok() && missing.is_empty(),
         "{} of {want} updates never reached their follower within 120 s (daemon log {}), e.g. {:#?}",
         missing.len(),
-        log.display(),
+        w.log.display(),
         &missing[..missing.len().min(5)]
     );
 
     // The final state equals the model; the Secret value is in no log.
     wait_for("the final state", Duration::from_secs(60), || async {
-        diff(&fc, &ns, &model).await.is_none().then_some(())
+        diff(&w.fc, &w.ns, &w.model).await.is_none().then_some(())
     })
     .await;
-    for (i, c) in fc.iter().enumerate() {
-        let copy = Api::<Secret>::namespaced(c.clone(), &ns)
+    for (i, c) in w.fc.iter().enumerate() {
+        let copy = Api::<Secret>::namespaced(c.clone(), &w.ns)
             .get("creds")
             .await
             .unwrap();
-        let want = ByteString(secret_value.clone().into_bytes());
+        let want = ByteString(w.secret_value.clone().into_bytes());
         let have = copy.data.and_then(|d| d.get("password").cloned());
-        assert_eq!(have, Some(want), "the Secret copy in {}", followers[i]);
+        assert_eq!(have, Some(want), "the Secret copy in {}", w.followers[i]);
     }
-    let text = std::fs::read_to_string(&log).unwrap_or_default();
-    let b64 = base64::engine::general_purpose::STANDARD.encode(&secret_value);
+    let text = std::fs::read_to_string(&w.log).unwrap_or_default();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&w.secret_value);
     assert!(
-        !text.contains(&secret_value) && !text.contains(&b64),
+        !text.contains(&w.secret_value) && !text.contains(&b64),
         "a Secret value is in the daemon log {}",
-        log.display()
+        w.log.display()
     );
-    d.check_alive().unwrap();
-    d.stop(Duration::from_secs(5));
+    w.d.check_alive().unwrap();
+    w.d.stop(Duration::from_secs(5));
     // The watches stop before the testbed does (they would retry against stopped apiservers).
     drop(watches);
 }

@@ -6,18 +6,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 fn bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe
-        .parent()
-        .and_then(|p| p.parent())
-        .expect("target/<profile>");
-    let path = dir.join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: run `cargo build --workspace` first (make test does)",
-        path.display()
-    );
-    path
+    e2e::bins::product(name).unwrap_or_else(|e| panic!("{}", e2e::error_chain(&e)))
 }
 
 /// `--flag` and `[env: NAME]` tokens of one `--help` page.

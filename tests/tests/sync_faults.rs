@@ -2,15 +2,14 @@
 //! one): a stopped or partitioned follower never delays the other, and catches up on return.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step is a failed test
 
-mod sync_common;
-
 use std::time::{Duration, Instant};
 
-use e2e::{Fault, Testbed, TestbedOptions, unique_ns};
+use e2e::k8s::*;
+use e2e::world::World;
+use e2e::{Fault, MGMT, PROJECT, PROJECT2, Testbed, TestbedOptions, unique_ns};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Client;
 use serde_json::json;
-use sync_common::*;
 
 /// The healthy follower must see a change this fast even while the other one is down.
 const ON_TIME: Duration = Duration::from_secs(5);
@@ -29,7 +28,9 @@ async fn update_and_check(
     down_client: &Client,
 ) {
     let t0 = Instant::now();
-    merge::<ConfigMap>(mgmt, ns, "outage", json!({"data": {"v": value}})).await;
+    merge::<ConfigMap>(mgmt, ns, "outage", json!({"data": {"v": value}}))
+        .await
+        .unwrap();
     let healthy: Vec<(&str, &Client)> = clients
         .iter()
         .filter(|(c, _)| *c != down && *c != MGMT)
@@ -60,34 +61,20 @@ async fn follower_outage_isolated_and_caught_up() {
     let tb = Testbed::up(TestbedOptions::default_three(false))
         .await
         .expect("own testbed");
-    let mgmt = tb.admin_client(MGMT).await;
-    let project = tb.admin_client(PROJECT).await;
-    let project2 = tb.admin_client(PROJECT2).await;
-    let all = [(MGMT, &mgmt), (PROJECT, &project), (PROJECT2, &project2)];
+    let w = World::on(&tb).await;
+    let (mgmt, project, project2) = (&w.mgmt, &w.project, &w.project2);
+    let all = w.all();
     let ns = unique_ns("kcs-fault");
-    for (_, c) in &all {
-        create_ns(c, &ns, &[]).await;
-    }
+    w.ns_everywhere(&ns).await;
     let ctxs = format!("{PROJECT},{PROJECT2}");
     create(
-        &mgmt,
+        mgmt,
         &ns,
         &configmap("outage", &[(SYNC_CONTEXTS, &ctxs)], &[], &[("v", "0")]),
     )
-    .await;
-    let kc = tb.kubeconfig_path().display().to_string();
-    let mut d = Daemon::start(
-        tb.dir(),
-        "faults",
-        &[
-            "--kubeconfig-file",
-            &kc,
-            "--cluster-name",
-            "mc-mgmt",
-            "--config-source-namespace",
-            &ns,
-        ],
-    );
+    .await
+    .unwrap();
+    let mut d = w.mgmt_daemon("faults", &ns, &[]);
     let both: &[(&str, &[&str])] = &[(PROJECT, &[ns.as_str()]), (PROJECT2, &[ns.as_str()])];
     wait_copies::<ConfigMap, _>("initial copies", &all, &ns, "outage", both, has_value("0")).await;
 
@@ -95,23 +82,23 @@ async fn follower_outage_isolated_and_caught_up() {
     tb.fault(PROJECT2, Fault::Stop)
         .await
         .expect("stop apiserver");
-    update_and_check("stopped", &all, &mgmt, &ns, "1", PROJECT2, &project2).await;
+    update_and_check("stopped", &all, mgmt, &ns, "1", PROJECT2, project2).await;
     // A second change while it is still down, then it comes back and catches up.
     update_and_check(
         "stopped, 2nd change",
         &all,
-        &mgmt,
+        mgmt,
         &ns,
         "2",
         PROJECT2,
-        &project2,
+        project2,
     )
     .await;
     tb.fault(PROJECT2, Fault::Start)
         .await
         .expect("start apiserver");
     let project2 = tb.admin_client(PROJECT2).await;
-    let all = [(MGMT, &mgmt), (PROJECT, &project), (PROJECT2, &project2)];
+    let all = [(MGMT, mgmt), (PROJECT, project), (PROJECT2, &project2)];
     wait_copies::<ConfigMap, _>(
         "stopped follower caught up",
         &all,
@@ -126,7 +113,7 @@ async fn follower_outage_isolated_and_caught_up() {
     tb.fault(PROJECT2, Fault::Partition)
         .await
         .expect("partition");
-    update_and_check("partitioned", &all, &mgmt, &ns, "3", PROJECT2, &project2).await;
+    update_and_check("partitioned", &all, mgmt, &ns, "3", PROJECT2, &project2).await;
     tb.fault(PROJECT2, Fault::Heal).await.expect("heal");
     wait_copies::<ConfigMap, _>(
         "partitioned follower caught up",

@@ -1,4 +1,4 @@
-//! Acceptance tests of the testbed itself (issue 2): three real clusters answer kubectl 1.20 and
+//! Acceptance tests of the testbed itself (issue 2): three real clusters answer kubectl and
 //! a kube-rs watcher; each fault does what it claims; `testbed down`, drop and the reaper leave
 //! no process behind. The shared testbed serves the read-mostly tests; tests that break or stop
 //! clusters start their own.
@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use e2e::procs::ProcRecord;
-use e2e::{Fault, State, Testbed, TestbedOptions, unique_ns, wait_for};
+use e2e::{ClientOpts, Fault, State, Testbed, TestbedOptions, unique_ns, wait_for};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::{Api, DeleteParams, ListParams, PostParams, VersionMatch, WatchEvent, WatchParams};
@@ -118,17 +118,41 @@ fn shared_testbed_has_three_clusters_and_its_files() {
     );
 }
 
+/// Every cluster runs the version the assets directory holds, and the testbed's kubectl is that
+/// version's (kubectl 1.20 against v1.20.2, 1.32 against v1.32): `/version` through kubectl and
+/// the client's own version agree on the minor.
 #[test]
-fn kubectl_1_20_lists_namespaces_on_every_cluster() {
+fn clusters_run_the_assets_version_and_kubectl_matches() {
     let tb = Testbed::shared();
+    let want =
+        e2e::KubeVersion::of_binary(&e2e::assets::assets_dir().join("kube-apiserver")).unwrap();
+    assert_eq!(tb.version(), &want);
+    assert_eq!(tb.state().version, want.text);
     let version = tb
         .kubectl()
         .args(["version", "--client", "-o", "json"])
         .output()
         .unwrap();
     let version: serde_json::Value = serde_json::from_slice(&version.stdout).unwrap();
-    assert_eq!(version["clientVersion"]["minor"], "20", "{version}");
+    assert_eq!(
+        version["clientVersion"]["minor"],
+        want.minor.to_string(),
+        "{version}"
+    );
     for c in tb.clusters() {
+        let out = tb
+            .kubectl()
+            .args(["--context", &c.name, "get", "--raw", "/version"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            c.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let server: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(server["gitVersion"], want.text.as_str(), "{}", c.name);
         let out = tb
             .kubectl()
             .args(["--context", &c.name, "get", "ns", "-o", "name"])
@@ -190,14 +214,13 @@ async fn kube_watcher_sees_added_on_every_cluster() {
 
 /// A client whose requests give up after `timeout` (connect included).
 async fn client_with_timeout(tb: &Testbed, cluster: &str, timeout: Duration) -> kube::Client {
-    let mut config = tb.admin_config(cluster).await;
-    config.connect_timeout = Some(timeout);
-    config.read_timeout = Some(timeout);
-    config.write_timeout = Some(timeout);
     // kube 5 retries 429/503/504 up to 15 times, backing off to 1000 s: a test of what the
     // apiserver answers must see the first answer (a CI run spent 8 min in those retries).
-    config.default_retry = false;
-    kube::Client::try_from(config).unwrap()
+    let opts = ClientOpts {
+        no_retry: true,
+        ..ClientOpts::timeouts(timeout, timeout)
+    };
+    tb.client(cluster, opts).await
 }
 
 async fn get_eventually(api: &Api<ConfigMap>, name: &str, what: &str) -> ConfigMap {
@@ -401,9 +424,10 @@ fn testbed_down_leaves_no_process() {
     for (name, p) in &procs {
         assert!(p.is_running(), "{name} is not running after up");
     }
-    // The CLI's faults act on the same processes (kubectl 1.20 through the proxy).
+    // The CLI's faults act on the same processes (kubectl through the proxy).
+    let kubectl_path = e2e::assets::kubectl_for_dir(dir.path()).unwrap();
     let kubectl = |timeout: &str| {
-        let mut cmd = Command::new(e2e::assets::kubectl());
+        let mut cmd = Command::new(&kubectl_path);
         cmd.env("KUBECONFIG", dir.path().join("kubeconfig")).args([
             "get",
             "ns",

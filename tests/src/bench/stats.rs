@@ -1,4 +1,5 @@
-//! Percentiles and medians for the bench figures. Pure.
+//! Percentiles and medians for the bench figures, and the `median (min–max)` cells of its
+//! tables. Pure.
 
 /// The `p`-th percentile (0..=100) by nearest rank; None for no samples.
 pub fn percentile(samples: &[f64], p: f64) -> Option<f64> {

@@ -3,13 +3,13 @@
 //! model (`model_world`) sees them.
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 
 use base64::Engine;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
+use e2e::daemon::Daemon;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::model_world::{Kind, Labels, Obj, Pos};
 
@@ -17,43 +17,18 @@ pub fn b64(s: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(s)
 }
 
-/// The daemon under test: `sync-daemon run` on all namespaces of the source cluster.
-pub struct DaemonProc {
-    child: Child,
-}
-
-impl DaemonProc {
-    pub fn start(kubeconfig: &Path, log: &Path, cluster_name: &str) -> DaemonProc {
-        let out = std::fs::File::create(log).expect("daemon log");
-        let child = Command::new(crate::daemon::binary().expect("sync-daemon binary"))
-            .args(["run", "--kubeconfig-file"])
-            .arg(kubeconfig)
-            .args(["--cluster-name", cluster_name, "--resync-period", "30s"])
-            .args(["--metrics-addr", "127.0.0.1:0"])
-            .env("RUST_LOG", "info,sync_daemon=debug")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(out)
-            .spawn()
-            .expect("start sync-daemon");
-        DaemonProc { child }
-    }
-
-    pub fn exited(&mut self) -> Option<String> {
-        match self.child.try_wait() {
-            Ok(Some(status)) => Some(status.to_string()),
-            _ => None,
-        }
-    }
-}
-
-impl Drop for DaemonProc {
-    /// SIGKILL (by pid): a crash, as far as the clusters can tell.
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The daemon under test: `sync-daemon run` on all namespaces of the source cluster. Dropping it
+/// SIGKILLs it: a crash, as far as the clusters can tell.
+pub fn start_daemon(kubeconfig: &Path, log: &Path, cluster_name: &str) -> Daemon {
+    Daemon::builder(kubeconfig)
+        .cluster_name(cluster_name)
+        .resync_period("30s")
+        .metrics_addr("127.0.0.1:0")
+        .env("RUST_LOG", "info,sync_daemon=debug")
+        .env("NO_COLOR", "1")
+        .log(log)
+        .spawn()
+        .expect("start sync-daemon")
 }
 
 pub fn api_code(e: &kube::Error) -> Option<u16> {
@@ -206,14 +181,13 @@ pub fn set_opt(map: &mut Labels, key: &str, value: Option<String>) {
     };
 }
 
+/// Creates namespace `name` (one that exists already is a failure).
 pub async fn create_ns(c: &Client, name: &str, labels: &Labels) {
-    let ns: Namespace =
-        serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}})).unwrap();
-    match Api::<Namespace>::all(c.clone())
-        .create(&PostParams::default(), &ns)
-        .await
-    {
-        Ok(_) => {}
-        Err(e) => panic!("create namespace {name}: {e}"),
+    let labels: Vec<(&str, &str)> = labels
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    if let Err(e) = e2e::k8s::create_ns(c, name, &labels).await {
+        panic!("{}", e2e::error_chain(&e));
     }
 }

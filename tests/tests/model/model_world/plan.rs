@@ -7,38 +7,9 @@ use std::fmt;
 use std::time::Duration;
 
 use e2e::Fault;
+use e2e::rng::Rng;
 
 use super::*;
-
-/// xorshift64 (the fault suite's generator), seeded through splitmix64.
-#[derive(Clone, Debug)]
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        // splitmix64 of the seed: neighbouring seeds give unrelated streams; never zero.
-        let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        Rng((z ^ (z >> 31)) | 1)
-    }
-    pub fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-    /// True with probability `percent`/100.
-    pub fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len() as u64) as usize]
-    }
-}
 
 #[derive(Clone, Debug)]
 pub enum Op {
@@ -371,7 +342,7 @@ impl Plan {
             Kind::ConfigMap => d.insert("v".into(), format!("r{}", self.done)),
             Kind::Secret => d.insert(
                 "password".into(),
-                format!("mdl-secret-{:016x}", self.rng.next()),
+                format!("mdl-secret-{:016x}", self.rng.next_u64()),
             ),
         };
         if self.rng.chance(50) {

@@ -1,0 +1,311 @@
+//! The measurements besides latency: initial-sync throughput against a direct-write ceiling, RSS
+//! by sources × followers, and what they and the latency phase share (audit-log counts, waiting
+//! for the daemon to go quiet, the idle window, the steady-state table).
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::ConfigMap;
+
+use super::stats::{median, summary};
+use super::{Args, BenchError, World};
+use crate::audit::{Counts, DAEMON_AGENT, Mark};
+use crate::daemon::Daemon;
+use crate::k8s::{self, CopyCount};
+use crate::unique_ns;
+
+/// Counts since the marks: (source cluster, all followers together).
+pub(super) fn take(marks: &mut [Mark]) -> Result<(Counts, Counts), BenchError> {
+    let mut followers = Counts::default();
+    let mut source = Counts::default();
+    for (i, m) in marks.iter_mut().enumerate() {
+        let c = m.take(DAEMON_AGENT).map_err(BenchError::Audit)?;
+        if i == 0 {
+            source = c;
+        } else {
+            followers.add(&c);
+        }
+    }
+    Ok((source, followers))
+}
+
+/// Waits until the daemon has made no request for `quiet` (audit logs), at least `min` after now.
+pub(super) async fn settle(
+    w: &World,
+    d: &mut Daemon,
+    n: usize,
+    min: Duration,
+    quiet: Duration,
+) -> Result<(), BenchError> {
+    let mut marks = w.audit_marks(n);
+    let start = Instant::now();
+    let mut last_activity = Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        d.check_alive()?;
+        let (s, f) = take(&mut marks)?;
+        if s.total() + f.total() > 0 {
+            last_activity = Instant::now();
+        }
+        if start.elapsed() >= min && last_activity.elapsed() >= quiet {
+            return Ok(());
+        }
+        if start.elapsed() > Duration::from_secs(600) {
+            return Err(BenchError::NeverQuiet);
+        }
+    }
+}
+
+/// The daemon's requests during `secs` of nothing changing: (source, followers, window).
+pub(super) async fn idle(
+    w: &World,
+    d: &mut Daemon,
+    n: usize,
+    secs: u64,
+) -> Result<(Counts, Counts, Duration), BenchError> {
+    let mut marks = w.audit_marks(n);
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(secs) {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        d.check_alive()?;
+    }
+    let (s, f) = take(&mut marks)?;
+    Ok((s, f, start.elapsed()))
+}
+
+pub(super) fn steady_header(args: &Args) -> String {
+    format!(
+        "### Steady state: requests per hour with nothing changing (resync {})\n\n\
+         | sources | followers | requests/hour | writes | what | window |\n|---|---|---|---|---|---|\n",
+        args.resync
+    )
+}
+
+/// One row of the steady-state table: the requests of an idle window, per hour.
+pub(super) fn idle_row(
+    sources: usize,
+    followers: usize,
+    source: &Counts,
+    others: &Counts,
+    window: Duration,
+) -> String {
+    let mut all = source.clone();
+    all.add(others);
+    format!(
+        "| {sources} | {followers} | {:.0} | {} | {} | {:.0} s |\n",
+        all.total() as f64 * 3600.0 / window.as_secs_f64(),
+        all.writes(),
+        if all.total() == 0 {
+            "none".to_string()
+        } else {
+            all.describe()
+        },
+        window.as_secs_f64()
+    )
+}
+
+/// Waits until every follower counter reaches `want`; returns the time since the daemon started.
+async fn all_copies(
+    d: &mut Daemon,
+    counts: &[CopyCount],
+    want: usize,
+    deadline: Duration,
+) -> Result<Duration, BenchError> {
+    let start = Instant::now();
+    loop {
+        if counts.iter().all(|c| c.get() >= want) {
+            return Ok(d.started().elapsed());
+        }
+        d.check_alive()?;
+        if start.elapsed() > deadline {
+            let got: Vec<usize> = counts.iter().map(CopyCount::get).collect();
+            return Err(BenchError::CopiesMissing {
+                deadline,
+                got,
+                want,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn sources(ns: &str, n: usize, followers: &[String]) -> Vec<ConfigMap> {
+    (0..n)
+        .map(|i| k8s::load_configmap(ns, &format!("src-{i:05}"), followers, &format!("v{i}")))
+        .collect()
+}
+
+/// Direct creates of `n` plain ConfigMaps into each of `followers`, in parallel across followers.
+async fn ceiling(
+    w: &World,
+    followers: usize,
+    n: usize,
+    concurrency: usize,
+) -> Result<Duration, BenchError> {
+    let ns = unique_ns("ceil");
+    w.namespace(&ns, followers).await?;
+    let start = Instant::now();
+    let jobs = w.clients[1..=followers].iter().map(|c| {
+        let objs = sources(&ns, n, &[]);
+        k8s::create_all(c, objs, concurrency)
+    });
+    futures::future::try_join_all(jobs).await?;
+    Ok(start.elapsed())
+}
+
+/// The seconds of one throughput run: the daemon's initial sync, then both ceilings; with
+/// `steady`, the steady-state row of the converged daemon too.
+struct ThroughputRun {
+    daemon: f64,
+    ceiling_1: f64,
+    ceiling_c: f64,
+    idle_row: Option<String>,
+}
+
+async fn throughput_run(
+    w: &World,
+    args: &Args,
+    run: usize,
+    steady: bool,
+) -> Result<ThroughputRun, BenchError> {
+    let f = args.throughput_followers;
+    let ns = unique_ns("thr");
+    w.namespace(&ns, f).await?;
+    let followers = w.followers(f);
+    k8s::create_all(&w.clients[0], sources(&ns, args.sources, &followers), 16).await?;
+    let counts: Vec<CopyCount> = w.clients[1..=f]
+        .iter()
+        .map(|c| CopyCount::start(c.clone(), &ns, &ns))
+        .collect();
+    let mut d = w.daemon(f, &ns, &format!("thr{run}"))?;
+    let took = all_copies(&mut d, &counts, args.sources, Duration::from_secs(1800)).await?;
+    eprintln!(
+        "bench: throughput run {run}: {} copies in {took:?}",
+        args.sources * f
+    );
+    let mut idle_row = None;
+    if steady {
+        settle(w, &mut d, f, Duration::from_secs(2), Duration::from_secs(3)).await?;
+        let (s, fl, window) = idle(w, &mut d, f, args.idle_secs).await?;
+        idle_row = Some(self::idle_row(args.sources, f, &s, &fl, window));
+    }
+    d.stop(Duration::from_secs(5));
+    let c1 = ceiling(w, f, args.sources, 1).await?;
+    let cc = ceiling(w, f, args.sources, args.ceiling_concurrency).await?;
+    eprintln!(
+        "bench: ceiling run {run}: {c1:?} sequential, {cc:?} with {} in flight",
+        args.ceiling_concurrency
+    );
+    Ok(ThroughputRun {
+        daemon: took.as_secs_f64(),
+        ceiling_1: c1.as_secs_f64(),
+        ceiling_c: cc.as_secs_f64(),
+        idle_row,
+    })
+}
+
+/// (2) initial sync of `sources` × F followers from a cold start, vs direct writes.
+pub async fn throughput(w: &World, args: &Args, steady: bool) -> Result<String, BenchError> {
+    let f = args.throughput_followers;
+    let total = args.sources * f;
+    let (mut daemon_s, mut ceil1_s, mut ceil_c_s) = (Vec::new(), Vec::new(), Vec::new());
+    let mut idle_row = String::new();
+    for run in 0..args.runs {
+        let r = throughput_run(w, args, run, steady && run == 0).await?;
+        daemon_s.push(r.daemon);
+        ceil1_s.push(r.ceiling_1);
+        ceil_c_s.push(r.ceiling_c);
+        if let Some(row) = r.idle_row {
+            idle_row = row;
+        }
+    }
+    let rate = |s: &[f64]| s.iter().map(|t| total as f64 / t).collect::<Vec<_>>();
+    let (dm, c1m, ccm) = (
+        median(&daemon_s).unwrap_or(f64::NAN),
+        median(&ceil1_s).unwrap_or(f64::NAN),
+        median(&ceil_c_s).unwrap_or(f64::NAN),
+    );
+    let mut out = format!(
+        "### Initial sync: {} sources × {f} followers = {total} copies, cold start\n\n\
+         | what | seconds (median, min–max) | objects/s (median) | ratio daemon/ceiling |\n|---|---|---|---|\n",
+        args.sources
+    );
+    writeln!(
+        out,
+        "| sync-daemon (process start → last copy seen) | {} | {:.0} | — |",
+        summary(&daemon_s, 2),
+        median(&rate(&daemon_s)).unwrap_or(f64::NAN)
+    )?;
+    writeln!(
+        out,
+        "| direct creates, 1 in flight per follower | {} | {:.0} | {:.2} |",
+        summary(&ceil1_s, 2),
+        median(&rate(&ceil1_s)).unwrap_or(f64::NAN),
+        c1m / dm
+    )?;
+    writeln!(
+        out,
+        "| direct creates, {} in flight per follower | {} | {:.0} | {:.2} |",
+        args.ceiling_concurrency,
+        summary(&ceil_c_s, 2),
+        median(&rate(&ceil_c_s)).unwrap_or(f64::NAN),
+        ccm / dm
+    )?;
+    if steady && !idle_row.is_empty() {
+        out += "\n";
+        out += &steady_header(args);
+        out += &idle_row;
+    }
+    out += "\n";
+    Ok(out)
+}
+
+/// (4) RSS after convergence by sources × followers, and an idle daemon with no sources.
+pub async fn memory(w: &World, args: &Args) -> Result<String, BenchError> {
+    let mut rows: BTreeMap<(usize, usize), (Vec<f64>, Vec<f64>)> = BTreeMap::new();
+    let max_f = args.mem_followers.iter().copied().max().unwrap_or(1);
+    let mut configs = vec![(0usize, max_f)];
+    for &s in &args.mem_sources {
+        for &f in &args.mem_followers {
+            configs.push((s, f));
+        }
+    }
+    for (s, f) in configs {
+        let ns = unique_ns(&format!("mem{s}x{f}"));
+        w.namespace(&ns, f).await?;
+        let followers = w.followers(f);
+        k8s::create_all(&w.clients[0], sources(&ns, s, &followers), 16).await?;
+        let counts: Vec<CopyCount> = w.clients[1..=f]
+            .iter()
+            .map(|c| CopyCount::start(c.clone(), &ns, &ns))
+            .collect();
+        for run in 0..args.runs {
+            let mut d = w.daemon(f, &ns, &format!("mem{s}x{f}-{run}"))?;
+            all_copies(&mut d, &counts, s, Duration::from_secs(3600)).await?;
+            settle(w, &mut d, f, Duration::from_secs(5), Duration::from_secs(3)).await?;
+            let (rss, hwm) = d.memory_kib().ok_or(BenchError::NoMemoryFigures)?;
+            eprintln!(
+                "bench: memory {s} sources × {f} followers run {run}: RSS {rss} KiB, peak {hwm} KiB"
+            );
+            let e = rows.entry((s, f)).or_default();
+            e.0.push(rss as f64 / 1024.0);
+            e.1.push(hwm as f64 / 1024.0);
+            d.stop(Duration::from_secs(5));
+        }
+    }
+    let mut out = String::from(
+        "### Memory: sync-daemon RSS after convergence (1 KiB ConfigMaps)\n\n\
+         | sources | followers | copies | RSS MiB (median, min–max) | peak RSS (VmHWM) MiB |\n|---|---|---|---|---|\n",
+    );
+    for ((s, f), (rss, hwm)) in &rows {
+        writeln!(
+            out,
+            "| {s} | {f} | {} | {} | {} |",
+            s * f,
+            summary(rss, 1),
+            summary(hwm, 1)
+        )?;
+    }
+    out += "\n";
+    Ok(out)
+}

@@ -1,0 +1,226 @@
+//! The packaging's manifests (manifests/), rendered by the kustomize of the clusters' own kubectl
+//! (1.20's kustomize v2 against v1.20 clusters, 1.32's kustomize v5 against v1.32) and applied for real:
+//! - they agree with each other and with the IAM policies (paths, names, groups, the IRSA subject);
+//! - the follower RBAC grants the follower identity what sync-daemon does in a follower and nothing
+//!   else (impersonating that identity against a real apiserver, so a missing verb is a real 403);
+//! - sync-daemon, started with the Deployment's own args from a kubeconfig that kubeconfig-gen wrote
+//!   with the initContainer's own args, syncs as the IAM identities the manifests bind (EKS tokens,
+//!   checked by the testbed's verifier and aws-auth), and with one verb fewer it does not.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step is a failed test
+
+mod deployed;
+mod rbac;
+mod render;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use e2e::daemon::{Daemon, DaemonBuilder, http_get};
+use e2e::{MGMT, PROJECT, PROJECT2, Testbed, audit, k8s, unique_ns, wait_for};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchParams};
+use kube::{Client, Config};
+use serde_json::{Value, json};
+
+/// The groups the testbed's aws-auth gives the two IAM roles (notes: shared world conventions).
+const MASTER_GROUP: &str = "kubed-cross-sync:master";
+const FOLLOWER_GROUP: &str = "kubed-cross-sync:follower";
+/// In-pod paths of the Deployment that the daemon test maps to temporary directories.
+const IRSA_TOKEN: &str = "/var/run/secrets/eks.amazonaws.com/serviceaccount/token";
+
+/// The cluster tests change cluster-wide RBAC (one verb fewer): they run one at a time.
+static CLUSTER_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// `kubectl kustomize manifests/<overlay>` with the kubectl of the clusters' version (its built-in
+/// kustomize).
+fn render(overlay: &str) -> String {
+    let kubectl =
+        e2e::assets::kubectl_for_assets().unwrap_or_else(|e| panic!("{}", e2e::error_chain(&e)));
+    let out = Command::new(kubectl)
+        .arg("kustomize")
+        .arg(repo().join("manifests").join(overlay))
+        .output()
+        .expect("run kubectl kustomize");
+    assert!(
+        out.status.success(),
+        "kubectl kustomize manifests/{overlay} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn docs(yaml: &str) -> Vec<Value> {
+    serde_saphyr::from_multiple::<Value>(yaml)
+        .expect("rendered YAML parses")
+        .into_iter()
+        .filter(|d| !d.is_null())
+        .collect()
+}
+
+fn find<'a>(docs: &'a [Value], kind: &str, name_prefix: &str) -> &'a Value {
+    docs.iter()
+        .find(|d| {
+            d["kind"] == kind
+                && d["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or("")
+                    .starts_with(name_prefix)
+        })
+        .unwrap_or_else(|| panic!("no {kind} {name_prefix}* in the rendered manifests"))
+}
+
+fn strs(v: &Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The value of `--flag=value` (or `--flag value`) in an args list.
+fn flag(args: &[String], name: &str) -> Option<String> {
+    let eq = format!("{name}=");
+    args.iter().enumerate().find_map(|(i, a)| {
+        a.strip_prefix(&eq)
+            .map(str::to_string)
+            .or_else(|| (a == name).then(|| args.get(i + 1).cloned()).flatten())
+    })
+}
+
+fn mount_path(container: &Value, volume: &str) -> String {
+    container["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == volume)
+        .unwrap_or_else(|| panic!("container {} mounts no {volume}", container["name"]))["mountPath"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// A minimal INI reader for the profiles file (section → key → value): enough to check its shape.
+fn ini(text: &str) -> BTreeMap<String, BTreeMap<String, String>> {
+    let mut out: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    let mut section = String::new();
+    for line in text.lines().map(str::trim) {
+        if line.starts_with('#') || line.is_empty() {
+            continue;
+        }
+        if let Some(s) = line.strip_prefix('[').and_then(|s| s.strip_suffix(']')) {
+            section = s.to_string();
+            out.entry(section.clone()).or_default();
+        } else if let Some((k, v)) = line.split_once('=') {
+            out.entry(section.clone())
+                .or_default()
+                .insert(k.trim().into(), v.trim().into());
+        }
+    }
+    out
+}
+
+/// The mgmt Deployment's pod as rendered: its namespace, pod spec, init and daemon containers.
+struct Deployed<'a> {
+    ns: String,
+    pod: &'a Value,
+    init: &'a Value,
+    main: &'a Value,
+}
+
+impl<'a> Deployed<'a> {
+    fn of(mgmt: &'a [Value]) -> Deployed<'a> {
+        let deploy = find(mgmt, "Deployment", "kubed-cross-sync");
+        let ns = deploy["metadata"]["namespace"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let pod = &deploy["spec"]["template"]["spec"];
+        Deployed {
+            ns,
+            pod,
+            init: &pod["initContainers"][0],
+            main: &pod["containers"][0],
+        }
+    }
+
+    /// The ConfigMap of the profiles the pod mounts (volume aws-profiles).
+    fn profiles_configmap(&self, mgmt: &'a [Value]) -> &'a Value {
+        let cm_name = self.pod["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == "aws-profiles")
+            .unwrap()["configMap"]["name"]
+            .as_str()
+            .unwrap();
+        find(mgmt, "ConfigMap", cm_name)
+    }
+}
+
+fn read_json(rel: &str) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(repo().join(rel)).unwrap()).unwrap()
+}
+
+#[test]
+fn manifests_render_and_agree_with_each_other_and_the_iam_policies() {
+    render::run();
+}
+
+/// `kubectl apply -f -` of rendered manifests into one testbed cluster, as admin.
+fn apply(tb: &Testbed, cluster: &str, yaml: &str) {
+    let mut child = tb
+        .kubectl()
+        .args(["--context", cluster, "apply", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(yaml.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "kubectl apply to {cluster} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A client of `cluster` that acts as `user` in `groups` (admin impersonation): RBAC sees exactly
+/// that identity, as it would see the EKS-authenticated IAM role.
+async fn client_as(tb: &Testbed, cluster: &str, user: &str, groups: &[&str]) -> Client {
+    let mut cfg: Config = tb.admin_config(cluster).await;
+    cfg.auth_info.impersonate = Some(user.to_string());
+    cfg.auth_info.impersonate_groups = Some(groups.iter().map(|g| g.to_string()).collect());
+    Client::try_from(cfg).unwrap()
+}
+
+fn is_forbidden<T: std::fmt::Debug>(r: Result<T, kube::Error>) -> bool {
+    matches!(r, Err(kube::Error::Api(ref s)) if s.code == 403)
+}
+
+#[tokio::test]
+async fn follower_rbac_grants_the_daemon_its_verbs_and_nothing_more() {
+    rbac::run().await;
+}
+
+#[tokio::test]
+async fn the_daemon_syncs_with_the_manifests_args_and_identities_and_not_with_one_verb_fewer() {
+    deployed::run().await;
+}

@@ -1,0 +1,219 @@
+//! `manifests_render_and_agree_with_each_other_and_the_iam_policies` step by step: the pod's
+//! wiring (the init step writes the kubeconfig the daemon reads), the profiles it mounts, its
+//! hardening, the IRSA identity and the RBAC groups.
+use super::*;
+
+pub(crate) fn run() {
+    let mgmt = docs(&render("mgmt"));
+    let follower = docs(&render("follower"));
+    let create_ns = docs(&render("follower/create-namespaces"));
+    let d = Deployed::of(&mgmt);
+    init_writes_what_the_daemon_reads(&d);
+    profiles_are_the_seeds(&mgmt, &d);
+    hardening(&mgmt, &d);
+    identities(&mgmt, &d);
+    groups_bound(&mgmt, &follower, &create_ns);
+}
+
+/// The pod: the init step writes the kubeconfig that the daemon reads, from the profiles it mounts.
+fn init_writes_what_the_daemon_reads(d: &Deployed) {
+    let (init, main) = (d.init, d.main);
+    let (init_args, main_args) = (strs(&init["args"]), strs(&main["args"]));
+    assert_eq!(strs(&init["command"]), ["kubeconfig-gen"]);
+    assert_eq!(init_args[0], "generate");
+    assert_eq!(strs(&main["command"]), ["sync-daemon"]);
+    assert_eq!(main_args[0], "run");
+    let kubeconfig = flag(&init_args, "--kubeconfig").unwrap();
+    assert_eq!(
+        flag(&main_args, "--kubeconfig-file").as_ref(),
+        Some(&kubeconfig)
+    );
+    assert_eq!(
+        Path::new(&kubeconfig).parent().unwrap(),
+        Path::new(&mount_path(init, "kubeconfig"))
+    );
+    assert_eq!(
+        Path::new(&kubeconfig).parent().unwrap(),
+        Path::new(&mount_path(main, "kubeconfig"))
+    );
+    let creds = flag(&init_args, "--credentials-file").unwrap();
+    for c in [init, main] {
+        assert_eq!(
+            Path::new(&creds).parent().unwrap(),
+            Path::new(&mount_path(c, "aws-profiles"))
+        );
+        let env: BTreeMap<_, _> = c["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e["name"].as_str().unwrap(),
+                    e["value"].as_str().unwrap_or(""),
+                )
+            })
+            .collect();
+        // the exec entries of the kubeconfig run `kubeconfig-gen token` with the container's env
+        assert_eq!(env["AWS_SHARED_CREDENTIALS_FILE"], creds, "{}", c["name"]);
+    }
+    // The daemon's source is the context that kubeconfig-gen makes current, and the seed's flags stay.
+    assert_eq!(
+        flag(&init_args, "--current-context"),
+        flag(&main_args, "--source-context")
+    );
+    assert_eq!(
+        flag(&main_args, "--cluster-name").as_deref(),
+        Some("mc-mgmt")
+    );
+    assert_eq!(
+        flag(&main_args, "--config-source-namespace").as_deref(),
+        Some("prod")
+    );
+    assert!(main_args.iter().any(|a| a == "--leader-elect"));
+    assert_eq!(
+        flag(&main_args, "--lease-namespace").as_deref(),
+        Some("$(POD_NAMESPACE)")
+    );
+}
+
+/// The profiles ConfigMap the pod mounts is the seed's INI: web identity root, followers chained.
+fn profiles_are_the_seeds(mgmt: &[Value], d: &Deployed) {
+    let creds = flag(&strs(&d.init["args"]), "--credentials-file").unwrap();
+    let cm = d.profiles_configmap(mgmt);
+    let key = Path::new(&creds).file_name().unwrap().to_str().unwrap();
+    let profiles = ini(cm["data"][key]
+        .as_str()
+        .expect("the profiles ConfigMap has the credentials key"));
+    assert_eq!(profiles["mc-mgmt"]["web_identity_token_file"], IRSA_TOKEN);
+    assert!(profiles["mc-mgmt"]["role_arn"].ends_with(":role/kubed-master"));
+    for p in ["mc-project", "mc-project2"] {
+        assert_eq!(profiles[p]["source_profile"], "mc-mgmt");
+        assert_eq!(profiles[p]["role_session_name"], p);
+        assert!(profiles[p]["role_arn"].ends_with(":role/kubed-follower"));
+    }
+}
+
+fn hardening(mgmt: &[Value], d: &Deployed) {
+    let (pod, init, main) = (d.pod, d.init, d.main);
+    let main_args = strs(&main["args"]);
+    // Hardening, as the issue lists it.
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(pod["securityContext"]["runAsUser"], 1000);
+    assert_eq!(
+        pod["securityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
+    for c in [init, main] {
+        let sc = &c["securityContext"];
+        assert_eq!(sc["readOnlyRootFilesystem"], true, "{}", c["name"]);
+        assert_eq!(sc["allowPrivilegeEscalation"], false, "{}", c["name"]);
+        assert_eq!(strs(&sc["capabilities"]["drop"]), ["ALL"], "{}", c["name"]);
+        for k in ["requests", "limits"] {
+            assert!(c["resources"][k]["memory"].is_string(), "{} {k}", c["name"]);
+        }
+    }
+    assert_eq!(main["livenessProbe"]["httpGet"]["path"], "/livez");
+    assert_eq!(main["readinessProbe"]["httpGet"]["path"], "/readyz");
+    let port = main["ports"][0]["containerPort"].as_u64().unwrap();
+    assert_eq!(
+        flag(&main_args, "--metrics-addr"),
+        Some(format!("0.0.0.0:{port}"))
+    );
+    let svc = find(mgmt, "Service", "kubed-cross-sync-metrics");
+    assert_eq!(
+        svc["spec"]["ports"][0]["targetPort"],
+        main["ports"][0]["name"]
+    );
+}
+
+fn identities(mgmt: &[Value], d: &Deployed) {
+    let (pod, ns) = (d.pod, &d.ns);
+    // Identities: the IRSA subject of the trust policy is this ServiceAccount; RBAC binds the groups
+    // that the aws-auth entries (and access entries) give the two roles.
+    let sa = find(mgmt, "ServiceAccount", "kubed-cross-sync");
+    assert_eq!(pod["serviceAccountName"], sa["metadata"]["name"]);
+    assert!(
+        sa["metadata"]["annotations"]["eks.amazonaws.com/role-arn"]
+            .as_str()
+            .unwrap()
+            .ends_with(":role/kubed-master")
+    );
+    let trust = read_json("manifests/iam/mgmt-trust-policy.json");
+    let cond = &trust["Statement"][0]["Condition"]["StringEquals"];
+    let sub = cond
+        .as_object()
+        .unwrap()
+        .iter()
+        .find(|(k, _)| k.ends_with(":sub"))
+        .unwrap()
+        .1;
+    assert_eq!(
+        sub.as_str().unwrap(),
+        format!(
+            "system:serviceaccount:{ns}:{}",
+            sa["metadata"]["name"].as_str().unwrap()
+        )
+    );
+    let tf = std::fs::read_to_string(repo().join("manifests/iam/terraform/mgmt/main.tf")).unwrap();
+    assert!(
+        tf.contains(&format!("default     = \"{ns}\"")),
+        "the Terraform's default namespace is {ns}"
+    );
+    let follower_trust = read_json("manifests/iam/follower-trust-policy.json");
+    assert!(
+        follower_trust["Statement"][0]["Principal"]["AWS"]
+            .as_str()
+            .unwrap()
+            .ends_with(":role/kubed-master")
+    );
+}
+
+/// The aws-auth entries (and access entries) give the two roles the groups RBAC binds; nothing
+/// is bound to system:masters or cluster-admin; only --create-namespaces adds namespaces create.
+fn groups_bound(mgmt: &[Value], follower: &[Value], create_ns: &[Value]) {
+    for (dir, group, docs) in [
+        ("mgmt", MASTER_GROUP, mgmt),
+        ("follower", FOLLOWER_GROUP, follower),
+    ] {
+        let mapping: Vec<Value> = serde_saphyr::from_str(
+            &std::fs::read_to_string(
+                repo().join(format!("manifests/{dir}/aws-auth-mapRoles.example.yaml")),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(strs(&mapping[0]["groups"]), [group]);
+        let entry = read_json(&format!("manifests/{dir}/access-entry.example.json"));
+        assert_eq!(strs(&entry["kubernetesGroups"]), [group]);
+        assert_eq!(entry["username"], mapping[0]["username"]);
+        let bound: Vec<&Value> = docs
+            .iter()
+            .filter(|d| d["kind"] == "ClusterRoleBinding")
+            .flat_map(|d| d["subjects"].as_array().unwrap())
+            .filter(|s| s["kind"] == "Group")
+            .collect();
+        assert!(
+            bound.iter().all(|s| s["name"] == group),
+            "{dir} binds only {group}"
+        );
+        assert!(!bound.is_empty());
+    }
+    // Nothing is bound to system:masters or cluster-admin anywhere.
+    for d in mgmt.iter().chain(follower).chain(create_ns) {
+        assert_ne!(d["roleRef"]["name"], "cluster-admin");
+        let subjects = d["subjects"].as_array().cloned().unwrap_or_default();
+        assert!(subjects.iter().all(|s| s["name"] != "system:masters"));
+    }
+    // --create-namespaces is the only thing that adds namespaces create.
+    let creates = |docs: &[Value]| {
+        docs.iter()
+            .filter(|d| d["kind"] == "ClusterRole")
+            .flat_map(|d| d["rules"].as_array().unwrap().clone())
+            .any(|r| {
+                strs(&r["resources"]).contains(&"namespaces".to_string())
+                    && strs(&r["verbs"]).contains(&"create".to_string())
+            })
+    };
+    assert!(!creates(follower) && !creates(mgmt));
+    assert!(creates(create_ns));
+}

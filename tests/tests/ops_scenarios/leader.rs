@@ -1,0 +1,144 @@
+//! Leader election: failover to the standby after the leader is killed, SIGTERM releasing the
+//! Lease, and a leader that finds its Lease taken exiting with code 3.
+use super::*;
+
+/// The mc-mgmt daemon for the sources of `ns`, electing its leader with a Lease in `ns`, once it
+/// is ready and leading.
+async fn leading_daemon(w: &World<'_>, ns: &str) -> Daemon {
+    let kc = w.kubeconfig();
+    let mut d = start(
+        w.tb.dir(),
+        ns,
+        &run_args(&kc, ns, &["--leader-elect", "--lease-namespace", ns]),
+        &[],
+    );
+    wait_ready(&mut d).await;
+    wait_for("leader", SOON, || async {
+        (d.metric("kcs_leader").await == Some(1.0)).then_some(())
+    })
+    .await;
+    d
+}
+
+pub(crate) async fn leader_failover_syncs_change_made_during_gap() {
+    let w = World::shared().await;
+    let ns = unique_ns("ops-lead");
+    w.ns_everywhere(&ns).await;
+    let kc = w.kubeconfig();
+    let extra = ["--leader-elect", "--lease-namespace", ns.as_str()];
+    let mut a = start(
+        w.tb.dir(),
+        &format!("{ns}-a"),
+        &run_args(&kc, &ns, &extra),
+        &[],
+    );
+    let mut b = start(
+        w.tb.dir(),
+        &format!("{ns}-b"),
+        &run_args(&kc, &ns, &extra),
+        &[],
+    );
+    wait_ready(&mut a).await;
+    wait_ready(&mut b).await;
+    // Exactly one leader; both ready.
+    let (leader_a, leader_b) = wait_for("one leader", SOON, || async {
+        let la = a.metric("kcs_leader").await?;
+        let lb = b.metric("kcs_leader").await?;
+        (la + lb == 1.0).then_some((la, lb))
+    })
+    .await;
+    let (leader, mut standby) = if leader_a == 1.0 { (a, b) } else { (b, a) };
+    assert_eq!(leader_a + leader_b, 1.0);
+    synced_to_project(&w, &ns, "cfg", "v1").await;
+    assert!(
+        standby.log_text().contains("standby"),
+        "standby waited for the lease"
+    );
+
+    leader.kill(); // SIGKILL: the lease is not released
+    let killed = Instant::now();
+    merge::<ConfigMap>(&w.mgmt, &ns, "cfg", json!({"data": {"k": "v2"}}))
+        .await
+        .unwrap();
+    wait_cm_data(&w.project, &ns, "cfg", "v2", Duration::from_secs(45)).await;
+    let gap = killed.elapsed();
+    eprintln!("failover: change synced {gap:?} after the leader was killed");
+    // Default lease duration 12 s: the standby must be writing within 15 s of the crash.
+    assert!(gap < Duration::from_secs(15), "failover took {gap:?}");
+    assert_eq!(standby.metric("kcs_leader").await, Some(1.0));
+    standby.assert_running();
+    let lease: Lease = Api::namespaced(w.mgmt.clone(), &ns)
+        .get("kubed-cross-sync")
+        .await
+        .unwrap();
+    let spec = lease.spec.unwrap();
+    assert!(spec.lease_duration_seconds.unwrap() <= 15);
+    drop(standby);
+    w.cleanup(&[&ns]).await;
+}
+
+pub(crate) async fn sigterm_exits_within_10s_and_releases_the_lease() {
+    let w = World::shared().await;
+    let ns = unique_ns("ops-term");
+    w.ns_everywhere(&ns).await;
+    let mut d = leading_daemon(&w, &ns).await;
+    synced_to_project(&w, &ns, "cfg", "v").await;
+    let t = Instant::now();
+    d.sigterm();
+    let status = d.wait_exit(Duration::from_secs(10));
+    let took = t.elapsed();
+    eprintln!("SIGTERM → exit in {took:?}");
+    let status = status.unwrap_or_else(|| panic!("no exit within 10 s; log:\n{}", d.log_text()));
+    assert_eq!(status.code(), Some(0), "{}", d.log_text());
+    assert!(
+        d.log_text().contains("leader lease released"),
+        "{}",
+        d.log_text()
+    );
+    let lease: Lease = Api::namespaced(w.mgmt.clone(), &ns)
+        .get("kubed-cross-sync")
+        .await
+        .unwrap();
+    let holder = lease
+        .spec
+        .and_then(|s| s.holder_identity)
+        .unwrap_or_default();
+    assert!(holder.is_empty(), "lease still held by {holder:?}");
+    w.cleanup(&[&ns]).await;
+}
+
+pub(crate) async fn leader_that_loses_its_lease_exits_3() {
+    let w = World::shared().await;
+    let ns = unique_ns("ops-lost");
+    w.ns_everywhere(&ns).await;
+    let mut d = leading_daemon(&w, &ns).await;
+    // Someone else takes the Lease (as a split brain would look from here).
+    // MicroTime: exactly six fractional digits.
+    let now = format!(
+        "{}.000000Z",
+        k8s_openapi::jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S")
+    );
+    let pp = kube::api::PatchParams {
+        field_manager: Some("e2e-intruder".into()),
+        ..Default::default()
+    };
+    Api::<Lease>::namespaced(w.mgmt.clone(), &ns)
+        .patch(
+            "kubed-cross-sync",
+            &pp,
+            &kube::api::Patch::Merge(json!({"spec": {
+                "holderIdentity": "intruder",
+                "leaseDurationSeconds": 3600,
+                "acquireTime": now,
+                "renewTime": now,
+            }})),
+        )
+        .await
+        .unwrap();
+    let status = d
+        .wait_exit(Duration::from_secs(30))
+        .unwrap_or_else(|| panic!("still running; log:\n{}", d.log_text()));
+    assert_eq!(status.code(), Some(3), "{}", d.log_text());
+    assert!(d.log_text().contains("leader lease lost"));
+    w.cleanup(&[&ns]).await;
+}

@@ -1,0 +1,293 @@
+//! sync-daemon acceptance scenarios on the shared three-cluster testbed (issue 4).
+//!
+//! Each test owns a unique source namespace and runs its own daemon with
+//! `--config-source-namespace` set to it, so tests running side by side never see each
+//! other's sources or copies. Every wait is a condition with a deadline.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step is a failed test
+
+mod lifecycle;
+mod selector;
+
+use std::time::Duration;
+
+use e2e::k8s::*;
+use e2e::world::{World, once};
+use e2e::{MGMT, PROJECT, PROJECT2, audit, kubeconfig, unique_ns, wait_for};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::ResourceExt;
+use serde_json::json;
+
+/// The copy's data/labels/annotations checks shared by the scenarios.
+fn is_copy_of_cm(copy: &ConfigMap, source: &ConfigMap, cluster_name: &str) -> bool {
+    let l = copy.labels();
+    let a = copy.annotations();
+    let src_ns = source.namespace().unwrap_or_default();
+    let mut want_labels = source.labels().clone();
+    want_labels.insert(ORIGIN_NAME.into(), source.name_any());
+    want_labels.insert(ORIGIN_NAMESPACE.into(), src_ns);
+    want_labels.insert(ORIGIN_CLUSTER.into(), cluster_name.into());
+    copy.data == source.data
+        && want_labels.iter().all(|(k, v)| l.get(k) == Some(v))
+        && !a.contains_key(SYNC_CONTEXTS)
+        && a.get(ORIGIN).is_some_and(|o| {
+            o.contains(&format!("\"uid\":\"{}\"", source.uid().unwrap_or_default()))
+        })
+        && copy.metadata.owner_references.is_none()
+}
+
+fn is_copy_of_secret(copy: &Secret, source: &Secret, cluster_name: &str) -> bool {
+    copy.data == source.data
+        && copy.type_ == source.type_
+        && copy.labels().get(ORIGIN_CLUSTER).map(String::as_str) == Some(cluster_name)
+        && !copy.annotations().contains_key(SYNC_CONTEXTS)
+        && copy
+            .annotations()
+            .get(ORIGIN)
+            .is_some_and(|o| o.contains("\"kind\":\"Secret\""))
+}
+
+/// The seed's ConfigMap and a TLS Secret reach both followers; data, label and Secret type
+/// changes propagate; a follower-local annotation survives; hand edits and deletes are
+/// repaired; a no-op resync writes nothing; dropping a context, removing the annotation and
+/// deleting the source remove the copies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cross_cluster_lifecycle() {
+    lifecycle::run().await;
+}
+
+/// Intra-cluster selector sync: matching namespaces only, a namespace created later, a
+/// namespace relabelled out; immutable source re-created; an unmanaged same-named object is
+/// untouched with an OriginConflict Event; malformed annotations and unknown contexts get
+/// Events while the other sources sync; a service-account-token Secret is skipped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn intra_cluster_selector_and_safety() {
+    selector::run().await;
+}
+
+/// A source deleted while the daemon is down: the restarted daemon removes the orphans.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orphans_removed_after_restart() {
+    let w = World::shared().await;
+    let ns = unique_ns("kcs-orph");
+    w.ns_everywhere(&ns).await;
+    let ctxs = format!("{PROJECT},{PROJECT2}");
+    create(
+        &w.mgmt,
+        &ns,
+        &configmap("orphan-me", &[(SYNC_CONTEXTS, &ctxs)], &[], &[("k", "v")]),
+    )
+    .await
+    .unwrap();
+    create(
+        &w.mgmt,
+        &ns,
+        &configmap("keep-me", &[(SYNC_CONTEXTS, &ctxs)], &[], &[("k", "v")]),
+    )
+    .await
+    .unwrap();
+    let both: &[(&str, &[&str])] = &[(PROJECT, &[ns.as_str()]), (PROJECT2, &[ns.as_str()])];
+    let d = w.mgmt_daemon("orphans-1", &ns, &[]);
+    for name in ["orphan-me", "keep-me"] {
+        wait_copies::<ConfigMap, _>("copies before restart", &w.all(), &ns, name, both, |_| true)
+            .await;
+    }
+    d.kill();
+    delete::<ConfigMap>(&w.mgmt, &ns, "orphan-me")
+        .await
+        .unwrap();
+    let _d = w.mgmt_daemon("orphans-2", &ns, &[]);
+    wait_copies::<ConfigMap, _>(
+        "orphans removed at start",
+        &w.all(),
+        &ns,
+        "orphan-me",
+        &[],
+        |_| true,
+    )
+    .await;
+    wait_copies::<ConfigMap, _>("other copies kept", &w.all(), &ns, "keep-me", both, |_| {
+        true
+    })
+    .await;
+    w.cleanup(&[&ns]).await;
+}
+
+/// The seed's fan-out: a copy from mc-mgmt annotated locally in mc-project is fanned out by
+/// mc-project's own daemon; mc-project never pushes it back, and mc-mgmt's updates still
+/// reach the copy and then the fan-out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follower_fan_out_never_pushed_back() {
+    let w = World::shared().await;
+    let ns = unique_ns("kcs-fan");
+    let fan = unique_ns("kcs-fan-to");
+    let id = fan.rsplit('-').next().unwrap().to_string();
+    w.ns_everywhere(&ns).await;
+    ensure_ns(&w.project, &fan, &[("kcs-fan", &id)])
+        .await
+        .unwrap();
+    ensure_ns(&w.mgmt, &fan, &[("kcs-fan", &id)]).await.unwrap();
+    let src = create(
+        &w.mgmt,
+        &ns,
+        &configmap("wildcard", &[(SYNC_CONTEXTS, PROJECT)], &[], &[("v", "1")]),
+    )
+    .await
+    .unwrap();
+    let _a = w.mgmt_daemon("fan-mgmt", &ns, &[]);
+    let in_project: &[(&str, &[&str])] = &[(PROJECT, &[ns.as_str()])];
+    wait_copies::<ConfigMap, _>(
+        "copy in mc-project",
+        &w.all(),
+        &ns,
+        "wildcard",
+        in_project,
+        |c| is_copy_of_cm(c, &src, "mc-mgmt"),
+    )
+    .await;
+    // The follower's own annotation on the copy, and mc-project's own daemon.
+    merge::<ConfigMap>(
+        &w.project,
+        &ns,
+        "wildcard",
+        json!({"metadata": {"annotations": {SYNC: format!("kcs-fan={id}")}}}),
+    )
+    .await
+    .unwrap();
+    let kc = w.kubeconfig();
+    let _b = w.daemon(
+        "fan-project",
+        &[
+            "--kubeconfig-file",
+            &kc,
+            "--source-context",
+            PROJECT,
+            "--cluster-name",
+            "mc-project",
+            "--config-source-namespace",
+            &ns,
+        ],
+    );
+    let fanned = |data: &'static str| {
+        move |c: &ConfigMap| {
+            c.labels().get(ORIGIN_CLUSTER).map(String::as_str) == Some("mc-project")
+                && c.data.as_ref().and_then(|d| d.get("v")).map(String::as_str) == Some(data)
+        }
+    };
+    let lp_fan = |c: &ConfigMap| c.namespace().as_deref() == Some(fan.as_str());
+    wait_for("fan-out copy in mc-project", SOON, || async {
+        let got = copies::<ConfigMap>(&w.project, &ns, "wildcard")
+            .await
+            .unwrap();
+        got.get(&fan)
+            .filter(|c| lp_fan(c) && fanned("1")(c))
+            .map(|_| ())
+    })
+    .await;
+    // mc-mgmt updates: the copy and then its fan-out follow; the original is never touched by
+    // mc-project (no copy with origin.cluster=mc-project anywhere in mc-mgmt or mc-project2).
+    let src2 = merge::<ConfigMap>(&w.mgmt, &ns, "wildcard", json!({"data": {"v": "2"}}))
+        .await
+        .unwrap();
+    wait_for("update reaches the fan-out", SOON, || async {
+        let got = copies::<ConfigMap>(&w.project, &ns, "wildcard")
+            .await
+            .unwrap();
+        got.get(&fan).filter(|c| fanned("2")(c)).map(|_| ())
+    })
+    .await;
+    let orig = get::<ConfigMap>(&w.mgmt, &ns, "wildcard")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        orig.resource_version(),
+        src2.resource_version(),
+        "original modified"
+    );
+    assert!(!orig.labels().contains_key(ORIGIN_CLUSTER));
+    for c in [&w.mgmt, &w.project2] {
+        let pushed: Vec<ConfigMap> = copies::<ConfigMap>(c, &ns, "wildcard")
+            .await
+            .unwrap()
+            .into_values()
+            .filter(|c| c.labels().get(ORIGIN_CLUSTER).map(String::as_str) == Some("mc-project"))
+            .collect();
+        assert!(pushed.is_empty(), "mc-project pushed back: {pushed:?}");
+    }
+    let copy = get::<ConfigMap>(&w.project, &ns, "wildcard")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        copy.annotations().contains_key(SYNC),
+        "local fan-out annotation lost"
+    );
+    w.cleanup(&[&ns, &fan]).await;
+}
+
+/// A kubeconfig where another context points at the source cluster is refused at start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn source_as_target_refused() {
+    let w = World::shared().await;
+    let mut kc = kubeconfig::read(&w.tb.kubeconfig_path()).unwrap();
+    kubeconfig::add_alias(&mut kc, MGMT, "mgmt-alias", None).unwrap();
+    let path =
+        w.tb.dir()
+            .join(format!("{}.kubeconfig", unique_ns("refuse")));
+    kubeconfig::write(&kc, &path).unwrap();
+    let p = path.display().to_string();
+    let (code, err) = once(&["--kubeconfig-file", &p, "--cluster-name", "mc-mgmt"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains(MGMT) && err.contains("mgmt-alias"), "{err}");
+    let _ = std::fs::remove_file(&path);
+    let _ = Duration::ZERO;
+}
+
+/// `ctx/namespace` items put one source into several namespaces of one follower (kubed
+/// #457/#469); with --create-namespaces a missing target namespace is created.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explicit_namespaces_created_on_demand() {
+    let w = World::shared().await;
+    let ns = unique_ns("kcs-multi");
+    let (prod, staging) = (unique_ns("kcs-prod"), unique_ns("kcs-staging"));
+    ensure_ns(&w.mgmt, &ns, &[]).await.unwrap();
+    let items = format!("{PROJECT}/{prod}, {PROJECT}/{staging}");
+    let src = create(
+        &w.mgmt,
+        &ns,
+        &configmap("multi", &[(SYNC_CONTEXTS, &items)], &[], &[("k", "v")]),
+    )
+    .await
+    .unwrap();
+    let _d = w.mgmt_daemon("multi", &ns, &["--create-namespaces"]);
+    let want: &[(&str, &[&str])] = &[(PROJECT, &[prod.as_str(), staging.as_str()])];
+    wait_copies::<ConfigMap, _>(
+        "copies in both named namespaces",
+        &w.all(),
+        &ns,
+        "multi",
+        want,
+        |c| is_copy_of_cm(c, &src, "mc-mgmt"),
+    )
+    .await;
+    // Dropping one item removes that copy only.
+    merge::<ConfigMap>(
+        &w.mgmt,
+        &ns,
+        "multi",
+        json!({"metadata": {"annotations": {SYNC_CONTEXTS: format!("{PROJECT}/{prod}")}}}),
+    )
+    .await
+    .unwrap();
+    let want: &[(&str, &[&str])] = &[(PROJECT, &[prod.as_str()])];
+    wait_copies::<ConfigMap, _>(
+        "copy left only in the remaining namespace",
+        &w.all(),
+        &ns,
+        "multi",
+        want,
+        |_| true,
+    )
+    .await;
+    w.cleanup(&[&ns, &prod, &staging]).await;
+}
