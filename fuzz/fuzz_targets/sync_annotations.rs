@@ -104,6 +104,7 @@ fuzz_target!(|data: &[u8]| {
         cluster_name: "mgmt".into(),
         skipped_secret_types: BTreeSet::new(),
         adopt_existing: false,
+        metadata: Default::default(),
     };
     let Ok(src) = classify(&source, &settings) else {
         return;
@@ -124,7 +125,7 @@ fuzz_target!(|data: &[u8]| {
             assert!(!wanted.contains("src"), "a copy planned onto its own source");
         }
         for ns in &wanted {
-            let want = diff::desired_copy(&source, ns, &settings);
+            let want = diff::desired_copy(&src, ns, &settings);
             assert!(!want.annotations.contains_key(ann::SYNC));
             assert!(!want.annotations.contains_key(ann::SYNC_CONTEXTS));
             assert!(ann::is_owned_by(&want.labels, "cfg", "src", "mgmt"));

@@ -23,6 +23,7 @@ const DELETING: u8 = 1;
 const CLEAN: u8 = 2;
 const IMMUTABLE: u8 = 4;
 const UID_UUID: u8 = 8;
+const RETAIN: u8 = 16;
 
 /// What a copy's summary holds beyond the common case, boxed so the common case does not pay
 /// for it.
@@ -54,6 +55,7 @@ impl Stored {
             (c.deleting, DELETING),
             (c.clean, CLEAN),
             (c.immutable, IMMUTABLE),
+            (c.retain, RETAIN),
         ] {
             if set {
                 flags |= bit;
@@ -118,6 +120,7 @@ impl Stored {
             deleting: self.flags & DELETING != 0,
             clean: self.flags & CLEAN != 0,
             immutable: self.flags & IMMUTABLE != 0,
+            retain: self.flags & RETAIN != 0,
             secret_type: extra
                 .and_then(|e| e.secret_type.as_deref())
                 .map(str::to_string),
@@ -526,6 +529,7 @@ mod tests {
                 deleting: i % 2 == 0,
                 clean: i % 3 == 0,
                 immutable: i % 4 == 0,
+                retain: i % 5 == 0,
                 secret_type: secret_type.map(Into::into),
                 meta: [i as u8; 16],
                 payload: [0xff - i as u8; 16],

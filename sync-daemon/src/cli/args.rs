@@ -3,6 +3,7 @@
 use crate::cli::exit;
 use crate::controller::Config;
 use crate::ops::logging::LogFormat;
+use crate::plan::MetadataFilter;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -48,6 +49,28 @@ pub struct ClusterArgs {
     /// (kubernetes.io/service-account-token, helm.sh/release.v1)
     #[arg(long, value_delimiter = ',')]
     pub include_secret_types: Vec<String>,
+    /// Also keep these source labels/annotations off the copies, beside the default list of
+    /// GitOps ownership marks (Argo CD, Flux, Helm): `prefix/`, `*.domain/`, `key` or
+    /// `key=value` (repeatable)
+    #[arg(long, value_name = "PATTERN", value_parser = metadata_pattern)]
+    pub strip_metadata: Vec<String>,
+    /// Copy source labels/annotations matching PATTERN although the list strips them (same
+    /// forms, repeatable)
+    #[arg(long, value_name = "PATTERN", value_parser = metadata_pattern)]
+    pub keep_metadata: Vec<String>,
+}
+
+impl ClusterArgs {
+    /// The metadata filter of --strip-metadata / --keep-metadata.
+    pub fn metadata_filter(&self) -> MetadataFilter {
+        // Each pattern was checked by `metadata_pattern` when the flags were parsed.
+        MetadataFilter::new(&self.strip_metadata, &self.keep_metadata).unwrap_or_default()
+    }
+}
+
+/// A metadata pattern, checked.
+fn metadata_pattern(s: &str) -> Result<String, String> {
+    MetadataFilter::new(&[s.to_string()], &[]).map(|_| s.trim().to_string())
 }
 
 #[derive(Debug, Clone, Args)]
@@ -80,6 +103,7 @@ impl SyncArgs {
             cluster_name: c.cluster_name.clone(),
             source_namespace: c.config_source_namespace.clone(),
             include_secret_types: c.include_secret_types.clone(),
+            metadata: c.metadata_filter(),
             create_namespaces: self.create_namespaces,
             adopt_existing: self.adopt_existing,
             resync_period: self.resync_period,
@@ -201,6 +225,8 @@ mod tests {
             "create-namespaces",
             "adopt-existing",
             "include-secret-types",
+            "strip-metadata",
+            "keep-metadata",
             "help",
         ];
         for a in run.get_arguments() {

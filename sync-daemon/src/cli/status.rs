@@ -148,6 +148,7 @@ async fn read_source(
             cluster_name,
             skipped_secret_types: controller::skipped_secret_types(&a.include_secret_types),
             adopt_existing: false,
+            metadata: a.metadata_filter(),
         },
         sources,
         namespaces,
@@ -183,6 +184,7 @@ fn row(src: &ObjectView, context: &str, namespace: &str, state: State, detail: S
         context: context.to_string(),
         namespace: namespace.to_string(),
         state,
+        policy: ann::parse(&src.annotations).0.policy.describe(),
         detail,
     }
 }

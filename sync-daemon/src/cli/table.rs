@@ -36,6 +36,8 @@ pub struct Row {
     pub context: String,
     pub namespace: String,
     pub state: State,
+    /// The source's own policies in effect for this copy (`-`: kubed's behaviour).
+    pub policy: String,
     pub detail: String,
 }
 
@@ -47,6 +49,10 @@ pub fn state_of(a: &Action) -> (State, String) {
         Action::Update { .. } => (State::Drifted, "copy differs from source".into()),
         Action::Recreate { .. } => (State::Drifted, "copy must be re-created".into()),
         Action::Delete { .. } => (State::Drifted, "stale copy, to be deleted".into()),
+        Action::Release { .. } => (
+            State::Drifted,
+            "stale copy, to be kept and released (on-delete: retain)".into(),
+        ),
         Action::Conflict { reason, .. } => (State::Conflict, reason.clone()),
     }
 }
@@ -76,9 +82,10 @@ pub fn table(rows: &[Row]) -> String {
         "SOURCE",
         "CONTEXT",
         "TARGET NAMESPACE",
+        "POLICY",
         "DETAIL",
     ];
-    let cells: Vec<[String; 6]> = rows
+    let cells: Vec<[String; 7]> = rows
         .iter()
         .map(|r| {
             [
@@ -87,6 +94,7 @@ pub fn table(rows: &[Row]) -> String {
                 format!("{}/{}", r.source_namespace, r.name),
                 r.context.clone(),
                 r.namespace.clone(),
+                r.policy.clone(),
                 r.detail.clone(),
             ]
         })
@@ -156,6 +164,7 @@ mod tests {
             context: "mc-project-k8s".into(),
             namespace: "prod".into(),
             state,
+            policy: "-".into(),
             detail: String::new(),
         }
     }

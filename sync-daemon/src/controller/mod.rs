@@ -28,6 +28,7 @@ pub struct Config {
     pub cluster_name: Option<String>,
     pub source_namespace: Option<String>,
     pub include_secret_types: Vec<String>,
+    pub metadata: crate::plan::MetadataFilter,
     pub create_namespaces: bool,
     pub adopt_existing: bool,
     pub resync_period: Duration,

@@ -99,6 +99,7 @@ pub async fn start(
             cluster_name,
             skipped_secret_types: skipped,
             adopt_existing: cfg.adopt_existing,
+            metadata: cfg.metadata.clone(),
         },
         create_namespaces: cfg.create_namespaces,
         sources,

@@ -112,6 +112,18 @@ impl Context {
                     false => Outcome::RetryAfter(Duration::from_secs(5)),
                 })
             }
+            Action::Release { namespace, uid } => {
+                let api: Api<K> = Api::namespaced(t.cluster.client.clone(), &namespace);
+                match self.writer.release(&api, key.name(), uid.as_deref()).await {
+                    Err(kube::Error::Api(s)) if uid_mismatch(&s) || s.code == 409 => {
+                        return Ok(Outcome::RetryAfter(STALE_RETRY));
+                    }
+                    r => r.map_err(|e| write_err("release", &namespace, e))?,
+                }
+                self.hooks.write(ctx, K::KIND, "release");
+                tracing::info!(cluster = %ctx, source = %key, namespace = %namespace, dry_run = self.writer.dry_run, "copy released (on-delete: retain): kept, no longer managed");
+                Ok(Outcome::CONVERGED)
+            }
             Action::Create(desired) => self.create::<K>(t, key, &desired, problems).await,
             Action::Update {
                 desired,

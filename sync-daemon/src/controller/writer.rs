@@ -8,8 +8,11 @@
 //! apply, and a label we stop setting is removed. Hand-added data keys are not ours, so apply
 //! would keep them: those are removed with a merge patch (`null`). Create/replace with
 //! resourceVersion would need a GET before each write and would drop target-only keys.
+use crate::plan::annotations as ann;
 use crate::plan::objects::{FIELD_MANAGER, Syncable};
+use crate::plan::policy;
 use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use serde_json::{Map, Value, json};
 
@@ -97,6 +100,37 @@ impl Writer {
         }
     }
 
+    /// Releases our copy `name` (if its uid is still `uid`): removes our origin labels, origin
+    /// and retention annotations, and our field manager's entry from managedFields, so the
+    /// object stays with its data and nothing of ours touches it again. One GET (for the live
+    /// managedFields and resourceVersion, which guards the patch) and one merge patch. Gone
+    /// already: nothing to do.
+    pub async fn release<K: Syncable>(
+        &self,
+        api: &Api<K>,
+        name: &str,
+        uid: Option<&str>,
+    ) -> Result<(), kube::Error> {
+        if self.dry_run {
+            tracing::info!(kind = K::KIND.as_str(), namespace = api.namespace().unwrap_or_default(), name = %name, "dry run: would release");
+            return Ok(());
+        }
+        let Some(live) = api.get_opt(name).await? else {
+            return Ok(());
+        };
+        let m = live.meta();
+        let body = release_patch(
+            m.managed_fields.as_deref().unwrap_or(&[]),
+            uid.or(m.uid.as_deref()),
+            m.resource_version.as_deref(),
+        );
+        let pp = PatchParams {
+            field_manager: Some(FIELD_MANAGER.to_string()),
+            ..Default::default()
+        };
+        api.patch(name, &pp, &Patch::Merge(body)).await.map(|_| ())
+    }
+
     pub async fn create_namespace(
         &self,
         api: &Api<Namespace>,
@@ -117,5 +151,95 @@ impl Writer {
             Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
             Err(e) => Err(e),
         }
+    }
+}
+
+/// The merge patch that releases a copy: `null` for our markers, the managedFields without our
+/// Apply entry (a list holding one empty entry when nothing else is left: the API server ignores
+/// an empty list), and uid + resourceVersion as preconditions.
+fn release_patch(
+    managed: &[ManagedFieldsEntry],
+    uid: Option<&str>,
+    resource_version: Option<&str>,
+) -> Value {
+    let others: Vec<&ManagedFieldsEntry> = managed
+        .iter()
+        .filter(|e| {
+            !(e.manager.as_deref() == Some(FIELD_MANAGER)
+                && e.operation.as_deref() == Some("Apply"))
+        })
+        .collect();
+    let managed_fields = match others.is_empty() {
+        true => json!([{}]),
+        false => json!(others),
+    };
+    let null_labels: Map<String, Value> =
+        [ann::ORIGIN_NAME, ann::ORIGIN_NAMESPACE, ann::ORIGIN_CLUSTER]
+            .iter()
+            .map(|k| (k.to_string(), Value::Null))
+            .collect();
+    let null_annotations: Map<String, Value> = [ann::ORIGIN, policy::ON_DELETE]
+        .iter()
+        .map(|k| (k.to_string(), Value::Null))
+        .collect();
+    let mut meta = Map::new();
+    if let Some(u) = uid {
+        meta.insert("uid".into(), u.into());
+    }
+    if let Some(rv) = resource_version {
+        meta.insert("resourceVersion".into(), rv.into());
+    }
+    meta.insert("labels".into(), Value::Object(null_labels));
+    meta.insert("annotations".into(), Value::Object(null_annotations));
+    meta.insert("managedFields".into(), managed_fields);
+    json!({ "metadata": meta })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn entry(manager: &str, op: &str) -> ManagedFieldsEntry {
+        ManagedFieldsEntry {
+            manager: Some(manager.into()),
+            operation: Some(op.into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_release_drops_our_markers_and_our_apply_entry_only() {
+        let p = release_patch(
+            &[
+                entry(FIELD_MANAGER, "Apply"),
+                entry("kubectl-edit", "Update"),
+            ],
+            Some("u-1"),
+            Some("42"),
+        );
+        let m = &p["metadata"];
+        assert_eq!(m["uid"], "u-1");
+        assert_eq!(m["resourceVersion"], "42");
+        assert_eq!(m["labels"][ann::ORIGIN_CLUSTER], Value::Null);
+        assert!(
+            m["labels"]
+                .as_object()
+                .unwrap()
+                .contains_key(ann::ORIGIN_NAME)
+        );
+        assert!(
+            m["annotations"]
+                .as_object()
+                .unwrap()
+                .contains_key(policy::ON_DELETE)
+        );
+        let kept = m["managedFields"].as_array().unwrap();
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0]["manager"], "kubectl-edit");
+        // Ours alone: one empty entry, which makes the API server drop managedFields.
+        let p = release_patch(&[entry(FIELD_MANAGER, "Apply")], None, None);
+        assert_eq!(p["metadata"]["managedFields"], json!([{}]));
+        assert!(!p["metadata"].as_object().unwrap().contains_key("uid"));
     }
 }

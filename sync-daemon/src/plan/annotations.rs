@@ -1,5 +1,6 @@
 //! The kubed keys: parsing a source's `sync` / `sync-contexts` annotations, and the origin
 //! markers (labels + annotation) that make a copy recognisably ours. Pure.
+use crate::plan::policy::{self, Policy, PolicyError};
 use crate::plan::selector::{self, LabelSelector, SelectorError};
 use std::collections::BTreeMap;
 
@@ -31,6 +32,8 @@ pub struct ContextTarget {
 pub struct SyncSpec {
     pub intra: Option<IntraSync>,
     pub contexts: Vec<ContextTarget>,
+    /// Our own `kubed-cross-sync.io/` policies.
+    pub policy: Policy,
 }
 
 /// A malformed annotation; the source gets a Warning Event with this text.
@@ -42,6 +45,8 @@ pub enum AnnotationError {
     BadContextItem(String),
     #[error("annotation {SYNC_CONTEXTS} names no context")]
     NoContexts,
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
 }
 
 impl AnnotationError {
@@ -49,6 +54,7 @@ impl AnnotationError {
         match self {
             Self::BadSelector(_) => "bad_selector",
             Self::BadContextItem(_) | Self::NoContexts => "bad_contexts",
+            Self::Policy(_) => "bad_policy",
         }
     }
 }
@@ -93,6 +99,9 @@ pub fn parse(annotations: &BTreeMap<String, String>) -> (SyncSpec, Vec<Annotatio
             errors.push(AnnotationError::NoContexts);
         }
     }
+    let (p, policy_errors) = policy::parse(annotations);
+    spec.policy = p;
+    errors.extend(policy_errors.into_iter().map(AnnotationError::Policy));
     (spec, errors)
 }
 

@@ -3,43 +3,72 @@
 //! (`summary.rs`), which must decide exactly as this does (a differential test checks it).
 use crate::plan::annotations as ann;
 use crate::plan::kinds::ObjectView;
+use crate::plan::policy::{self, OnDelete};
 use crate::plan::source::{Settings, Source};
 use crate::plan::wanted::{Target, wanted};
 use std::collections::{BTreeMap, BTreeSet};
 
-/// The copy of `src` that should exist in `namespace`.
-pub fn desired_copy(src: &ObjectView, namespace: &str, s: &Settings) -> ObjectView {
-    let mut labels = src.labels.clone();
+/// The copy of `src` that should exist in `namespace`: the source's labels and annotations but
+/// the sync instructions and the GitOps ownership marks ([`Settings::metadata`]), our origin
+/// markers, the retention mark when the source retains, and the payload its policy chooses.
+pub fn desired_copy(src: &Source<'_>, namespace: &str, s: &Settings) -> ObjectView {
+    let (obj, policy) = (src.object, &src.spec.policy);
+    let kept = |m: &BTreeMap<String, String>| -> BTreeMap<String, String> {
+        m.iter()
+            .filter(|(k, v)| !s.metadata.strips(k, v))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    };
+    let mut labels = kept(&obj.labels);
     labels.extend(ann::origin_labels(
-        &src.name,
-        &src.namespace,
+        &obj.name,
+        &obj.namespace,
         &s.cluster_name,
     ));
-    let mut annotations = src.annotations.clone();
-    for k in [ann::SYNC, ann::SYNC_CONTEXTS, ann::LAST_APPLIED] {
+    let mut annotations = kept(&obj.annotations);
+    for k in [
+        ann::SYNC,
+        ann::SYNC_CONTEXTS,
+        ann::LAST_APPLIED,
+        policy::KEYS,
+        policy::EXCLUDE_NAMESPACES,
+        policy::ON_DELETE,
+    ] {
         annotations.remove(k);
+    }
+    if policy.on_delete == OnDelete::Retain {
+        annotations.insert(policy::ON_DELETE.to_string(), "retain".to_string());
     }
     annotations.insert(
         ann::ORIGIN.to_string(),
         ann::origin_annotation(
-            src.kind().as_str(),
-            &src.namespace,
-            &src.name,
-            src.uid.as_deref(),
-            src.resource_version.as_deref(),
+            obj.kind().as_str(),
+            &obj.namespace,
+            &obj.name,
+            obj.uid.as_deref(),
+            obj.resource_version.as_deref(),
         ),
     );
     ObjectView {
-        name: src.name.clone(),
+        name: obj.name.clone(),
         namespace: namespace.to_string(),
         uid: None,
         resource_version: None,
         labels,
         annotations,
-        payload: src.payload.clone(),
+        payload: policy.payload(&obj.payload),
         our_labels: BTreeSet::new(),
         our_annotations: BTreeSet::new(),
         deleting: false,
+    }
+}
+
+/// Whether a copy that is no longer wanted is kept (and released) rather than deleted: the
+/// source's policy while it is a source, else the mark the copy carries.
+pub fn retained(source: Option<&Source<'_>>, copy_retains: bool) -> bool {
+    match source {
+        Some(src) => src.spec.policy.on_delete == OnDelete::Retain,
+        None => copy_retains,
     }
 }
 
@@ -66,6 +95,12 @@ pub enum Action {
         namespace: String,
         uid: Option<String>,
     },
+    /// A managed copy no longer wanted whose source retains its copies: it stays, without our
+    /// origin markers and field manager, so nothing of ours touches it again (uid precondition).
+    Release {
+        namespace: String,
+        uid: Option<String>,
+    },
     /// A same-named object we do not own: left untouched and reported.
     Conflict {
         namespace: String,
@@ -84,6 +119,7 @@ impl Action {
             | Action::Update { desired: d, .. }
             | Action::Recreate { desired: d, .. } => &d.namespace,
             Action::Delete { namespace, .. }
+            | Action::Release { namespace, .. }
             | Action::Conflict { namespace, .. }
             | Action::Noop { namespace } => namespace,
         }
@@ -180,7 +216,7 @@ pub fn plan_namespaces(
     let mut actions = Vec::new();
     for ns in wanted {
         let Some(src) = source else { break };
-        let desired = desired_copy(src.object, ns, s);
+        let desired = desired_copy(src, ns, s);
         let observed = observed_copies
             .iter()
             .find(|o| &o.namespace == ns)
@@ -190,10 +226,13 @@ pub fn plan_namespaces(
     }
     for obs in observed_copies {
         if !wanted.contains(&obs.namespace) && !obs.deleting {
-            actions.push(Action::Delete {
-                namespace: obs.namespace.clone(),
-                uid: obs.uid.clone(),
-            });
+            let (namespace, uid) = (obs.namespace.clone(), obs.uid.clone());
+            actions.push(
+                match retained(source, policy::copy_retained(&obs.annotations)) {
+                    true => Action::Release { namespace, uid },
+                    false => Action::Delete { namespace, uid },
+                },
+            );
         }
     }
     actions

@@ -20,7 +20,19 @@ pub(crate) fn settings() -> Settings {
             .map(String::from)
             .into(),
         adopt_existing: false,
+        metadata: Default::default(),
     }
+}
+
+/// [`desired_copy`] of an object taken as a source whatever its annotations.
+pub(crate) fn desired_of(src: &ObjectView, ns: &str, s: &Settings) -> ObjectView {
+    let (spec, errors) = ann::parse(&src.annotations);
+    let source = Source {
+        object: src,
+        spec,
+        errors,
+    };
+    desired_copy(&source, ns, s)
 }
 
 fn cm(ns: &str, name: &str, ann: &[(&str, &str)], data: &[(&str, &str)]) -> ObjectView {
@@ -62,7 +74,7 @@ fn ns(name: &str, labels: &[(&str, &str)]) -> NamespaceView {
 
 /// A managed copy of `src` in `ns`, as the server would return it after our apply.
 fn copy_of(src: &ObjectView, ns: &str) -> ObjectView {
-    let mut c = desired_copy(src, ns, &settings());
+    let mut c = desired_of(src, ns, &settings());
     c.uid = Some(format!("copy-{ns}"));
     c.our_labels = c.labels.keys().cloned().collect();
     c.our_annotations = c.annotations.keys().cloned().collect();
@@ -184,7 +196,7 @@ fn copy_contents() {
         &[("k", "v")],
     );
     o.labels.insert(ann::ORIGIN_CLUSTER.into(), "other".into()); // a fan-out source
-    let c = desired_copy(&o, "dev", &s);
+    let c = desired_of(&o, "dev", &s);
     assert_eq!(c.namespace, "dev");
     assert_eq!(c.name, "demo");
     assert_eq!(c.payload, o.payload);
@@ -210,7 +222,7 @@ fn copy_contents() {
 fn diff_cases() {
     let s = settings();
     let src = cm("prod", "demo", &[(ann::SYNC, "")], &[("k", "v")]);
-    let want = || desired_copy(&src, "dev", &s);
+    let want = || desired_of(&src, "dev", &s);
     let same = copy_of(&src, "dev");
 
     // (name, observed, expected action discriminant)
@@ -269,6 +281,7 @@ fn diff_cases() {
             Action::Update { .. } => "update",
             Action::Recreate { .. } => "recreate",
             Action::Delete { .. } => "delete",
+            Action::Release { .. } => "release",
             Action::Conflict { .. } => "conflict",
             Action::Noop { .. } => "noop",
         };
@@ -301,7 +314,7 @@ fn secret_type_change_recreates() {
         immutable: false,
     };
     assert!(matches!(
-        diff(desired_copy(&src, "prod", &s), Some(&old), &s),
+        diff(desired_of(&src, "prod", &s), Some(&old), &s),
         Action::Recreate { .. }
     ));
 }

@@ -9,6 +9,7 @@ pub mod key;
 pub mod kinds;
 pub mod objects;
 pub mod outcome;
+pub mod policy;
 pub mod selector;
 pub mod source;
 pub mod summary;
@@ -19,6 +20,7 @@ pub use diff::Action;
 pub use key::SourceKey;
 pub use kinds::{Kind, NamespaceView, ObjectView, Payload};
 pub use outcome::{Failure, Next, Outcome};
+pub use policy::{MetadataFilter, OnDelete, Policy};
 pub use source::{Contexts, NotSource, Problem, Settings, Source};
 pub use wanted::Target;
 

@@ -12,6 +12,8 @@ pub struct Settings {
     /// Secret types that are never sources (unless `--include-secret-types`).
     pub skipped_secret_types: BTreeSet<String>,
     pub adopt_existing: bool,
+    /// Source labels/annotations no copy carries (GitOps ownership marks).
+    pub metadata: crate::plan::policy::MetadataFilter,
 }
 
 /// Why an object is not a source.

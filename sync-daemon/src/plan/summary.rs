@@ -9,7 +9,7 @@
 //! object whenever the copy is *clean* — every label, annotation and payload key on it is one our
 //! field manager applied — which is always the case unless someone edited the copy by hand. Only
 //! then is the object read (one GET) and planned in full.
-use crate::plan::diff::{Action, desired_copy, diff};
+use crate::plan::diff::{Action, desired_copy, diff, retained};
 use crate::plan::kinds::{ObjectView, Payload};
 use crate::plan::source::{Settings, Source};
 use sha2::{Digest, Sha256};
@@ -40,6 +40,9 @@ pub struct CopySummary {
     /// what we applied before and omit now).
     pub clean: bool,
     pub immutable: bool,
+    /// The copy carries the retention mark (kept and released when unwanted after its source
+    /// is gone).
+    pub retain: bool,
     /// `Some` for Secrets.
     pub secret_type: Option<String>,
     /// Labels and annotations.
@@ -146,6 +149,7 @@ pub fn summarize(obs: &ObjectView, owned: &OwnedKeys) -> CopySummary {
         deleting: obs.deleting,
         clean,
         immutable,
+        retain: crate::plan::policy::copy_retained(&obs.annotations),
         secret_type,
         meta: meta_fingerprint(&obs.labels, &obs.annotations),
         payload: payload_fingerprint(&obs.payload),
@@ -199,7 +203,7 @@ pub fn needs_read(
         .iter()
         .filter(|ns| match copies.iter().find(|c| &c.namespace == *ns) {
             None => true,
-            Some(c) => diff_summary(desired_copy(src.object, ns, s), c).is_none(),
+            Some(c) => diff_summary(desired_copy(src, ns, s), c).is_none(),
         })
         .cloned()
         .collect()
@@ -218,7 +222,7 @@ pub fn plan_copies(
     let mut actions = Vec::new();
     if let Some(src) = source {
         for ns in wanted {
-            let desired = desired_copy(src.object, ns, s);
+            let desired = desired_copy(src, ns, s);
             let summary = copies.iter().find(|c| &c.namespace == ns);
             let action = match (read.get(ns), summary) {
                 (Some(obj), _) => diff(desired, obj.as_ref(), s),
@@ -241,9 +245,10 @@ pub fn plan_copies(
     }
     for c in copies {
         if !wanted.contains(&c.namespace) && !c.deleting {
-            actions.push(Action::Delete {
-                namespace: c.namespace.clone(),
-                uid: c.uid.clone(),
+            let (namespace, uid) = (c.namespace.clone(), c.uid.clone());
+            actions.push(match retained(source, c.retain) {
+                true => Action::Release { namespace, uid },
+                false => Action::Delete { namespace, uid },
             });
         }
     }

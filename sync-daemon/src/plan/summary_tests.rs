@@ -3,7 +3,7 @@
 use super::*;
 use crate::plan::annotations as ann;
 use crate::plan::diff::plan_namespaces;
-use crate::plan::diff::tests::{map, settings};
+use crate::plan::diff::tests::{desired_of, map, settings};
 use crate::plan::source::classify;
 use crate::plan::wanted::{Target, wanted};
 use k8s_openapi::ByteString;
@@ -29,7 +29,7 @@ fn source(data: &[(&str, &str)]) -> ObjectView {
 
 /// Our copy of `src` in `ns` exactly as applied, and the keys our manager owns on it.
 fn applied(src: &ObjectView, ns: &str) -> (ObjectView, OwnedKeys) {
-    let mut c = desired_copy(src, ns, &settings());
+    let mut c = desired_of(src, ns, &settings());
     c.uid = Some(format!("copy-{ns}"));
     c.our_labels = c.labels.keys().cloned().collect();
     c.our_annotations = c.annotations.keys().cloned().collect();
@@ -42,11 +42,11 @@ fn applied(src: &ObjectView, ns: &str) -> (ObjectView, OwnedKeys) {
 }
 
 fn full(src: &ObjectView, ns: &str, obs: &ObjectView) -> Action {
-    diff(desired_copy(src, ns, &settings()), Some(obs), &settings())
+    diff(desired_of(src, ns, &settings()), Some(obs), &settings())
 }
 
 fn quick(src: &ObjectView, ns: &str, obs: &ObjectView, owned: &OwnedKeys) -> Option<Action> {
-    diff_summary(desired_copy(src, ns, &settings()), &summarize(obs, owned))
+    diff_summary(desired_of(src, ns, &settings()), &summarize(obs, owned))
 }
 
 /// `Update` compared without `extra_keys`: on a clean copy server-side apply removes the keys we

@@ -3,6 +3,7 @@
 //! every context that reaches it.
 use crate::plan::annotations::IntraSync;
 use crate::plan::kinds::NamespaceView;
+use crate::plan::policy::SYSTEM_NAMESPACES;
 use crate::plan::source::Source;
 use std::collections::BTreeSet;
 
@@ -30,8 +31,10 @@ pub fn wanted(src: &Source<'_>, target: &Target<'_>) -> BTreeSet<String> {
             Some(intra) => namespaces
                 .iter()
                 .filter(|n| n.name != src.object.namespace && !n.terminating)
+                .filter(|n| !src.spec.policy.exclude.contains(&n.name))
                 .filter(|n| match intra {
-                    IntraSync::All => true,
+                    // Every namespace but the system ones (a selector may still pick those).
+                    IntraSync::All => !SYSTEM_NAMESPACES.contains(&n.name.as_str()),
                     IntraSync::Selector(sel) => sel.matches(&n.labels),
                 })
                 .map(|n| n.name.clone())

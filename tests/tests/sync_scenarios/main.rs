@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step is a failed test
 
 mod lifecycle;
+mod policies;
 mod selector;
 
 use std::time::Duration;
@@ -290,4 +291,29 @@ async fn explicit_namespaces_created_on_demand() {
     )
     .await;
     w.cleanup(&[&ns, &prod, &staging]).await;
+}
+
+/// Argo CD, Flux and Helm ownership marks stay off copies (existing copies lose them),
+/// `--strip-metadata` adds a key (issue 16).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gitops_marks_stay_off_copies() {
+    policies::gitops_marks().await;
+}
+
+/// `kubed-cross-sync.io/keys` and binaryData create/update (issue 16).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chosen_keys_and_binary_data() {
+    policies::chosen_keys_and_binary_data().await;
+}
+
+/// `kubed-cross-sync.io/exclude-namespaces` and the system namespaces (issue 16).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn excluded_namespaces() {
+    policies::excluded_namespaces().await;
+}
+
+/// `kubed-cross-sync.io/on-delete: retain` (issue 16).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retained_copies_are_released() {
+    policies::retained_copies_are_released().await;
 }
