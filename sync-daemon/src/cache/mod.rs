@@ -95,31 +95,11 @@ impl Sources {
             watch_sources::<Secret>(client, context, namespace, secret_cfg, &on);
         // A namespace change can alter any selector's result (the source cluster's queue is
         // swept); namespaces of a (re-)list too, one request each, which the sweep merges.
-        let (namespaces, mut writer) = reflector::store();
-        let ns_ready = watch::spawn(
-            Api::<Namespace>::all(client.clone()),
-            watcher::Config::default(),
-            Watch {
-                cluster: context.to_string(),
-                what: "namespaces",
-            },
-            |n: &mut Namespace| n.metadata.managed_fields = None,
-            {
+        let (namespaces, ns_ready) =
+            watch_namespaces(client, context, true, on.namespace.clone(), {
                 let on = on.clone();
-                move |ev: &watcher::Event<Namespace>| {
-                    writer.apply_watcher_event(ev);
-                    if matches!(
-                        ev,
-                        watcher::Event::Apply(_)
-                            | watcher::Event::Delete(_)
-                            | watcher::Event::InitApply(_)
-                    ) {
-                        (on.namespace)();
-                    }
-                }
-            },
-            move || (on.relist)(),
-        );
+                move || (on.relist)()
+            });
         Sources {
             configmaps,
             secrets,
@@ -139,11 +119,7 @@ impl Sources {
 
     /// The source cluster's namespaces, as the planner sees them.
     pub fn namespace_views(&self) -> Vec<NamespaceView> {
-        self.namespaces
-            .state()
-            .iter()
-            .map(|n| namespace_view(n))
-            .collect()
+        views(&self.namespaces)
     }
 
     /// The reference of a cached source (for Events on it).
@@ -177,6 +153,44 @@ impl Sources {
         );
         out
     }
+}
+
+fn views(store: &Store<Namespace>) -> Vec<NamespaceView> {
+    store.state().iter().map(|n| namespace_view(n)).collect()
+}
+
+/// Watches every namespace of a cluster into a store: `on_change` hears each change (and, with
+/// `initial`, each namespace of a (re-)list), `on_relist` each completed (re-)list.
+fn watch_namespaces(
+    client: &Client,
+    context: &str,
+    initial: bool,
+    on_change: Arc<dyn Fn() + Send + Sync>,
+    on_relist: impl Fn() + Send + 'static,
+) -> (Store<Namespace>, Ready) {
+    let (store, mut writer) = reflector::store();
+    let ready = watch::spawn(
+        Api::<Namespace>::all(client.clone()),
+        watcher::Config::default(),
+        Watch {
+            cluster: context.to_string(),
+            what: "namespaces",
+        },
+        |n: &mut Namespace| n.metadata.managed_fields = None,
+        move |ev: &watcher::Event<Namespace>| {
+            writer.apply_watcher_event(ev);
+            let change = match ev {
+                watcher::Event::Apply(_) | watcher::Event::Delete(_) => true,
+                watcher::Event::InitApply(_) => initial,
+                _ => false,
+            };
+            if change {
+                on_change();
+            }
+        },
+        on_relist,
+    );
+    (store, ready)
 }
 
 fn watch_sources<K: Syncable>(
@@ -228,11 +242,14 @@ fn watch_sources<K: Syncable>(
     (cache, ready)
 }
 
-/// Our copies in one target cluster, both kinds.
+/// Our copies in one target cluster, both kinds, and a follower's namespaces.
 pub struct Copies {
     pub configmaps: Arc<CopyCache>,
     pub secrets: Arc<CopyCache>,
-    /// Both hold a full list.
+    /// A follower's namespaces (sources may choose them by selector); `None` in the source
+    /// cluster, whose namespaces the source caches hold.
+    pub namespaces: Option<Store<Namespace>>,
+    /// Every watch holds a full list.
     pub ready: Ready,
 }
 
@@ -246,11 +263,13 @@ impl Copies {
         sel
     }
 
-    /// Starts watching our copies (by `selector`) in one target cluster: `on_copy` hears the
-    /// source key of every copy that changed, `on_relist` that a (re-)list completed.
+    /// Starts watching our copies (by `selector`) in one target cluster, and a follower's
+    /// namespaces: `on_copy` hears the source key of every copy that changed, `on_relist` that a
+    /// (re-)list completed or a follower namespace changed.
     pub fn watch(
         client: &Client,
         context: &str,
+        follower: bool,
         cluster_name: &str,
         selector: &str,
         on_copy: Arc<dyn Fn(SourceKey) + Send + Sync>,
@@ -297,11 +316,26 @@ impl Copies {
         };
         let (configmaps, cm_ready) = one(Kind::ConfigMap, "configmap copies");
         let (secrets, secret_ready) = one(Kind::Secret, "secret copies");
+        let mut ready = vec![cm_ready, secret_ready];
+        let namespaces = follower.then(|| {
+            // A follower namespace change may change what a selector picks: sweep this queue.
+            let relist = on_relist.clone();
+            let (store, ns_ready) =
+                watch_namespaces(client, context, false, on_relist, move || relist());
+            ready.push(ns_ready);
+            store
+        });
         Copies {
             configmaps,
             secrets,
-            ready: Ready::all([cm_ready, secret_ready]),
+            namespaces,
+            ready: Ready::all(ready),
         }
+    }
+
+    /// A follower's namespaces, as the planner sees them (none in the source cluster).
+    pub fn namespace_views(&self) -> Vec<NamespaceView> {
+        self.namespaces.as_ref().map(views).unwrap_or_default()
     }
 
     /// The cache of one kind.

@@ -12,6 +12,7 @@ use crate::clusters::{self, Cluster};
 use crate::controller::{self, StartError};
 use crate::plan::annotations as ann;
 use crate::plan::objects::{self, Syncable, namespace_view};
+use crate::plan::policy;
 use crate::plan::summary::CopySummary;
 use crate::plan::wanted::wanted_through;
 use crate::plan::{
@@ -80,7 +81,13 @@ impl World {
         }
     }
 
-    fn target<'a>(&'a self, c: &'a Cluster, local: bool) -> Target<'a> {
+    /// `follower_ns`: the follower's namespaces (read only when a source picks them).
+    fn target<'a>(
+        &'a self,
+        c: &'a Cluster,
+        local: bool,
+        follower_ns: &'a [NamespaceView],
+    ) -> Target<'a> {
         match local {
             true => Target::Local {
                 namespaces: &self.namespaces,
@@ -89,6 +96,7 @@ impl World {
                 context: &c.context,
                 namespace: c.namespace.as_deref(),
                 aliases: &c.aliases,
+                namespaces: follower_ns,
             },
         }
     }
@@ -129,14 +137,7 @@ async fn read_source(
             .map_err(list_err)?,
     );
     sources.retain(|v| ann::has_sync_keys(&v.annotations));
-    let namespaces = (Api::<Namespace>::all(cl.source.client.clone()))
-        .list(&ListParams::default())
-        .await
-        .map_err(list_err)?
-        .items
-        .iter()
-        .map(namespace_view)
-        .collect();
+    let namespaces = list_namespaces(&cl.source).await.map_err(list_err)?;
     let followers = (cl.followers.iter())
         .flat_map(|f| {
             std::iter::once(f.context.clone()).chain(f.aliases.iter().map(|(n, _)| n.clone()))
@@ -156,6 +157,13 @@ async fn read_source(
         broken: cl.broken.clone(),
         followers,
     })
+}
+
+async fn list_namespaces(c: &Cluster) -> Result<Vec<NamespaceView>, kube::Error> {
+    let list = (Api::<Namespace>::all(c.client.clone()))
+        .list(&ListParams::default())
+        .await?;
+    Ok(list.items.iter().map(namespace_view).collect())
 }
 
 async fn list_views<K: Syncable>(
@@ -209,11 +217,23 @@ fn unreachable_rows(w: &World, c: &Cluster, t: &Target<'_>, detail: &str) -> Vec
 
 /// The rows of one target cluster.
 async fn target_rows(w: &World, c: &Cluster, local: bool) -> Vec<Row> {
-    let t = w.target(c, local);
     let reachable = matches!(
         tokio::time::timeout(PROBE_TIMEOUT, c.client.apiserver_version()).await,
         Ok(Ok(_))
     );
+    let picks_namespaces =
+        (w.sources.iter()).any(|s| s.annotations.contains_key(policy::FOLLOWER_NAMESPACES));
+    let follower_ns = match (local, reachable && picks_namespaces) {
+        (false, true) => match list_namespaces(c).await {
+            Ok(ns) => ns,
+            Err(e) => {
+                let t = w.target(c, local, &[]);
+                return unreachable_rows(w, c, &t, &crate::chain(&e));
+            }
+        },
+        _ => Vec::new(),
+    };
+    let t = w.target(c, local, &follower_ns);
     if !reachable {
         // Without asking the dead cluster anything more.
         return unreachable_rows(w, c, &t, "API server did not answer");

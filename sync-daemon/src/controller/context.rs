@@ -21,8 +21,8 @@ pub struct TargetCluster {
 }
 
 impl TargetCluster {
-    /// The planner's view of this target; `namespaces` are the source cluster's (used when
-    /// local).
+    /// The planner's view of this target; `namespaces` are this cluster's (the source
+    /// cluster's when local).
     pub fn target<'a>(&'a self, namespaces: &'a [NamespaceView]) -> Target<'a> {
         if self.local {
             Target::Local { namespaces }
@@ -31,6 +31,7 @@ impl TargetCluster {
                 context: &self.cluster.context,
                 namespace: self.cluster.namespace.as_deref(),
                 aliases: &self.cluster.aliases,
+                namespaces,
             }
         }
     }

@@ -7,6 +7,7 @@ use crate::controller::context::{Context, TargetCluster};
 use crate::controller::errors::SyncError;
 use crate::ops::hooks::Synced;
 use crate::plan::objects::{self, Syncable};
+use crate::plan::policy::FOLLOWER_NAMESPACES;
 use crate::plan::summary::CopySummary;
 use crate::plan::{KeyPlan, Kind, ObjectView, Outcome, Problem, SourceKey};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
@@ -30,9 +31,13 @@ impl Context {
         // Read: the source and our copies from the caches.
         let object = K::cache(&self.sources).get(key.namespace(), key.name());
         let view = object.as_ref().map(objects::view);
-        let namespaces = match t.local {
-            true => self.sources.namespace_views(),
-            false => Vec::new(),
+        // A follower's namespaces only for a source that picks them by selector.
+        let namespaces = match (t.local, &view) {
+            (true, _) => self.sources.namespace_views(),
+            (false, Some(v)) if v.annotations.contains_key(FOLLOWER_NAMESPACES) => {
+                t.copies.namespace_views()
+            }
+            _ => Vec::new(),
         };
         let copies = t.copies.of(K::KIND).copies_of(key.namespace(), key.name());
         let copies: Vec<&CopySummary> = copies.iter().collect();

@@ -76,6 +76,7 @@ pub async fn start(
         let copies = Copies::watch(
             &cluster.watch_client,
             &cluster.context,
+            idx != 0,
             &cluster_name,
             &selector,
             Arc::new(move |key: SourceKey| q.add(key)),

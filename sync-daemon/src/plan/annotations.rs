@@ -12,12 +12,35 @@ pub const ORIGIN_NAMESPACE: &str = "kubed.appscode.com/origin.namespace";
 pub const ORIGIN_CLUSTER: &str = "kubed.appscode.com/origin.cluster";
 pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
-/// Where intra-cluster copies go.
+/// Which namespaces a selector annotation (`sync`, and our `follower-namespaces`) picks.
 #[derive(Debug, Clone, PartialEq)]
 pub enum IntraSync {
-    /// `""` or `"true"`: every namespace but the source's.
+    /// `""` or `"true"`: every namespace but the source's and the system ones.
     All,
     Selector(LabelSelector),
+    /// A malformed selector: no namespace (copies go nowhere rather than everywhere).
+    Nothing,
+}
+
+/// Parses a selector annotation's value: `""`/`"true"` or a label selector.
+pub fn parse_selector(v: &str) -> Result<IntraSync, SelectorError> {
+    let v = v.trim();
+    if v.is_empty() || v == "true" {
+        return Ok(IntraSync::All);
+    }
+    selector::parse(v).map(IntraSync::Selector)
+}
+
+impl IntraSync {
+    /// Whether namespace `n` is picked (terminating, excluded and source namespaces are the
+    /// caller's business).
+    pub fn picks(&self, n: &crate::plan::kinds::NamespaceView) -> bool {
+        match self {
+            IntraSync::All => !crate::plan::policy::SYSTEM_NAMESPACES.contains(&n.name.as_str()),
+            IntraSync::Selector(sel) => sel.matches(&n.labels),
+            IntraSync::Nothing => false,
+        }
+    }
 }
 
 /// One `sync-contexts` item: a context, optionally with an explicit namespace (`ctx/ns`).
@@ -65,14 +88,9 @@ pub fn parse(annotations: &BTreeMap<String, String>) -> (SyncSpec, Vec<Annotatio
     let mut spec = SyncSpec::default();
     let mut errors = Vec::new();
     if let Some(v) = annotations.get(SYNC) {
-        let v = v.trim();
-        if v.is_empty() || v == "true" {
-            spec.intra = Some(IntraSync::All);
-        } else {
-            match selector::parse(v) {
-                Ok(s) => spec.intra = Some(IntraSync::Selector(s)),
-                Err(e) => errors.push(AnnotationError::BadSelector(e)),
-            }
+        match parse_selector(v) {
+            Ok(sel) => spec.intra = Some(sel),
+            Err(e) => errors.push(AnnotationError::BadSelector(e)),
         }
     }
     if let Some(v) = annotations.get(SYNC_CONTEXTS) {

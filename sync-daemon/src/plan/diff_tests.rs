@@ -174,6 +174,7 @@ fn context_targets() {
                 context: ctx,
                 namespace: *ctx_ns,
                 aliases: &[],
+                namespaces: &[],
             },
         );
         let want: BTreeSet<String> = want.iter().map(|s| s.to_string()).collect();
@@ -392,6 +393,7 @@ fn plan_over_a_union_of_namespaces() {
         context: "b",
         namespace: Some("one"),
         aliases: &aliases,
+        namespaces: &[],
     };
     let wanted = wanted(&src, &target);
     assert_eq!(wanted, BTreeSet::from(["one".into(), "two".into()]));

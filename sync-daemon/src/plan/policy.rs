@@ -1,14 +1,18 @@
 //! Our own sync policies beside kubed's keys, under the `kubed-cross-sync.io/` prefix (kubed's
 //! annotations keep their meaning): which data keys a copy carries, which namespaces a selector
 //! never picks, and what happens to copies when their source goes. Pure.
-use crate::plan::annotations::is_dns_label;
+use crate::plan::annotations::{IntraSync, is_dns_label, parse_selector};
 use crate::plan::kinds::Payload;
+use crate::plan::selector::SelectorError;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// `k1,k2`: copies carry only these data keys.
 pub const KEYS: &str = "kubed-cross-sync.io/keys";
 /// `ns1,ns2`: namespaces the `sync` selector never picks.
 pub const EXCLUDE_NAMESPACES: &str = "kubed-cross-sync.io/exclude-namespaces";
+/// A namespace label selector (`""`: every namespace but the system ones): in each follower a
+/// source's `sync-contexts` names without a namespace, a copy in every namespace it matches.
+pub const FOLLOWER_NAMESPACES: &str = "kubed-cross-sync.io/follower-namespaces";
 /// `delete` (default) or `retain`: what happens to a copy its source no longer wants. Copies
 /// carry it too (as `retain`, or not at all), so the decision survives the source's deletion and
 /// a restart.
@@ -32,6 +36,8 @@ pub struct Policy {
     pub keys: Option<BTreeSet<String>>,
     pub exclude: BTreeSet<String>,
     pub on_delete: OnDelete,
+    /// `Some`: follower namespaces are chosen by this selector.
+    pub follower_namespaces: Option<IntraSync>,
 }
 
 /// A malformed policy annotation. Each fails safe: a bad key name copies fewer keys, never more;
@@ -46,6 +52,10 @@ pub enum PolicyError {
     BadNamespace(String),
     #[error("annotation {ON_DELETE} is {0:?}, not `delete` or `retain`; copies are retained")]
     BadOnDelete(String),
+    #[error(
+        "annotation {FOLLOWER_NAMESPACES} is not a valid label selector: {0}; no follower namespace is chosen by it"
+    )]
+    BadFollowerSelector(#[source] SelectorError),
 }
 
 /// Parses the policy annotations; errors are reported on the source, the rest applies.
@@ -78,6 +88,16 @@ pub fn parse(annotations: &BTreeMap<String, String>) -> (Policy, Vec<PolicyError
                 }
             };
         }
+    }
+    if let Some(v) = annotations.get(FOLLOWER_NAMESPACES) {
+        // A bad selector picks nothing: copies go nowhere rather than everywhere.
+        p.follower_namespaces = Some(match parse_selector(v) {
+            Ok(sel) => sel,
+            Err(e) => {
+                errors.push(PolicyError::BadFollowerSelector(e));
+                IntraSync::Nothing
+            }
+        });
     }
     if let Some(v) = annotations.get(ON_DELETE) {
         p.on_delete = match v.trim() {
@@ -163,6 +183,12 @@ impl Policy {
         }
         if !self.exclude.is_empty() {
             parts.push(format!("exclude={}", join(&self.exclude)));
+        }
+        match &self.follower_namespaces {
+            Some(IntraSync::All) => parts.push("follower-namespaces=*".to_string()),
+            Some(IntraSync::Selector(s)) => parts.push(format!("follower-namespaces={s}")),
+            Some(IntraSync::Nothing) => parts.push("follower-namespaces=(invalid)".to_string()),
+            None => {}
         }
         if self.on_delete == OnDelete::Retain {
             parts.push("on-delete=retain".to_string());

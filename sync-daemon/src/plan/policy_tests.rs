@@ -2,7 +2,7 @@
 //! planner makes of them (wanted namespaces, the desired copy, release instead of delete) in
 //! both planners.
 use super::*;
-use crate::plan::annotations::{self as ann, AnnotationError};
+use crate::plan::annotations::{self as ann, AnnotationError, IntraSync};
 use crate::plan::diff::tests::{desired_of, map, settings};
 use crate::plan::diff::{Action, plan_namespaces};
 use crate::plan::kinds::{NamespaceView, ObjectView};
@@ -271,10 +271,63 @@ fn excluded_and_system_namespaces() {
         context: "f1",
         namespace: None,
         aliases: &[],
+        namespaces: &[],
     };
     let o = source(&[(ann::SYNC_CONTEXTS, "f1/b"), (EXCLUDE_NAMESPACES, "b")]);
     let src = classify(&o, &s).unwrap();
     assert_eq!(wanted(&src, &ctx), BTreeSet::from(["b".to_string()]));
+}
+
+#[test]
+fn follower_namespaces_by_selector() {
+    let s = settings();
+    let team = |name: &str, t: &str| {
+        let mut n = ns(name);
+        n.labels.insert("team".into(), t.into());
+        n
+    };
+    let mut gone = team("gone", "x");
+    gone.terminating = true;
+    let namespaces = vec![
+        team("x1", "x"),
+        team("x2", "x"),
+        team("y1", "y"),
+        ns("kube-system"),
+        ns("default"),
+        gone,
+    ];
+    let want = |annotations: &[(&str, &str)], aliases: &[(String, Option<String>)]| {
+        let o = source(annotations);
+        let src = classify(&o, &s).unwrap();
+        let target = Target::Context {
+            context: "f1",
+            namespace: Some("dflt"),
+            aliases,
+            namespaces: &namespaces,
+        };
+        wanted(&src, &target).into_iter().collect::<Vec<_>>()
+    };
+    let by = |sel: &'static str| [(ann::SYNC_CONTEXTS, "f1"), (FOLLOWER_NAMESPACES, sel)];
+    assert_eq!(want(&by("team=x"), &[]), vec!["x1", "x2"]);
+    // `""`: every namespace but the system ones; exclusion applies.
+    let mut all = by("").to_vec();
+    all.push((EXCLUDE_NAMESPACES, "x2"));
+    assert_eq!(want(&all, &[]), vec!["default", "x1", "y1"]);
+    // An explicit `ctx/ns` item stays explicit; an alias of the same cluster picks likewise.
+    let explicit = [
+        (ann::SYNC_CONTEXTS, "f1/other,f2"),
+        (FOLLOWER_NAMESPACES, "team=y"),
+    ];
+    let alias = [("f2".to_string(), None)];
+    assert_eq!(want(&explicit, &alias), vec!["other", "y1"]);
+    // Without the annotation: the context's namespace, as before.
+    assert_eq!(want(&[(ann::SYNC_CONTEXTS, "f1")], &[]), vec!["dflt"]);
+    // A bad selector picks nothing (and is reported).
+    assert!(want(&by("team in (x"), &[]).is_empty());
+    let (p, e) = parse(&map(&[(FOLLOWER_NAMESPACES, "team in (x")]));
+    assert_eq!(p.follower_namespaces, Some(IntraSync::Nothing));
+    assert!(matches!(e[..], [PolicyError::BadFollowerSelector(_)]));
+    assert_eq!(p.describe(), "follower-namespaces=(invalid)");
 }
 
 /// Our copy of `src` in `ns` as applied, summarised.

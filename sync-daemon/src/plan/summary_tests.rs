@@ -210,6 +210,7 @@ fn plan_copies_matches_the_full_planner() {
         context: "f1",
         namespace: None,
         aliases: &[],
+        namespaces: &[],
     };
     let wanted = wanted(&classified, &target);
     let old = source(&[("v", "1")]);

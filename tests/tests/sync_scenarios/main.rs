@@ -312,6 +312,12 @@ async fn excluded_namespaces() {
     policies::excluded_namespaces().await;
 }
 
+/// `kubed-cross-sync.io/follower-namespaces` (issue 16).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follower_namespaces_by_selector() {
+    policies::follower_namespaces_by_selector().await;
+}
+
 /// `kubed-cross-sync.io/on-delete: retain` (issue 16).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retained_copies_are_released() {

@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 const KEYS: &str = "kubed-cross-sync.io/keys";
 const EXCLUDE: &str = "kubed-cross-sync.io/exclude-namespaces";
 const ON_DELETE: &str = "kubed-cross-sync.io/on-delete";
+const FOLLOWER_NAMESPACES: &str = "kubed-cross-sync.io/follower-namespaces";
 
 const GITOPS_ANNOTATIONS: [(&str, &str); 3] = [
     (
@@ -249,6 +250,72 @@ pub(crate) async fn excluded_namespaces() {
         .unwrap();
     wait_copies::<ConfigMap, _>("copies removed", &w.all(), &ns, "everywhere", &[], |_| true).await;
     w.cleanup(&[&ns, &a, &b]).await;
+}
+
+/// `follower-namespaces`: in the named follower, a copy in every namespace the selector picks;
+/// a namespace created later gets one, a relabelled one loses its copy, the other follower
+/// (not named) gets none.
+pub(crate) async fn follower_namespaces_by_selector() {
+    let w = World::shared().await;
+    let ns = unique_ns("kcs-fns");
+    let id = ns.rsplit('-').next().unwrap().to_string();
+    ensure_ns(&w.mgmt, &ns, &[]).await.unwrap();
+    let (x1, x2, y1) = (
+        unique_ns("kcs-fx"),
+        unique_ns("kcs-fx"),
+        unique_ns("kcs-fy"),
+    );
+    for (n, team) in [(&x1, "x"), (&y1, "y")] {
+        for c in [&w.project, &w.project2] {
+            ensure_ns(c, n, &[("kcs-fns", &id), ("team", team)])
+                .await
+                .unwrap();
+        }
+    }
+    let sel = format!("kcs-fns={id},team=x");
+    let ann = [
+        (SYNC_CONTEXTS, PROJECT),
+        (FOLLOWER_NAMESPACES, sel.as_str()),
+    ];
+    create(&w.mgmt, &ns, &configmap("shared", &ann, &[], &[("k", "v")]))
+        .await
+        .unwrap();
+    let _d = w.mgmt_daemon("follower-ns", &ns, &[]);
+    let want: &[(&str, &[&str])] = &[(PROJECT, &[x1.as_str()])];
+    wait_copies::<ConfigMap, _>(
+        "a copy in the picked namespace",
+        &w.all(),
+        &ns,
+        "shared",
+        want,
+        |_| true,
+    )
+    .await;
+    ensure_ns(&w.project, &x2, &[("kcs-fns", &id), ("team", "x")])
+        .await
+        .unwrap();
+    let want: &[(&str, &[&str])] = &[(PROJECT, &[x1.as_str(), x2.as_str()])];
+    wait_copies::<ConfigMap, _>(
+        "a namespace created later",
+        &w.all(),
+        &ns,
+        "shared",
+        want,
+        |_| true,
+    )
+    .await;
+    label_ns(&w.project, &x1, "team", Some("y")).await.unwrap();
+    let want: &[(&str, &[&str])] = &[(PROJECT, &[x2.as_str()])];
+    wait_copies::<ConfigMap, _>(
+        "a relabelled namespace",
+        &w.all(),
+        &ns,
+        "shared",
+        want,
+        |_| true,
+    )
+    .await;
+    w.cleanup(&[&ns, &x1, &x2, &y1]).await;
 }
 
 /// The object `name` in `ns` of `client` once released: our markers and our Apply entry gone,
