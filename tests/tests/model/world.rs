@@ -280,6 +280,8 @@ impl World {
                 "created".into()
             }
             Err(e) if api_code(&e) == Some(409) => "skipped: an object is there".into(),
+            // No connection (an apiserver still restarting after a fault): nothing was sent.
+            Err(e) if never_connected(&e) => format!("failed: {e}"),
             Err(e) => {
                 // Unknown outcome (e.g. the response was lost): look.
                 let mine = observe_one(&c, p)
@@ -368,4 +370,9 @@ fn write_kubeconfig(tb: &Testbed, out: &Path) {
     let mut kc = kubeconfig::subset(&admin, SRC, &followers);
     kubeconfig::add_alias(&mut kc, A, A_F1, Some("m-f1")).unwrap();
     kubeconfig::write(&kc, out).unwrap();
+}
+
+/// Whether a request failed before any connection was made (so it certainly did nothing).
+fn never_connected(e: &kube::Error) -> bool {
+    e2e::error_chain(e).contains("client error (Connect)")
 }

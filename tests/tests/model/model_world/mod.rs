@@ -36,6 +36,9 @@ pub const FOLLOWER_NS_POOL: [&str; 6] = ["m-s0", "m-s1", "m-s2", "m-f0", "m-f1",
 
 pub type Labels = BTreeMap<String, String>;
 
+/// Never picked by `sync: ""`.
+pub const SYSTEM_NS: [&str; 3] = ["kube-system", "kube-public", "kube-node-lease"];
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Kind {
     ConfigMap,
@@ -282,7 +285,9 @@ impl Model {
             let mut targets: BTreeSet<(&'static str, String)> = BTreeSet::new();
             if let Some(intra) = &src.sync {
                 for (ns, labels) in &self.namespaces {
-                    if ns != src_ns && intra.matches(labels) {
+                    // `""` passes over the system namespaces (README, Annotations on a source).
+                    let system = matches!(intra, Intra::All(_)) && SYSTEM_NS.contains(&ns.as_str());
+                    if ns != src_ns && !system && intra.matches(labels) {
                         targets.insert((SRC, ns.clone()));
                     }
                 }
