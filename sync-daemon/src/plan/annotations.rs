@@ -1,7 +1,8 @@
 //! The kubed keys: parsing a source's `sync` / `sync-contexts` annotations, and the origin
 //! markers (labels + annotation) that make a copy recognisably ours. Pure.
 use crate::plan::policy::{self, Policy, PolicyError};
-use crate::plan::selector::{self, LabelSelector, SelectorError};
+use crate::plan::selector::SelectorError;
+pub use crate::plan::selector::{IntraSync, is_dns_label, parse_selector};
 use std::collections::BTreeMap;
 
 pub const SYNC: &str = "kubed.appscode.com/sync";
@@ -11,37 +12,6 @@ pub const ORIGIN_NAME: &str = "kubed.appscode.com/origin.name";
 pub const ORIGIN_NAMESPACE: &str = "kubed.appscode.com/origin.namespace";
 pub const ORIGIN_CLUSTER: &str = "kubed.appscode.com/origin.cluster";
 pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
-
-/// Which namespaces a selector annotation (`sync`, and our `follower-namespaces`) picks.
-#[derive(Debug, Clone, PartialEq)]
-pub enum IntraSync {
-    /// `""` or `"true"`: every namespace but the source's and the system ones.
-    All,
-    Selector(LabelSelector),
-    /// A malformed selector: no namespace (copies go nowhere rather than everywhere).
-    Nothing,
-}
-
-/// Parses a selector annotation's value: `""`/`"true"` or a label selector.
-pub fn parse_selector(v: &str) -> Result<IntraSync, SelectorError> {
-    let v = v.trim();
-    if v.is_empty() || v == "true" {
-        return Ok(IntraSync::All);
-    }
-    selector::parse(v).map(IntraSync::Selector)
-}
-
-impl IntraSync {
-    /// Whether namespace `n` is picked (terminating, excluded and source namespaces are the
-    /// caller's business).
-    pub fn picks(&self, n: &crate::plan::kinds::NamespaceView) -> bool {
-        match self {
-            IntraSync::All => !crate::plan::policy::SYSTEM_NAMESPACES.contains(&n.name.as_str()),
-            IntraSync::Selector(sel) => sel.matches(&n.labels),
-            IntraSync::Nothing => false,
-        }
-    }
-}
 
 /// One `sync-contexts` item: a context, optionally with an explicit namespace (`ctx/ns`).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -126,17 +96,6 @@ pub fn parse(annotations: &BTreeMap<String, String>) -> (SyncSpec, Vec<Annotatio
 /// True when the object carries either sync key.
 pub fn has_sync_keys(annotations: &BTreeMap<String, String>) -> bool {
     annotations.contains_key(SYNC) || annotations.contains_key(SYNC_CONTEXTS)
-}
-
-/// A namespace name (RFC 1123 label).
-pub fn is_dns_label(s: &str) -> bool {
-    let b = s.as_bytes();
-    !b.is_empty()
-        && b.len() <= 63
-        && b[0].is_ascii_alphanumeric()
-        && b[b.len() - 1].is_ascii_alphanumeric()
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
 }
 
 /// The origin labels a copy of `namespace/name` made by `cluster` carries.

@@ -1,9 +1,9 @@
 //! Our own sync policies beside kubed's keys, under the `kubed-cross-sync.io/` prefix (kubed's
 //! annotations keep their meaning): which data keys a copy carries, which namespaces a selector
 //! never picks, and what happens to copies when their source goes. Pure.
-use crate::plan::annotations::{IntraSync, is_dns_label, parse_selector};
 use crate::plan::kinds::Payload;
 use crate::plan::selector::SelectorError;
+use crate::plan::selector::{IntraSync, is_dns_label, parse_selector};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// `k1,k2`: copies carry only these data keys.
@@ -18,8 +18,7 @@ pub const FOLLOWER_NAMESPACES: &str = "kubed-cross-sync.io/follower-namespaces";
 /// a restart.
 pub const ON_DELETE: &str = "kubed-cross-sync.io/on-delete";
 
-/// Never picked by `sync: ""` (every namespace); a label selector may still pick them.
-pub const SYSTEM_NAMESPACES: [&str; 3] = ["kube-system", "kube-public", "kube-node-lease"];
+pub use crate::plan::selector::SYSTEM_NAMESPACES;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum OnDelete {

@@ -1,5 +1,6 @@
-//! Label-selector strings (the value of `kubed.appscode.com/sync`) parsed into kube-core
-//! expressions, with Kubernetes' grammar and validation; matching is kube-core's.
+//! Label-selector strings (the value of `kubed.appscode.com/sync` and of our
+//! `kubed-cross-sync.io/follower-namespaces`) parsed into kube-core expressions, with Kubernetes'
+//! grammar and validation; matching is kube-core's. Also which namespaces such a value picks.
 //!
 //! Hand-written because kube-core only renders selectors to strings, it does not parse them.
 //! Grammar (k8s.io/apimachinery `labels.Parse`): requirements joined by `,` (AND); each is
@@ -285,6 +286,51 @@ fn parse_set<'a>(
             }
         }
     }
+}
+
+/// Never picked by `sync: ""` (every namespace); a label selector may still pick them.
+pub const SYSTEM_NAMESPACES: [&str; 3] = ["kube-system", "kube-public", "kube-node-lease"];
+
+/// Which namespaces a selector annotation (`sync`, and our `follower-namespaces`) picks.
+#[derive(Debug, Clone, PartialEq)]
+pub enum IntraSync {
+    /// `""` or `"true"`: every namespace but the source's and the system ones.
+    All,
+    Selector(LabelSelector),
+    /// A malformed selector: no namespace (copies go nowhere rather than everywhere).
+    Nothing,
+}
+
+/// Parses a selector annotation's value: `""`/`"true"` or a label selector.
+pub fn parse_selector(v: &str) -> Result<IntraSync, SelectorError> {
+    let v = v.trim();
+    if v.is_empty() || v == "true" {
+        return Ok(IntraSync::All);
+    }
+    parse(v).map(IntraSync::Selector)
+}
+
+impl IntraSync {
+    /// Whether namespace `n` is picked (terminating, excluded and source namespaces are the
+    /// caller's business).
+    pub fn picks(&self, n: &crate::plan::kinds::NamespaceView) -> bool {
+        match self {
+            IntraSync::All => !SYSTEM_NAMESPACES.contains(&n.name.as_str()),
+            IntraSync::Selector(sel) => sel.matches(&n.labels),
+            IntraSync::Nothing => false,
+        }
+    }
+}
+
+/// A namespace name (RFC 1123 label).
+pub fn is_dns_label(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
 }
 
 #[cfg(test)]
