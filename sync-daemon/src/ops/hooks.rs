@@ -19,7 +19,8 @@ pub struct Synced<'a> {
 
 /// Called from the workers; implementations must be cheap and never block.
 pub trait Hooks: Send + Sync {
-    /// A write was sent (op: create, update, recreate, delete, remove_keys, create_namespace).
+    /// A write was sent (op: create, update, recreate, delete, release, remove_keys,
+    /// create_namespace).
     fn write(&self, _cluster: &str, _kind: Kind, _op: &'static str) {}
     /// A same-named object we do not own blocked a copy.
     fn conflict(&self, _cluster: &str, _kind: Kind) {}
