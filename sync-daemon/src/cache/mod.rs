@@ -134,13 +134,10 @@ impl Sources {
     /// The sources whose `sync-contexts` name `context`.
     pub fn naming(&self, context: &str) -> Vec<ObjectReference> {
         fn names<K: Syncable>(o: &K, context: &str) -> bool {
-            o.meta().annotations.as_ref().is_some_and(|a| {
-                ann::parse(a)
-                    .0
-                    .contexts
-                    .iter()
-                    .any(|c| c.context == context)
-            })
+            o.meta()
+                .annotations
+                .as_ref()
+                .is_some_and(|a| ann::parse(a).0.contexts.iter().any(|c| c.may_name(context)))
         }
         let mut out: Vec<ObjectReference> = (self.configmaps.sources().iter())
             .filter(|o| names(*o, context))

@@ -377,7 +377,7 @@ fn broken_rows(w: &World) -> Vec<Row> {
     for (ctx, why) in &w.broken {
         for src in &w.sources {
             let (spec, _) = ann::parse(&src.annotations);
-            let names_it = spec.contexts.iter().any(|c| &c.context == ctx);
+            let names_it = spec.contexts.iter().any(|c| c.may_name(ctx));
             let is_source = crate::plan::source::classify(src, &w.settings).is_ok();
             if names_it && is_source {
                 rows.push(row(src, ctx, "*", State::TargetUnreachable, why.clone()));

@@ -20,6 +20,83 @@ pub struct ContextTarget {
     pub namespace: Option<String>,
 }
 
+impl ContextTarget {
+    /// One item as kubed reads it: `context` or `context/namespace`, split at the first `/`. An
+    /// item whose split gives no valid namespace is taken whole as a context name (an ARN such
+    /// as `arn:aws:eks:eu-west-1:111122223333:cluster/team-a` is one, and so may have a
+    /// `/namespace` after it): [`ContextTarget::resolve`] settles it against the kubeconfig's
+    /// contexts. `None`: not an item at all (empty part, whitespace).
+    pub fn parse(item: &str) -> Option<ContextTarget> {
+        if item.starts_with('/') || item.ends_with('/') || item.contains(char::is_whitespace) {
+            return None;
+        }
+        Some(match item.split_once('/') {
+            Some((c, n)) if is_dns_label(n) => ContextTarget {
+                context: c.to_string(),
+                namespace: Some(n.to_string()),
+            },
+            _ => ContextTarget {
+                context: item.to_string(),
+                namespace: None,
+            },
+        })
+    }
+
+    /// The item as written.
+    pub fn item(&self) -> String {
+        match &self.namespace {
+            Some(ns) => format!("{}/{ns}", self.context),
+            None => self.context.clone(),
+        }
+    }
+
+    /// The item read against the contexts that exist (`known`): the whole item when it names
+    /// one; else `context/namespace` split at the last `/` whose left part names one (and whose
+    /// right part is a namespace name); else as [`ContextTarget::parse`] read it.
+    pub fn resolve(&self, known: &dyn Fn(&str) -> bool) -> ContextTarget {
+        let item = self.item();
+        if known(&item) {
+            return ContextTarget {
+                context: item,
+                namespace: None,
+            };
+        }
+        for (i, _) in item.rmatch_indices('/') {
+            let (c, n) = (&item[..i], &item[i + 1..]);
+            if known(c) && is_dns_label(n) {
+                return ContextTarget {
+                    context: c.to_string(),
+                    namespace: Some(n.to_string()),
+                };
+            }
+        }
+        self.clone()
+    }
+
+    /// Whether the item may name `context` (itself, or with a `/namespace`), without knowing the
+    /// other contexts: for notices about a context, not for planning.
+    pub fn may_name(&self, context: &str) -> bool {
+        let item = self.item();
+        item == context
+            || item
+                .strip_prefix(context)
+                .and_then(|rest| rest.strip_prefix('/'))
+                .is_some_and(is_dns_label)
+    }
+}
+
+/// Every item of `spec` resolved against the contexts that exist (duplicates dropped).
+pub fn resolve_contexts(spec: &mut SyncSpec, known: &dyn Fn(&str) -> bool) {
+    let mut out: Vec<ContextTarget> = Vec::with_capacity(spec.contexts.len());
+    for t in &spec.contexts {
+        let r = t.resolve(known);
+        if !out.contains(&r) {
+            out.push(r);
+        }
+    }
+    spec.contexts = out;
+}
+
 /// What a source asks for. `None` fields: key absent.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct SyncSpec {
@@ -66,18 +143,9 @@ pub fn parse(annotations: &BTreeMap<String, String>) -> (SyncSpec, Vec<Annotatio
     if let Some(v) = annotations.get(SYNC_CONTEXTS) {
         // kubed splits without trimming (so "a, b" names " b"); we trim and drop empty items.
         for item in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            let (ctx, ns) = match item.split_once('/') {
-                Some((c, n)) => (c.trim(), Some(n.trim())),
-                None => (item, None),
-            };
-            let ns_ok = ns.is_none_or(is_dns_label);
-            if ctx.is_empty() || ctx.contains(char::is_whitespace) || !ns_ok {
+            let Some(t) = ContextTarget::parse(item) else {
                 errors.push(AnnotationError::BadContextItem(item.to_string()));
                 continue;
-            }
-            let t = ContextTarget {
-                context: ctx.to_string(),
-                namespace: ns.map(str::to_string),
             };
             if !spec.contexts.contains(&t) {
                 spec.contexts.push(t);
@@ -209,7 +277,8 @@ mod tests {
                 ],
                 0,
             ),
-            ("a/Bad_NS,b", vec![ct("b", None)], 1),
+            // Not a namespace after the first `/`: taken whole, as a context name (an ARN).
+            ("a/Bad_NS,b", vec![ct("a/Bad_NS", None), ct("b", None)], 0),
             ("/ns", vec![], 1),
             ("a/", vec![], 1),
             ("", vec![], 1),
@@ -222,6 +291,34 @@ mod tests {
             assert_eq!(errs.len(), *nerr, "{v:?}: {errs:?}");
             assert_eq!(spec.intra, None);
         }
+    }
+
+    #[test]
+    fn context_items_resolve_against_the_kubeconfig() {
+        let arn = "arn:aws:eks:eu-west-1:111122223333:cluster/team-a";
+        let known = |c: &str| [arn, "plain", "a", "a/b"].contains(&c);
+        let resolved = |item: &str| {
+            let t = ContextTarget::parse(item).unwrap();
+            let r = t.resolve(&known);
+            (r.context, r.namespace)
+        };
+        let pair = |c: &str, n: Option<&str>| (c.to_string(), n.map(String::from));
+        // kubed reads an ARN as context "arn:…:cluster" and namespace "team-a".
+        assert_eq!(resolved(arn), pair(arn, None));
+        assert_eq!(resolved(&format!("{arn}/prod")), pair(arn, Some("prod")));
+        assert_eq!(resolved("plain"), pair("plain", None));
+        assert_eq!(resolved("plain/prod"), pair("plain", Some("prod")));
+        // A context named `a/b` wins over context `a` with namespace `b`.
+        assert_eq!(resolved("a/b"), pair("a/b", None));
+        assert_eq!(resolved("a/c"), pair("a", Some("c")));
+        // Unknown: as parsed (first `/`), so the problem names what kubed would have read.
+        assert_eq!(resolved("nope/prod"), pair("nope", Some("prod")));
+        assert_eq!(resolved("x/Bad_NS"), pair("x/Bad_NS", None));
+        let t = ContextTarget::parse(&format!("{arn}/prod")).unwrap();
+        assert!(t.may_name(arn) && !t.may_name("arn:aws:eks:eu-west-1:111122223333:cluster"));
+        let mut spec = parse(&ann(&[(SYNC_CONTEXTS, &format!("{arn},{arn}/prod,plain"))])).0;
+        resolve_contexts(&mut spec, &known);
+        assert_eq!(spec.contexts.len(), 3);
     }
 
     #[test]

@@ -36,7 +36,11 @@ impl<'a> KeyPlan<'a> {
                 problems: Vec::new(),
             };
         };
-        let classified = classify(object, s);
+        let mut classified = classify(object, s);
+        if let Ok(src) = classified.as_mut() {
+            let known = |c: &str| contexts.exists(c);
+            crate::plan::annotations::resolve_contexts(&mut src.spec, &known);
+        }
         let problems = match target {
             Target::Local { .. } => source::problems(object, &classified, contexts),
             Target::Context { .. } => Vec::new(),

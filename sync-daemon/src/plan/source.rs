@@ -80,6 +80,15 @@ pub struct Contexts<'a> {
     pub followers: &'a [String],
 }
 
+impl Contexts<'_> {
+    /// Whether `name` is a context of the kubeconfig (usable or not).
+    pub fn exists(&self, name: &str) -> bool {
+        name == self.source
+            || self.followers.iter().any(|f| f == name)
+            || self.broken.iter().any(|(b, _)| b == name)
+    }
+}
+
 /// The problems of `object` that its source cluster reports (once, whatever the targets):
 /// a name too long to be a label value, malformed annotations, unknown contexts.
 pub fn problems(
@@ -125,7 +134,13 @@ fn context_problems(src: &Source<'_>, contexts: &Contexts<'_>) -> Vec<Problem> {
         } else if let Some((_, why)) = contexts.broken.iter().find(|(n, _)| n == &c.context) {
             format!("context {:?} cannot be used: {why}", c.context)
         } else if !contexts.followers.contains(&c.context) {
-            format!("context {:?} is not in the kubeconfig file", c.context)
+            match c.context.contains('/') && c.namespace.is_none() {
+                true => format!(
+                    "item {:?} names no context of the kubeconfig file, as `context` or `context/namespace`",
+                    c.context
+                ),
+                false => format!("context {:?} is not in the kubeconfig file", c.context),
+            }
         } else {
             continue;
         };

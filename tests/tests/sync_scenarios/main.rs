@@ -323,3 +323,51 @@ async fn follower_namespaces_by_selector() {
 async fn retained_copies_are_released() {
     policies::retained_copies_are_released().await;
 }
+
+/// Contexts named by their ARN (what `aws eks update-kubeconfig` writes without `--alias`) work
+/// in `sync-contexts`, alone and with a `/namespace` (kubed splits them at the first `/`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn arn_named_contexts() {
+    let w = World::shared().await;
+    let ns = unique_ns("kcs-arn");
+    let ns2 = unique_ns("kcs-arn2");
+    w.ns_everywhere(&ns).await;
+    ensure_ns(&w.project2, &ns2, &[]).await.unwrap();
+    let arn = "arn:aws:eks:eu-central-1:111122223333:cluster/mc-project2-k8s";
+    let mut kc = kubeconfig::read(&w.tb.kubeconfig_path()).unwrap();
+    kubeconfig::add_alias(&mut kc, PROJECT2, arn, None).unwrap();
+    let path = w.tb.dir().join(format!("{ns}.kubeconfig"));
+    kubeconfig::write(&kc, &path).unwrap();
+    let items = format!("{arn}, {arn}/{ns2}");
+    create(
+        &w.mgmt,
+        &ns,
+        &configmap("by-arn", &[(SYNC_CONTEXTS, &items)], &[], &[("k", "v")]),
+    )
+    .await
+    .unwrap();
+    let p = path.display().to_string();
+    let args = [
+        "--kubeconfig-file",
+        &p,
+        "--cluster-name",
+        "mc-mgmt",
+        "--config-source-namespace",
+        &ns,
+    ];
+    let _d = w.daemon("arn", &args);
+    let want: &[(&str, &[&str])] = &[(PROJECT2, &[ns.as_str(), ns2.as_str()])];
+    wait_copies::<ConfigMap, _>(
+        "copies through the ARN context",
+        &w.all(),
+        &ns,
+        "by-arn",
+        want,
+        |_| true,
+    )
+    .await;
+    let (code, log) = once(&args);
+    assert_eq!(code, 0, "{log}");
+    let _ = std::fs::remove_file(&path);
+    w.cleanup(&[&ns, &ns2]).await;
+}
