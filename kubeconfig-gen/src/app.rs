@@ -6,7 +6,7 @@ use clap::Parser;
 
 use crate::cli::{Cli, Command, EksCommand, FileArgs, GenerateArgs, TokenArgs};
 use crate::error::{Result, exit};
-use crate::{aws, credential, explain, generate};
+use crate::{aws, credential, explain, generate, output};
 
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("KUBECONFIG_GEN_LOG")
@@ -37,14 +37,14 @@ pub fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            output::say(&format!("error: cannot start the async runtime: {e}"));
             return ExitCode::from(exit::RUNTIME);
         }
     };
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("{}", err.render());
+            output::say(&err.render());
             ExitCode::from(err.exit_code())
         }
     }

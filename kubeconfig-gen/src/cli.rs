@@ -10,7 +10,8 @@ const EXIT_CODES: &str = "Exit codes: 0 ok · 1 cannot start (no async runtime: 
 descriptors or threads) · 2 usage (bad flags, duplicate or ambiguous contexts) · \
 3 profile/config (unreadable or malformed INI, unknown or missing source_profile, loop, missing \
 token file, no region) · 4 AWS credentials/STS · 5 EKS (cluster not found, access denied) · \
-6 kubeconfig/output (cannot read, parse or write the kubeconfig; cannot write stdout)";
+6 kubeconfig/output (cannot read, parse or write the kubeconfig; cannot write stdout, also a closed \
+pipe) · 7 partial (--keep-going wrote what succeeded, but not the management context)";
 
 /// Generates a multi-context kubeconfig for EKS clusters reached through AWS profile chains,
 /// and is its own kubectl exec credential plugin (`token`).
@@ -84,7 +85,9 @@ pub struct GenerateArgs {
     /// Write only the generated entries instead of merging into the existing file.
     #[arg(long)]
     pub replace: bool,
-    /// Write what succeeded even if some clusters fail (the failures are listed; exit non-zero).
+    /// Skip each profile or cluster that fails (configuration, credentials, AWS, a context wanted
+    /// twice), one line each on stderr, and write the rest: exit 0 when the management context
+    /// (root profile's cluster, or --current-context) was written, else 7.
     #[arg(long)]
     pub keep_going: bool,
     #[command(flatten)]

@@ -1,6 +1,5 @@
 //! The kubectl exec credential plugin (`token`, and awscli's `eks get-token` shape): profile and
 //! region, credentials through the chain, then the pure presign of `token` and the ExecCredential.
-use std::io::Write;
 use std::time::SystemTime;
 
 use crate::error::{Error, Result};
@@ -23,7 +22,7 @@ pub struct Request {
 pub async fn run(req: Request) -> Result<()> {
     let (api_version, notice) = token::api_version(env::var("KUBERNETES_EXEC_INFO").as_deref());
     if let Some(notice) = notice {
-        eprintln!("{notice}");
+        crate::output::say(&notice);
     }
     let profile = req.profile.or_else(|| env::var("AWS_PROFILE"));
     let region = region(&req.files, profile.as_deref(), req.region.as_deref())?;
@@ -39,13 +38,7 @@ pub async fn run(req: Request) -> Result<()> {
         token::expiration(now, creds.expiry()),
         &token::token_from_url(&url),
     )?;
-    let mut out = std::io::stdout().lock();
-    out.write_all(text.as_bytes())
-        .and_then(|()| out.flush())
-        .map_err(|source| Error::Write {
-            path: "-".into(),
-            source,
-        })
+    crate::output::print(&text)
 }
 
 /// The region to sign for. A named profile is checked first (its chain and token files), so a

@@ -5,11 +5,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use futures::future::join_all;
-use kube::config::Kubeconfig;
 
 use crate::aws::{self, Files};
-use crate::error::{Error, Result, Tally};
+use crate::error::{Error, Result};
 use crate::kubeconfig::{self, ClusterEntry, ExecSettings, ExecStyle};
+use crate::outcome::{Collected, Fetched, collect};
 use crate::profiles::{Chain, Profiles, resolve_region};
 use crate::{env, output};
 
@@ -99,14 +99,6 @@ fn plan_profile(
     })
 }
 
-/// What one profile came to.
-enum Fetched {
-    /// It failed before its clusters were known (credentials, ListClusters, or its plan).
-    Profile(Error),
-    /// One result per cluster.
-    Clusters(Vec<Result<ClusterEntry>>),
-}
-
 async fn fetch_profile(files: &Files, plan: &Plan) -> Fetched {
     let (profile, region) = (plan.profile.as_str(), plan.region.as_str());
     let cfg = aws::profile_config(files, profile, region).await;
@@ -181,45 +173,103 @@ pub async fn generate(opts: Options) -> Result<()> {
     let plan_failures: Vec<Fetched> = plan_failures.into_iter().map(Fetched::Profile).collect();
     if !plan_failures.is_empty() && !keep_going {
         // No AWS call yet: the other profiles count as asked for, none of their clusters as tried.
-        return Err(collect(profile_count, plan_failures).error(false));
+        return Err(collect(profile_count, plan_failures).error());
     }
     let fetched = join_all(plans.iter().map(|p| fetch_profile(&files, p))).await;
-    let collected = collect(profile_count, plan_failures.into_iter().chain(fetched));
+    let mut collected = collect(profile_count, plan_failures.into_iter().chain(fetched));
     if !collected.failures.is_empty() && (!keep_going || collected.entries.is_empty()) {
-        return Err(collected.error(false));
+        return Err(collected.error());
     }
     if collected.entries.is_empty() {
         return Err(Error::Usage(
             "eks:ListClusters found no cluster for any profile; name them with --cluster".into(),
         ));
     }
-    let entries = &collected.entries;
-    kubeconfig::check_contexts(entries)?;
-
-    let path = output::path(kubeconfig);
-    let existing = if output::is_stdout(&path) || replace {
-        None
+    let roots: HashMap<String, String> = plans
+        .iter()
+        .map(|p| (p.profile.clone(), p.chain.root().to_string()))
+        .collect();
+    if keep_going {
+        collected.skip_collisions(&roots);
     } else {
-        output::read_existing(&path)?
-    };
+        kubeconfig::check_contexts(&collected.entries)?;
+    }
     let settings = ExecSettings {
         style: exec_style,
         command: exec_command,
         extra_env: files.exec_env(),
     };
-    let (yaml, current) = assemble(
-        entries,
-        &plans,
-        current_context.as_deref(),
-        existing,
-        &settings,
-    )?;
-    output::write(&path, &yaml)?;
-    summary(entries, &current, &path);
-    if collected.failures.is_empty() {
-        Ok(())
+    let target = Target {
+        path: output::path(kubeconfig),
+        replace,
+        current_flag: current_context,
+    };
+    write(collected, &roots, target, &settings)
+}
+
+/// Where and how `generate` writes.
+struct Target {
+    path: PathBuf,
+    replace: bool,
+    current_flag: Option<String>,
+}
+
+/// Chooses the current context, merges, writes, and reports. After `--keep-going` skipped
+/// something, a management context that cannot be chosen (its cluster failed) is no reason to
+/// withhold the rest: the rest is written under the existing current-context and the run ends
+/// in `Partial` (exit 7). Nothing skipped: the rule's answer stands, as before.
+fn write(
+    collected: Collected,
+    roots: &HashMap<String, String>,
+    target: Target,
+    settings: &ExecSettings,
+) -> Result<()> {
+    let Target {
+        path,
+        replace,
+        current_flag,
+    } = target;
+    let existing = if output::is_stdout(&path) || replace {
+        None
     } else {
-        Err(collected.error(true))
+        output::read_existing(&path)?
+    };
+    let entries = &collected.entries;
+    let complete = collected.failures.is_empty();
+    let chosen = kubeconfig::choose_current(
+        entries,
+        roots,
+        current_flag.as_deref(),
+        existing.as_ref(),
+        complete,
+    );
+    let (current, missed) = match chosen {
+        Ok(c) => (Some(c), None),
+        Err(e @ (Error::NoRootContext { .. } | Error::UnknownCurrentContext(_))) if !complete => {
+            (None, Some(e))
+        }
+        Err(e) => return Err(e),
+    };
+    let generated = kubeconfig::build(entries, settings, current.as_deref());
+    let config = match existing {
+        Some(old) => kubeconfig::merge(old, generated),
+        None => generated,
+    };
+    let yaml = kubeconfig::to_yaml(&config)?;
+    output::write(&path, &yaml)?;
+    summary(entries, current.as_deref(), &path);
+    match missed {
+        Some(reason) => Err(Error::Partial {
+            failures: collected.failures,
+            tally: collected.tally,
+            reason: Box::new(reason),
+        }),
+        None => {
+            if !complete {
+                output::say(&collected.skipped_report());
+            }
+            Ok(())
+        }
     }
 }
 
@@ -272,90 +322,8 @@ fn plan(
     (plans, failures)
 }
 
-/// The clusters described, and every failure counted once in its unit.
-struct Collected {
-    entries: Vec<ClusterEntry>,
-    /// In the profiles' order, a profile's own failure before those of its clusters'.
-    failures: Vec<Error>,
-    tally: Tally,
-}
-
-/// Sorts what the profiles came to into entries and failures, and counts both in the same units:
-/// `profiles` (every profile asked for, run or not) against those that failed as a whole, and the
-/// clusters of the others against those that failed. Counting failures per error against a total
-/// of something else gave "2 of 1 failed".
-fn collect(profiles: usize, fetched: impl IntoIterator<Item = Fetched>) -> Collected {
-    let mut c = Collected {
-        entries: Vec::new(),
-        failures: Vec::new(),
-        tally: Tally {
-            profiles,
-            ..Tally::default()
-        },
-    };
-    for outcome in fetched {
-        match outcome {
-            Fetched::Profile(e) => {
-                c.tally.failed_profiles += 1;
-                c.failures.push(e);
-            }
-            Fetched::Clusters(results) => {
-                for r in results {
-                    c.tally.clusters += 1;
-                    match r {
-                        Ok(entry) => c.entries.push(entry),
-                        Err(e) => {
-                            c.tally.failed_clusters += 1;
-                            c.failures.push(e);
-                        }
-                    }
-                }
-            }
-        }
-    }
-    c
-}
-
-impl Collected {
-    /// The failures as one error: a lone failure as itself (unless the rest was written), several
-    /// under their tally.
-    fn error(mut self, kept_going: bool) -> Error {
-        if self.failures.len() == 1 && !kept_going {
-            self.failures.remove(0)
-        } else {
-            Error::Several {
-                failures: self.failures,
-                tally: self.tally,
-                kept_going,
-            }
-        }
-    }
-}
-
-/// The kubeconfig text and its current context: the generated entries under the chosen current
-/// context, merged into the existing file when there is one.
-fn assemble(
-    entries: &[ClusterEntry],
-    plans: &[Plan],
-    current_flag: Option<&str>,
-    existing: Option<Kubeconfig>,
-    settings: &ExecSettings,
-) -> Result<(String, String)> {
-    let roots: HashMap<String, String> = plans
-        .iter()
-        .map(|p| (p.profile.clone(), p.chain.root().to_string()))
-        .collect();
-    let current = kubeconfig::choose_current(entries, &roots, current_flag, existing.as_ref())?;
-    let generated = kubeconfig::build(entries, settings, &current);
-    let config = match existing {
-        Some(old) => kubeconfig::merge(old, generated),
-        None => generated,
-    };
-    Ok((kubeconfig::to_yaml(&config)?, current))
-}
-
 /// One line per context on stderr (stdout may be the kubeconfig itself).
-fn summary(entries: &[ClusterEntry], current: &str, path: &Path) {
+fn summary(entries: &[ClusterEntry], current: Option<&str>, path: &Path) {
     let mut err = std::io::stderr().lock();
     for e in entries {
         let _ = writeln!(
@@ -368,7 +336,14 @@ fn summary(entries: &[ClusterEntry], current: &str, path: &Path) {
             e.endpoint
         );
     }
-    let _ = writeln!(err, "current-context {current}; wrote {}", path.display());
+    let _ = match current {
+        Some(c) => writeln!(err, "current-context {c}; wrote {}", path.display()),
+        None => writeln!(
+            err,
+            "current-context not chosen (the file keeps its own, if any); wrote {}",
+            path.display()
+        ),
+    };
 }
 
 #[cfg(test)]
@@ -399,97 +374,5 @@ mod tests {
             let got = parse_cluster_arg(raw, "envp").ok();
             assert_eq!(got, want, "{raw:?}");
         }
-    }
-
-    fn entry(profile: &str, name: &str) -> ClusterEntry {
-        ClusterEntry {
-            context: name.into(),
-            profile: profile.into(),
-            name: name.into(),
-            arn: format!("arn:aws:eks:r:1:cluster/{name}"),
-            region: "r".into(),
-            endpoint: "https://e".into(),
-            ca_data: "ca".into(),
-        }
-    }
-
-    #[test]
-    fn failures_are_counted_once_in_their_own_unit() {
-        let broken = || Fetched::Profile(Error::Usage("profile failed".into()));
-        let ok = |p: &str, c: &str| Ok(entry(p, c));
-        let missing = || Err(Error::Usage("cluster failed".into()));
-        // (profiles asked for, what they came to, want tally, want message)
-        let cases: Vec<(usize, Vec<Fetched>, [usize; 4], &str)> = vec![
-            // Two profiles failing their plan, nothing run: once "2 of 1 failed".
-            (2, vec![broken(), broken()], [2, 2, 0, 0], "2 of 2 profiles"),
-            // One of three fails before the others ran.
-            (3, vec![broken()], [3, 1, 0, 0], "1 of 3 profiles"),
-            (
-                1,
-                vec![Fetched::Clusters(vec![ok("a", "x"), missing()])],
-                [1, 0, 2, 1],
-                "1 of 2 clusters",
-            ),
-            // A broken profile beside a profile with a missing cluster: once "2 of 3 failed",
-            // a profile and a cluster set against a profile and two clusters.
-            (
-                2,
-                vec![broken(), Fetched::Clusters(vec![ok("a", "x"), missing()])],
-                [2, 1, 2, 1],
-                "1 of 2 profiles and 1 of 2 clusters",
-            ),
-            // Credentials of one profile fail while the others' clusters are fine.
-            (
-                3,
-                vec![
-                    Fetched::Clusters(vec![ok("a", "x")]),
-                    broken(),
-                    Fetched::Clusters(vec![ok("b", "y"), ok("b", "z")]),
-                ],
-                [3, 1, 3, 0],
-                "1 of 3 profiles",
-            ),
-            // Discovery that finds nothing is no failure.
-            (
-                1,
-                vec![Fetched::Clusters(vec![])],
-                [1, 0, 0, 0],
-                "0 of 0 clusters",
-            ),
-        ];
-        for (profiles, fetched, want, message) in cases {
-            let got = collect(profiles, fetched);
-            let t = got.tally;
-            assert_eq!(
-                [t.profiles, t.failed_profiles, t.clusters, t.failed_clusters],
-                want,
-                "{message}"
-            );
-            assert!(t.failed_profiles <= t.profiles && t.failed_clusters <= t.clusters);
-            assert_eq!(got.failures.len(), t.failed_profiles + t.failed_clusters);
-            assert_eq!(got.entries.len(), t.clusters - t.failed_clusters);
-            assert_eq!(t.to_string(), message);
-        }
-    }
-
-    #[test]
-    fn a_lone_failure_is_itself_unless_the_rest_was_written() {
-        let one = || collect(2, vec![Fetched::Profile(Error::Usage("only".into()))]);
-        assert_eq!(one().error(false).to_string(), "only");
-        assert_eq!(
-            one().error(true).to_string(),
-            "1 of 2 profiles failed (--keep-going: the rest was written)"
-        );
-        let two = collect(
-            2,
-            vec![
-                Fetched::Profile(Error::Usage("a".into())),
-                Fetched::Profile(Error::Usage("b".into())),
-            ],
-        );
-        assert_eq!(
-            two.error(false).to_string(),
-            "2 of 2 profiles failed, nothing written"
-        );
     }
 }

@@ -62,12 +62,15 @@ pub fn check_contexts(entries: &[ClusterEntry]) -> Result<()> {
 }
 
 /// `--current-context`, else the one context whose profile is the root of every chain
-/// (the web-identity / management profile), else the only context.
+/// (the web-identity / management profile), else the only context. `complete`: nothing was
+/// skipped; after a skip the only context left may be a follower's, which must not pass for the
+/// management context.
 pub fn choose_current(
     entries: &[ClusterEntry],
     roots: &HashMap<String, String>,
     flag: Option<&str>,
     existing: Option<&Kubeconfig>,
+    complete: bool,
 ) -> Result<String> {
     if let Some(ctx) = flag {
         let known = entries.iter().any(|e| e.context == ctx)
@@ -78,7 +81,7 @@ pub fn choose_current(
             Err(Error::UnknownCurrentContext(ctx.to_string()))
         };
     }
-    if let [only] = entries {
+    if let ([only], true) = (entries, complete) {
         return Ok(only.context.clone());
     }
     let root_profiles: BTreeSet<&str> = entries
@@ -99,9 +102,9 @@ pub fn choose_current(
     let candidates: Vec<&ClusterEntry> = entries.iter().filter(|e| e.profile == root).collect();
     match candidates.as_slice() {
         [one] => Ok(one.context.clone()),
-        [] => Err(ambiguous(format!(
-            "the root profile {root} reaches no cluster"
-        ))),
+        [] => Err(Error::NoRootContext {
+            root: root.to_string(),
+        }),
         many => Err(ambiguous(format!(
             "the root profile {root} reaches several clusters: {}",
             many.iter()
@@ -162,11 +165,16 @@ fn exec(entry: &ClusterEntry, settings: &ExecSettings) -> ExecConfig {
     }
 }
 
-/// The generated entries, the current context's last in each list. Users are named by the ARN as
+/// The generated entries, the current context's last in each list (`None`: no current context
+/// was chosen; merging keeps the existing file's). Users are named by the ARN as
 /// awscli does; when two profiles reach the same ARN, `ARN/profile` keeps them apart (aws-cli#4079).
-pub fn build(entries: &[ClusterEntry], settings: &ExecSettings, current: &str) -> Kubeconfig {
+pub fn build(
+    entries: &[ClusterEntry],
+    settings: &ExecSettings,
+    current: Option<&str>,
+) -> Kubeconfig {
     let mut ordered: Vec<&ClusterEntry> = entries.iter().collect();
-    ordered.sort_by_key(|e| e.context == current); // stable: others keep their order
+    ordered.sort_by_key(|e| Some(e.context.as_str()) == current); // stable: others keep their order
     let mut per_arn: HashMap<&str, BTreeSet<&str>> = HashMap::new();
     for e in entries {
         per_arn.entry(&e.arn).or_default().insert(&e.profile);
@@ -181,7 +189,7 @@ pub fn build(entries: &[ClusterEntry], settings: &ExecSettings, current: &str) -
     let mut k = Kubeconfig {
         api_version: Some("v1".into()),
         kind: Some("Config".into()),
-        current_context: Some(current.to_string()),
+        current_context: current.map(str::to_string),
         ..Kubeconfig::default()
     };
     for e in ordered {
@@ -247,7 +255,7 @@ pub fn merge(mut existing: Kubeconfig, generated: Kubeconfig) -> Kubeconfig {
     for c in generated.contexts {
         upsert(&mut existing.contexts, c, |c| &c.name);
     }
-    existing.current_context = generated.current_context;
+    existing.current_context = generated.current_context.or(existing.current_context);
     existing.api_version = existing.api_version.or(Some("v1".into()));
     existing.kind = existing.kind.or(Some("Config".into()));
     if let Some(cur) = existing

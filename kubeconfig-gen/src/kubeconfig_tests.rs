@@ -37,14 +37,14 @@ fn native() -> ExecSettings {
 fn current_context_is_the_root_profiles_context() {
     let (entries, roots) = seed();
     assert_eq!(
-        choose_current(&entries, &roots, None, None).unwrap(),
+        choose_current(&entries, &roots, None, None, true).unwrap(),
         "mc-mgmt-k8s"
     );
     assert_eq!(
-        choose_current(&entries, &roots, Some("mc-project-k8s"), None).unwrap(),
+        choose_current(&entries, &roots, Some("mc-project-k8s"), None, true).unwrap(),
         "mc-project-k8s"
     );
-    let err = choose_current(&entries, &roots, Some("nope"), None).unwrap_err();
+    let err = choose_current(&entries, &roots, Some("nope"), None, true).unwrap_err();
     assert_eq!(err.exit_code(), 2);
 }
 
@@ -55,7 +55,7 @@ fn current_context_ambiguities() {
     let mut extra = entry("mc-mgmt", "mc-mgmt2-k8s", "111111111111");
     extra.context = "mc-mgmt2-k8s".into();
     entries.push(extra);
-    let msg = choose_current(&entries, &roots, None, None)
+    let msg = choose_current(&entries, &roots, None, None, true)
         .unwrap_err()
         .to_string();
     assert!(
@@ -65,11 +65,35 @@ fn current_context_ambiguities() {
     entries.pop();
     // Two roots.
     roots.insert("mc-project2".into(), "other".into());
-    let msg = choose_current(&entries, &roots, None, None)
+    let msg = choose_current(&entries, &roots, None, None, true)
         .unwrap_err()
         .to_string();
     assert!(msg.contains("several roots: mc-mgmt, other"), "{msg}");
     assert!(msg.contains("--current-context"), "{msg}");
+}
+
+#[test]
+fn after_a_skip_a_lone_follower_is_not_the_management_context() {
+    let (entries, roots) = seed();
+    let follower = &entries[1..2];
+    assert_eq!(
+        choose_current(follower, &roots, None, None, true).unwrap(),
+        follower[0].context
+    );
+    let err = choose_current(follower, &roots, None, None, false).unwrap_err();
+    assert!(
+        matches!(err, Error::NoRootContext { ref root } if root == "mc-mgmt"),
+        "{err}"
+    );
+}
+
+#[test]
+fn no_current_context_keeps_the_existing_one() {
+    let (entries, _) = seed();
+    let existing = from_yaml("apiVersion: v1\nkind: Config\ncurrent-context: foreign\ncontexts:\n- name: foreign\n  context: {cluster: c, user: u}\n").unwrap();
+    let merged = merge(existing, build(&entries[1..], &native(), None));
+    assert_eq!(merged.current_context.as_deref(), Some("foreign"));
+    assert_eq!(merged.contexts.len(), 3);
 }
 
 #[test]
@@ -96,7 +120,7 @@ fn duplicate_context_names_both() {
 #[test]
 fn build_puts_current_last_and_names_by_arn() {
     let (entries, _) = seed();
-    let k = build(&entries, &native(), "mc-mgmt-k8s");
+    let k = build(&entries, &native(), Some("mc-mgmt-k8s"));
     let names = |v: Vec<&str>| v.join(",");
     assert_eq!(
         names(k.contexts.iter().map(|c| c.name.as_str()).collect()),
@@ -141,7 +165,7 @@ fn awscli_style_and_extra_env() {
         command: "ignored".into(),
         extra_env: vec![("AWS_CONFIG_FILE".into(), "/etc/aws/config".into())],
     };
-    let k = build(&entries[..1], &settings, "mc-mgmt-k8s");
+    let k = build(&entries[..1], &settings, Some("mc-mgmt-k8s"));
     let exec = k.auth_infos[0]
         .auth_info
         .as_ref()
@@ -165,7 +189,7 @@ fn same_cluster_through_two_profiles_gets_two_users() {
     a.context = "c-p1".into();
     let mut b = entry("p2", "c", "1");
     b.context = "c-p2".into();
-    let k = build(&[a, b], &native(), "c-p1");
+    let k = build(&[a, b], &native(), Some("c-p1"));
     assert_eq!(k.clusters.len(), 1);
     let users: Vec<&str> = k.auth_infos.iter().map(|u| u.name.as_str()).collect();
     assert_eq!(
@@ -187,7 +211,7 @@ fn merge_replaces_in_place_keeps_foreign_and_moves_current_last() {
     )
     .unwrap();
     let (entries, _) = seed();
-    let merged = merge(existing, build(&entries, &native(), "mc-mgmt-k8s"));
+    let merged = merge(existing, build(&entries, &native(), Some("mc-mgmt-k8s")));
     let clusters: Vec<&str> = merged.clusters.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(clusters.len(), 4);
     assert_eq!(clusters[0], "foreign");
@@ -214,7 +238,7 @@ fn merge_replaces_in_place_keeps_foreign_and_moves_current_last() {
 #[test]
 fn generated_yaml_has_no_static_credentials() {
     let (entries, _) = seed();
-    let yaml = to_yaml(&build(&entries, &native(), "mc-mgmt-k8s")).unwrap();
+    let yaml = to_yaml(&build(&entries, &native(), Some("mc-mgmt-k8s"))).unwrap();
     for forbidden in [
         "token:",
         "password",

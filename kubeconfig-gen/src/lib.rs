@@ -11,6 +11,7 @@ pub mod error;
 pub mod explain;
 pub mod generate;
 pub mod kubeconfig;
+pub mod outcome;
 pub mod output;
 pub mod profiles;
 pub mod token;

@@ -44,18 +44,30 @@ pub fn read_existing(path: &Path) -> Result<Option<Kubeconfig>> {
     }
 }
 
+/// One line on stderr. A closed or full stderr is ignored: `eprintln!` would panic (exit 101)
+/// there, and the exit code already says how the run ended.
+pub fn say(line: &str) {
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "{line}");
+}
+
+/// TEXT on stdout, a failed write (a closed pipe) as an error rather than `println!`'s panic.
+pub fn print(text: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(|source| Error::Write {
+            path: STDOUT.into(),
+            source,
+        })
+}
+
 /// The YAML to stdout (`-`) or into the file.
 pub fn write(path: &Path, yaml: &str) -> Result<()> {
     if !is_stdout(path) {
         return write_atomically(path, yaml);
     }
-    let mut out = std::io::stdout().lock();
-    out.write_all(yaml.as_bytes())
-        .and_then(|()| out.flush())
-        .map_err(|source| Error::Write {
-            path: path.to_path_buf(),
-            source,
-        })
+    print(yaml)
 }
 
 /// Temp file in the same directory, mode 0600, fsync, rename: readers see the old or the new file.
