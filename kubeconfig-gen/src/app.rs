@@ -78,6 +78,7 @@ async fn run(cli: Cli) -> Result<()> {
                 replace,
                 keep_going,
                 files: files(file_args),
+                timeout: cli.timeout,
             })
             .await
         }
@@ -101,6 +102,7 @@ async fn run(cli: Cli) -> Result<()> {
                 profile,
                 role_arn,
                 files: files(file_args),
+                timeout: cli.timeout,
             })
             .await
         }

@@ -11,7 +11,8 @@ descriptors or threads) · 2 usage (bad flags, duplicate or ambiguous contexts) 
 3 profile/config (unreadable or malformed INI, unknown or missing source_profile, loop, missing \
 token file, no region) · 4 AWS credentials/STS · 5 EKS (cluster not found, access denied) · \
 6 kubeconfig/output (cannot read, parse or write the kubeconfig; cannot write stdout, also a closed \
-pipe) · 7 partial (--keep-going wrote what succeeded, but not the management context)";
+pipe) · 7 partial (--keep-going wrote what succeeded, but not the management context) · 8 timeout \
+(an AWS endpoint did not answer within --timeout)";
 
 /// Generates a multi-context kubeconfig for EKS clusters reached through AWS profile chains,
 /// and is its own kubectl exec credential plugin (`token`).
@@ -21,6 +22,12 @@ pub struct Cli {
     /// Region for `eks get-token` (awscli's argument shape: `--region R eks get-token ...`).
     #[arg(long, value_name = "REGION")]
     pub region: Option<String>,
+    /// Deadline of each AWS call (STS, EKS, each hop of a credential chain), before or after the
+    /// subcommand: `30s`, `500ms`, `2m`. The TCP connect gets at most 10 s of it. A call that
+    /// misses it fails with exit 8, naming the profile and the endpoint.
+    #[arg(long, global = true, value_name = "DURATION", default_value = "30s",
+          value_parser = crate::deadline::parse_duration)]
+    pub timeout: std::time::Duration,
     #[command(subcommand)]
     pub command: Command,
 }

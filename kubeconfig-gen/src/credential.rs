@@ -16,6 +16,8 @@ pub struct Request {
     pub profile: Option<String>,
     pub role_arn: Option<String>,
     pub files: aws::Files,
+    /// `--timeout`: the deadline of each AWS call.
+    pub timeout: std::time::Duration,
 }
 
 /// `token`: credentials through the profile chain (the only network calls), then a local presign.
@@ -26,10 +28,11 @@ pub async fn run(req: Request) -> Result<()> {
     }
     let profile = req.profile.or_else(|| env::var("AWS_PROFILE"));
     let region = region(&req.files, profile.as_deref(), req.region.as_deref())?;
-    let mut creds = aws::token_credentials(&req.files, profile.as_deref(), &region).await?;
+    let mut creds =
+        aws::token_credentials(&req.files, profile.as_deref(), &region, req.timeout).await?;
     if let Some(role) = &req.role_arn {
-        let cfg = aws::default_config(&region).await;
-        creds = aws::assume_role(&cfg, creds, role).await?;
+        let cfg = aws::default_config(&region, req.timeout).await;
+        creds = aws::assume_role(&cfg, creds, role, req.timeout).await?;
     }
     let now = SystemTime::now();
     let url = token::presigned_url(&creds, &region, &req.cluster, now)?;

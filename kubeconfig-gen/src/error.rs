@@ -20,6 +20,8 @@ pub mod exit {
     /// `--keep-going` wrote the clusters that succeeded, but not the management context (the root
     /// profile's cluster, or `--current-context`): the pod's init container must not pass.
     pub const PARTIAL: u8 = 7;
+    /// An AWS endpoint did not answer within `--timeout` (connect or whole operation).
+    pub const TIMEOUT: u8 = 8;
 }
 
 /// A cause rendered to text at the AWS SDK boundary (SDK errors are large generic types; their
@@ -42,6 +44,17 @@ pub enum Error {
     #[error("profile {profile}: cannot get AWS credentials")]
     Credentials {
         profile: String,
+        #[source]
+        source: Cause,
+    },
+
+    #[error("profile {profile}: {call} at {endpoint} did not answer within {after:?} (--timeout)")]
+    Timeout {
+        profile: String,
+        /// `credentials (STS)`, `eks:ListClusters in R`, ...
+        call: String,
+        endpoint: String,
+        after: std::time::Duration,
         #[source]
         source: Cause,
     },
@@ -215,6 +228,7 @@ impl Error {
                 .min()
                 .unwrap_or(exit::USAGE),
             Error::Partial { .. } => exit::PARTIAL,
+            Error::Timeout { .. } => exit::TIMEOUT,
         }
     }
 

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use futures::future::join_all;
 
@@ -30,6 +31,8 @@ pub struct Options {
     pub replace: bool,
     pub keep_going: bool,
     pub files: Files,
+    /// `--timeout`: the deadline of each AWS call.
+    pub timeout: Duration,
 }
 
 /// `PROFILE:CLUSTER[=CONTEXT]`; without `PROFILE:` the profile is $AWS_PROFILE, else `default`.
@@ -99,16 +102,22 @@ fn plan_profile(
     })
 }
 
-async fn fetch_profile(files: &Files, plan: &Plan) -> Fetched {
+async fn fetch_profile(files: &Files, plan: &Plan, timeout: Duration) -> Fetched {
     let (profile, region) = (plan.profile.as_str(), plan.region.as_str());
-    let cfg = aws::profile_config(files, profile, region).await;
-    let creds = match aws::credentials(&cfg, profile).await {
+    let cfg = aws::profile_config(files, profile, region, timeout).await;
+    let creds = match aws::credentials(files, &cfg, profile, timeout).await {
         Ok(c) => c,
         Err(e) => return Fetched::Profile(e),
     };
+    let who = aws::Asker {
+        files,
+        profile,
+        region,
+        timeout,
+    };
     let wanted = match &plan.clusters {
         Some(list) => list.clone(),
-        None => match aws::list_clusters(&cfg, creds.clone(), profile, region).await {
+        None => match aws::list_clusters(&cfg, creds.clone(), &who).await {
             Ok(names) => names.into_iter().map(|n| (n, None)).collect(),
             Err(e) => return Fetched::Profile(e),
         },
@@ -120,9 +129,9 @@ async fn fetch_profile(files: &Files, plan: &Plan) -> Fetched {
         "describing clusters"
     );
     let described = join_all(wanted.into_iter().map(|(name, context)| {
-        let (cfg, creds) = (&cfg, creds.clone());
+        let (cfg, creds, who) = (&cfg, creds.clone(), &who);
         async move {
-            let d = aws::describe_cluster(cfg, creds, profile, region, &name).await?;
+            let d = aws::describe_cluster(cfg, creds, who, &name).await?;
             Ok(ClusterEntry {
                 context: context.unwrap_or_else(|| name.clone()),
                 profile: profile.to_string(),
@@ -152,6 +161,7 @@ pub async fn generate(opts: Options) -> Result<()> {
         replace,
         keep_going,
         files,
+        timeout,
     } = opts;
     if !clusters.is_empty() && !only.is_empty() {
         return Err(Error::Usage(
@@ -175,7 +185,7 @@ pub async fn generate(opts: Options) -> Result<()> {
         // No AWS call yet: the other profiles count as asked for, none of their clusters as tried.
         return Err(collect(profile_count, plan_failures).error());
     }
-    let fetched = join_all(plans.iter().map(|p| fetch_profile(&files, p))).await;
+    let fetched = join_all(plans.iter().map(|p| fetch_profile(&files, p, timeout))).await;
     let mut collected = collect(profile_count, plan_failures.into_iter().chain(fetched));
     if !collected.failures.is_empty() && (!keep_going || collected.entries.is_empty()) {
         return Err(collected.error());

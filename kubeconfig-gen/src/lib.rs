@@ -6,6 +6,7 @@ pub mod app;
 pub mod aws;
 pub mod cli;
 pub mod credential;
+pub mod deadline;
 pub mod env;
 pub mod error;
 pub mod explain;

@@ -396,5 +396,7 @@ fn merge_replace_stdout_and_atomic_write() {
 
 #[path = "kubeconfig_gen/cases.rs"]
 mod cases;
+#[path = "kubeconfig_gen/deadline.rs"]
+mod deadline;
 #[path = "kubeconfig_gen/partial.rs"]
 mod partial;
