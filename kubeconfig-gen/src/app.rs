@@ -6,14 +6,22 @@ use clap::Parser;
 
 use crate::cli::{Cli, Command, EksCommand, FileArgs, GenerateArgs, TokenArgs};
 use crate::error::{Result, exit};
-use crate::{aws, credential, explain, generate, output};
+use crate::{aws, credential, env, explain, generate, output};
 
+/// Logs on stderr: `KUBECONFIG_GEN_LOG`, else `RUST_LOG`, else `warn`. Colour only when stderr
+/// is a terminal and `NO_COLOR` is unset (escape codes filled the init container's log). A
+/// closed stderr is ignored: the subscriber would otherwise report it with `eprintln!`, a panic.
 fn init_logging() {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_env("KUBECONFIG_GEN_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_from_env("RUST_LOG"))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let colour = std::io::stderr().is_terminal() && env::var("NO_COLOR").is_none();
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(colour)
+        .log_internal_errors(false)
         .with_target(false)
         .try_init();
 }

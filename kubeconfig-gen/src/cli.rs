@@ -8,8 +8,8 @@ use crate::kubeconfig::ExecStyle;
 
 const EXIT_CODES: &str = "Exit codes: 0 ok · 1 cannot start (no async runtime: out of file \
 descriptors or threads) · 2 usage (bad flags, duplicate or ambiguous contexts) · \
-3 profile/config (unreadable or malformed INI, unknown or missing source_profile, loop, missing \
-token file, no region) · 4 AWS credentials/STS · 5 EKS (cluster not found, access denied) · \
+3 profile/config (unreadable or malformed INI, unknown or missing source_profile, loop, chain \
+deeper than 32 hops, missing token file, no region) · 4 AWS credentials/STS · 5 EKS (cluster not found, access denied) · \
 6 kubeconfig/output (cannot read, parse or write the kubeconfig; cannot write stdout, also a closed \
 pipe) · 7 partial (--keep-going wrote what succeeded, but not the management context) · 8 timeout \
 (an AWS endpoint did not answer within --timeout)";

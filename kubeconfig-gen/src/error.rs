@@ -145,6 +145,13 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// stdout is closed (`explain | head -1`) or cannot take the output.
+    #[error("cannot write stdout")]
+    Stdout {
+        #[source]
+        source: std::io::Error,
+    },
+
     #[error("cannot serialize {what}")]
     Serialize {
         what: &'static str,
@@ -220,6 +227,7 @@ impl Error {
             Error::ExistingKubeconfig { .. }
             | Error::ReadKubeconfig { .. }
             | Error::Write { .. }
+            | Error::Stdout { .. }
             | Error::Serialize { .. } => exit::OUTPUT,
             // The most fundamental failure decides: a config error hides nothing behind it.
             Error::Several { failures, .. } => failures

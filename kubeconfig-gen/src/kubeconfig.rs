@@ -273,11 +273,30 @@ pub fn merge(mut existing: Kubeconfig, generated: Kubeconfig) -> Kubeconfig {
     existing
 }
 
+/// The kubeconfig as YAML with every mapping's keys sorted, as awscli (PyYAML) writes them.
+/// Byte-stable: kube's exec `env` entries are `HashMap`s, whose order changed from run to run
+/// and made every regeneration a diff.
 pub fn to_yaml(k: &Kubeconfig) -> Result<String> {
-    serde_saphyr::to_string(k).map_err(|e| Error::Serialize {
+    let fail = |e: String| Error::Serialize {
         what: "kubeconfig",
-        source: Cause(e.to_string()),
-    })
+        source: Cause(e),
+    };
+    let value = serde_json::to_value(k).map_err(|e| fail(e.to_string()))?;
+    serde_saphyr::to_string(&sorted(value)).map_err(|e| fail(e.to_string()))
+}
+
+/// VALUE with the keys of every object in sorted order (whatever map serde_json was built with).
+fn sorted(value: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            let ordered: BTreeMap<String, Value> =
+                map.into_iter().map(|(k, v)| (k, sorted(v))).collect();
+            Value::Object(ordered.into_iter().collect())
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(sorted).collect()),
+        other => other,
+    }
 }
 
 pub fn from_yaml(text: &str) -> std::result::Result<Kubeconfig, String> {

@@ -258,3 +258,35 @@ fn empty_existing_file_is_an_empty_config() {
     assert!(from_yaml("  \n").unwrap().clusters.is_empty());
     assert!(from_yaml("clusters: [").is_err());
 }
+
+#[test]
+fn yaml_is_byte_stable_with_sorted_keys() {
+    let (entries, _) = seed();
+    let settings = ExecSettings {
+        extra_env: vec![
+            ("AWS_CONFIG_FILE".into(), "/c".into()),
+            ("AWS_SHARED_CREDENTIALS_FILE".into(), "/s".into()),
+        ],
+        ..native()
+    };
+    let first = to_yaml(&build(&entries, &settings, Some("mc-mgmt-k8s"))).unwrap();
+    // HashMap order differs between maps built in one process too: many builds, one text.
+    for _ in 0..20 {
+        let again = to_yaml(&build(&entries, &settings, Some("mc-mgmt-k8s"))).unwrap();
+        assert_eq!(again, first);
+    }
+    let at = |needle: &str| {
+        first
+            .find(needle)
+            .unwrap_or_else(|| panic!("{needle} not in {first}"))
+    };
+    // awscli's key order: top level and inside each entry.
+    assert!(at("apiVersion:") < at("clusters:"));
+    assert!(at("clusters:") < at("contexts:"));
+    assert!(at("contexts:") < at("current-context:"));
+    assert!(at("current-context:") < at("kind:"));
+    assert!(at("kind:") < at("users:"));
+    assert!(first.contains("- name: AWS_PROFILE\n"), "{first}");
+    assert!(at("name: AWS_PROFILE") < at("value: mc-mgmt"));
+    assert_eq!(from_yaml(&first).unwrap().auth_infos.len(), 3);
+}

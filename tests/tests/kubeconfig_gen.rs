@@ -398,5 +398,7 @@ fn merge_replace_stdout_and_atomic_write() {
 mod cases;
 #[path = "kubeconfig_gen/deadline.rs"]
 mod deadline;
+#[path = "kubeconfig_gen/files.rs"]
+mod files;
 #[path = "kubeconfig_gen/partial.rs"]
 mod partial;
