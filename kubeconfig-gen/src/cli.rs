@@ -68,8 +68,8 @@ pub struct FileArgs {
 pub struct GenerateArgs {
     /// A cluster to include, reached through PROFILE (repeatable). Without it, every cluster that
     /// eks:ListClusters shows each credential profile is included. PROFILE defaults to $AWS_PROFILE,
-    /// else `default`; CONTEXT defaults to the cluster name.
-    #[arg(long = "cluster", value_name = "PROFILE:CLUSTER[=CONTEXT]")]
+    /// else `default`; REGION to the profile's region (as --region); CONTEXT to the cluster name.
+    #[arg(long = "cluster", value_name = "PROFILE:CLUSTER[@REGION][=CONTEXT]")]
     pub clusters: Vec<String>,
     /// Limit discovery to these profiles (repeatable).
     #[arg(long = "profile", value_name = "PROFILE")]
@@ -77,6 +77,15 @@ pub struct GenerateArgs {
     /// Region for every profile (default: AWS_REGION, AWS_DEFAULT_REGION, then the profile's region).
     #[arg(long, value_name = "REGION")]
     pub region: Option<String>,
+    /// Discover in each of these regions, for every profile (comma-separated or repeated; wins
+    /// over AWS_REGION). Same-named clusters of two regions get contexts NAME@REGION.
+    #[arg(
+        long,
+        value_name = "R1,R2",
+        value_delimiter = ',',
+        conflicts_with = "region"
+    )]
+    pub regions: Vec<String>,
     /// The current context (default: the context of the profile at the root of the chains).
     #[arg(long, value_name = "CONTEXT")]
     pub current_context: Option<String>,

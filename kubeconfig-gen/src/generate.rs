@@ -23,6 +23,8 @@ pub struct Options {
     /// `--profile`: limits discovery.
     pub profiles: Vec<String>,
     pub region: Option<String>,
+    /// `--regions`: discovery in each of these regions, for every profile.
+    pub regions: Vec<String>,
     pub current_context: Option<String>,
     pub exec_command: String,
     pub exec_style: ExecStyle,
@@ -40,13 +42,15 @@ pub struct Options {
 pub struct ClusterArg {
     pub profile: String,
     pub cluster: String,
+    /// `@REGION`: this cluster's region, whatever the profile's.
+    pub region: Option<String>,
     pub context: Option<String>,
 }
 
 pub fn parse_cluster_arg(s: &str, default_profile: &str) -> Result<ClusterArg> {
     let bad = || {
         Error::Usage(format!(
-            "--cluster {s:?}: expected PROFILE:CLUSTER[=CONTEXT]"
+            "--cluster {s:?}: expected PROFILE:CLUSTER[@REGION][=CONTEXT]"
         ))
     };
     let (rest, context) = match s.split_once('=') {
@@ -58,18 +62,27 @@ pub fn parse_cluster_arg(s: &str, default_profile: &str) -> Result<ClusterArg> {
         Some((p, c)) => (p.to_string(), c.to_string()),
         None => (default_profile.to_string(), rest.to_string()),
     };
+    let (cluster, region) = match cluster.split_once('@') {
+        Some((c, r)) if !r.is_empty() => (c.to_string(), Some(r.to_string())),
+        Some(_) => return Err(bad()),
+        None => (cluster, None),
+    };
     if profile.is_empty() || cluster.is_empty() {
         return Err(bad());
     }
     Ok(ClusterArg {
         profile,
         cluster,
+        region,
         context,
     })
 }
 
-/// Clusters asked for by name, each with its context override.
+/// Clusters of one region asked for by name, each with its context override.
 type Wanted = Vec<(String, Option<String>)>;
+
+/// A cluster asked for by name: name, `@REGION`, context override.
+type Asked = (String, Option<String>, Option<String>);
 
 /// What one profile needs: its chain and region, checked before any AWS call.
 struct Plan {
@@ -80,26 +93,61 @@ struct Plan {
     clusters: Option<Wanted>,
 }
 
+/// PROFILE's plans, one per region: for the clusters asked for, one per region they name (the
+/// profile's region when they name none); for discovery, one per `--regions` entry, else the
+/// profile's region. The chain and its token files are checked once, before any AWS call.
 fn plan_profile(
     profiles: &Profiles,
     profile: &str,
-    region_flag: Option<&str>,
-    clusters: Option<Wanted>,
-) -> Result<Plan> {
+    regions: &Regions<'_>,
+    clusters: Option<Vec<Asked>>,
+) -> Result<Vec<Plan>> {
     let chain = profiles.chain(profile)?;
     aws::check_token_files(&chain)?;
-    let region = resolve_region(region_flag, &env::var, || {
-        profiles.configured_region(profile)
-    })
-    .ok_or_else(|| Error::NoRegion {
-        profile: profile.to_string(),
-    })?;
-    Ok(Plan {
-        profile: profile.to_string(),
-        region,
-        chain,
-        clusters,
-    })
+    let default = || {
+        resolve_region(regions.flag, &env::var, || {
+            profiles.configured_region(profile)
+        })
+        .ok_or_else(|| Error::NoRegion {
+            profile: profile.to_string(),
+        })
+    };
+    let mut by_region: Vec<(String, Option<Wanted>)> = Vec::new();
+    match clusters {
+        None if !regions.discover.is_empty() => {
+            by_region.extend(regions.discover.iter().map(|r| (r.clone(), None)));
+        }
+        None => by_region.push((default()?, None)),
+        Some(list) => {
+            for (name, region, context) in list {
+                let region = match region {
+                    Some(r) => r,
+                    None => default()?,
+                };
+                match by_region.iter_mut().find(|(r, _)| *r == region) {
+                    Some((_, Some(w))) => w.push((name, context)),
+                    _ => by_region.push((region, Some(vec![(name, context)]))),
+                }
+            }
+        }
+    }
+    Ok(by_region
+        .into_iter()
+        .map(|(region, clusters)| Plan {
+            profile: profile.to_string(),
+            region,
+            chain: chain.clone(),
+            clusters,
+        })
+        .collect())
+}
+
+/// The region flags of `generate`.
+struct Regions<'a> {
+    /// `--region`: every profile's region.
+    flag: Option<&'a str>,
+    /// `--regions`: discover in each.
+    discover: &'a [String],
 }
 
 async fn fetch_profile(files: &Files, plan: &Plan, timeout: Duration) -> Fetched {
@@ -107,7 +155,7 @@ async fn fetch_profile(files: &Files, plan: &Plan, timeout: Duration) -> Fetched
     let cfg = aws::profile_config(files, profile, region, timeout).await;
     let creds = match aws::credentials(files, &cfg, profile, timeout).await {
         Ok(c) => c,
-        Err(e) => return Fetched::Profile(e),
+        Err(e) => return Fetched::Profile(profile.to_string(), e),
     };
     let who = aws::Asker {
         files,
@@ -119,7 +167,7 @@ async fn fetch_profile(files: &Files, plan: &Plan, timeout: Duration) -> Fetched
         Some(list) => list.clone(),
         None => match aws::list_clusters(&cfg, creds.clone(), &who).await {
             Ok(names) => names.into_iter().map(|n| (n, None)).collect(),
-            Err(e) => return Fetched::Profile(e),
+            Err(e) => return Fetched::Profile(profile.to_string(), e),
         },
     };
     tracing::debug!(
@@ -154,6 +202,7 @@ pub async fn generate(opts: Options) -> Result<()> {
         clusters,
         profiles: only,
         region,
+        regions,
         current_context,
         exec_command,
         exec_style,
@@ -179,8 +228,11 @@ pub async fn generate(opts: Options) -> Result<()> {
     }
 
     let profile_count = wanted.len();
-    let (plans, plan_failures) = plan(&profiles, wanted, region.as_deref());
-    let plan_failures: Vec<Fetched> = plan_failures.into_iter().map(Fetched::Profile).collect();
+    let regions = Regions {
+        flag: region.as_deref(),
+        discover: &regions,
+    };
+    let (plans, plan_failures) = plan(&profiles, wanted, &regions);
     if !plan_failures.is_empty() && !keep_going {
         // No AWS call yet: the other profiles count as asked for, none of their clusters as tried.
         return Err(collect(profile_count, plan_failures).error());
@@ -199,6 +251,7 @@ pub async fn generate(opts: Options) -> Result<()> {
         .iter()
         .map(|p| (p.profile.clone(), p.chain.root().to_string()))
         .collect();
+    kubeconfig::name_by_region(&mut collected.entries);
     if keep_going {
         collected.skip_collisions(&roots);
     } else {
@@ -289,9 +342,9 @@ fn wanted(
     profiles: &Profiles,
     only: &[String],
     clusters: &[String],
-) -> Result<Vec<(String, Option<Wanted>)>> {
+) -> Result<Vec<(String, Option<Vec<Asked>>)>> {
     let default_profile = env::var("AWS_PROFILE").unwrap_or_else(|| "default".into());
-    let mut wanted: Vec<(String, Option<Wanted>)> = Vec::new();
+    let mut wanted: Vec<(String, Option<Vec<Asked>>)> = Vec::new();
     if clusters.is_empty() {
         let names: Vec<String> = if only.is_empty() {
             profiles
@@ -306,9 +359,10 @@ fn wanted(
     } else {
         for raw in clusters {
             let c = parse_cluster_arg(raw, &default_profile)?;
+            let asked = (c.cluster, c.region, c.context);
             match wanted.iter_mut().find(|(p, _)| *p == c.profile) {
-                Some((_, Some(list))) => list.push((c.cluster, c.context)),
-                _ => wanted.push((c.profile, Some(vec![(c.cluster, c.context)]))),
+                Some((_, Some(list))) => list.push(asked),
+                _ => wanted.push((c.profile, Some(vec![asked]))),
             }
         }
     }
@@ -318,15 +372,15 @@ fn wanted(
 /// A plan per profile, or why the profile cannot run, both in the profiles' order.
 fn plan(
     profiles: &Profiles,
-    wanted: Vec<(String, Option<Wanted>)>,
-    region_flag: Option<&str>,
-) -> (Vec<Plan>, Vec<Error>) {
+    wanted: Vec<(String, Option<Vec<Asked>>)>,
+    regions: &Regions<'_>,
+) -> (Vec<Plan>, Vec<Fetched>) {
     let mut plans = Vec::new();
     let mut failures = Vec::new();
     for (profile, clusters) in wanted {
-        match plan_profile(profiles, &profile, region_flag, clusters) {
-            Ok(plan) => plans.push(plan),
-            Err(e) => failures.push(e),
+        match plan_profile(profiles, &profile, regions, clusters) {
+            Ok(p) => plans.extend(p),
+            Err(e) => failures.push(Fetched::Profile(profile, e)),
         }
     }
     (plans, failures)
@@ -365,7 +419,12 @@ mod tests {
         let ok = |p: &str, c: &str, x: Option<&str>| ClusterArg {
             profile: p.into(),
             cluster: c.into(),
+            region: None,
             context: x.map(str::to_string),
+        };
+        let at = |r: &str, a: ClusterArg| ClusterArg {
+            region: Some(r.into()),
+            ..a
         };
         let cases = [
             (
@@ -378,6 +437,14 @@ mod tests {
             (":c", None),
             ("p:", None),
             ("p:c=", None),
+            ("p:c@us-west-2", Some(at("us-west-2", ok("p", "c", None)))),
+            (
+                "p:c@us-west-2=x",
+                Some(at("us-west-2", ok("p", "c", Some("x")))),
+            ),
+            ("c@r", Some(at("r", ok("envp", "c", None)))),
+            ("p:c@", None),
+            ("p:@r", None),
             ("", None),
         ];
         for (raw, want) in cases {

@@ -46,6 +46,24 @@ pub struct ExecSettings {
     pub extra_env: Vec<(String, String)>,
 }
 
+/// Contexts of same-named clusters in different regions: each default context (the cluster's
+/// name) whose name is found in more than one region becomes `NAME@REGION`; a context named
+/// with `=CONTEXT` is kept. Same-named clusters in one region (other accounts) still collide.
+pub fn name_by_region(entries: &mut [ClusterEntry]) {
+    let mut regions: HashMap<String, BTreeSet<String>> = HashMap::new();
+    for e in entries.iter().filter(|e| e.context == e.name) {
+        regions
+            .entry(e.name.clone())
+            .or_default()
+            .insert(e.region.clone());
+    }
+    for e in entries.iter_mut() {
+        if e.context == e.name && regions.get(&e.name).is_some_and(|r| r.len() > 1) {
+            e.context = format!("{}@{}", e.name, e.region);
+        }
+    }
+}
+
 /// Two clusters wanting one context name is an error naming both.
 pub fn check_contexts(entries: &[ClusterEntry]) -> Result<()> {
     let mut seen: BTreeMap<&str, &ClusterEntry> = BTreeMap::new();

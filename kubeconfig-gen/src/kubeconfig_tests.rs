@@ -290,3 +290,56 @@ fn yaml_is_byte_stable_with_sorted_keys() {
     assert!(at("name: AWS_PROFILE") < at("value: mc-mgmt"));
     assert_eq!(from_yaml(&first).unwrap().auth_infos.len(), 3);
 }
+
+#[test]
+fn same_named_clusters_in_two_regions_get_region_suffixed_contexts() {
+    let in_region = |profile: &str, name: &str, account: &str, region: &str| ClusterEntry {
+        region: region.into(),
+        arn: format!("arn:aws:eks:{region}:{account}:cluster/{name}"),
+        ..entry(profile, name, account)
+    };
+    let mut entries = vec![
+        in_region("mc-mgmt", "mc-mgmt-k8s", "111111111111", "eu-central-1"),
+        in_region("mc-project", "app", "222222222222", "eu-central-1"),
+        in_region("mc-project", "app", "222222222222", "us-west-2"),
+        in_region("mc-project", "west-only", "222222222222", "us-west-2"),
+        ClusterEntry {
+            context: "pinned".into(),
+            ..in_region("mc-project2", "app", "333333333333", "ap-south-1")
+        },
+    ];
+    name_by_region(&mut entries);
+    let contexts: Vec<&str> = entries.iter().map(|e| e.context.as_str()).collect();
+    assert_eq!(
+        contexts,
+        [
+            "mc-mgmt-k8s",
+            "app@eu-central-1",
+            "app@us-west-2",
+            "west-only",
+            "pinned"
+        ]
+    );
+    check_contexts(&entries).unwrap();
+    // Each exec entry asks for its token in its cluster's region.
+    let k = build(&entries, &native(), Some("mc-mgmt-k8s"));
+    let west = k
+        .auth_infos
+        .iter()
+        .find(|u| u.name.contains("us-west-2:222222222222:cluster/app"))
+        .unwrap();
+    let args = west
+        .auth_info
+        .as_ref()
+        .unwrap()
+        .exec
+        .as_ref()
+        .unwrap()
+        .args
+        .clone();
+    assert!(
+        args.unwrap()
+            .windows(2)
+            .any(|w| w == ["--region", "us-west-2"])
+    );
+}

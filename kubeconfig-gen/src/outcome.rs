@@ -1,14 +1,15 @@
 //! What `generate`'s profiles came to: entries and failures counted in their own units, and the
 //! `--keep-going` rules (skip each failure, skip colliding contexts, report one line each). Pure.
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::error::{Error, Tally, list};
 use crate::kubeconfig::ClusterEntry;
 
 /// What one profile came to.
 pub enum Fetched {
-    /// It failed before its clusters were known (credentials, ListClusters, or its plan).
-    Profile(Error),
+    /// The profile (named) failed before its clusters were known (credentials, ListClusters, or
+    /// its plan), in one region or in all.
+    Profile(String, Error),
     /// One result per cluster.
     Clusters(Vec<Result<ClusterEntry, Error>>),
 }
@@ -24,8 +25,9 @@ pub struct Collected {
 /// Sorts what the profiles came to into entries and failures, and counts both in the same units:
 /// `profiles` (every profile asked for, run or not) against those that failed as a whole, and the
 /// clusters of the others against those that failed. Counting failures per error against a total
-/// of something else gave "2 of 1 failed".
+/// of something else gave "2 of 1 failed". A profile that fails in two regions is one profile.
 pub fn collect(profiles: usize, fetched: impl IntoIterator<Item = Fetched>) -> Collected {
+    let mut failed_profiles = BTreeSet::new();
     let mut c = Collected {
         entries: Vec::new(),
         failures: Vec::new(),
@@ -36,8 +38,9 @@ pub fn collect(profiles: usize, fetched: impl IntoIterator<Item = Fetched>) -> C
     };
     for outcome in fetched {
         match outcome {
-            Fetched::Profile(e) => {
-                c.tally.failed_profiles += 1;
+            Fetched::Profile(name, e) => {
+                failed_profiles.insert(name);
+                c.tally.failed_profiles = failed_profiles.len();
                 c.failures.push(e);
             }
             Fetched::Clusters(results) => {

@@ -14,7 +14,11 @@ fn entry(profile: &str, name: &str) -> ClusterEntry {
 
 #[test]
 fn failures_are_counted_once_in_their_own_unit() {
-    let broken = || Fetched::Profile(Error::Usage("profile failed".into()));
+    let mut n = 0;
+    let mut broken = || {
+        n += 1;
+        Fetched::Profile(format!("p{n}"), Error::Usage("profile failed".into()))
+    };
     let ok = |p: &str, c: &str| Ok(entry(p, c));
     let missing = || Err(Error::Usage("cluster failed".into()));
     // (profiles asked for, what they came to, want tally, want message)
@@ -72,13 +76,16 @@ fn failures_are_counted_once_in_their_own_unit() {
 }
 #[test]
 fn a_lone_failure_is_itself_several_are_tallied() {
-    let one = collect(2, vec![Fetched::Profile(Error::Usage("only".into()))]);
+    let one = collect(
+        2,
+        vec![Fetched::Profile("a".into(), Error::Usage("only".into()))],
+    );
     assert_eq!(one.error().to_string(), "only");
     let two = collect(
         2,
         vec![
-            Fetched::Profile(Error::Usage("a".into())),
-            Fetched::Profile(Error::Usage("b\nsecond line".into())),
+            Fetched::Profile("a".into(), Error::Usage("a".into())),
+            Fetched::Profile("b".into(), Error::Usage("b\nsecond line".into())),
         ],
     );
     let report = two.skipped_report();
@@ -148,4 +155,13 @@ fn keep_going_skips_colliding_contexts_but_never_the_root_s() {
             assert_eq!(f.exit_code(), 2);
         }
     }
+}
+
+#[test]
+fn a_profile_failing_in_two_regions_is_one_profile() {
+    let fail = |r: &str| Fetched::Profile("p".into(), Error::Usage(format!("in {r}")));
+    let c = collect(1, vec![fail("eu-central-1"), fail("us-west-2")]);
+    assert_eq!(c.tally.failed_profiles, 1);
+    assert_eq!(c.failures.len(), 2, "one line per region");
+    assert_eq!(c.tally.to_string(), "1 of 1 profile");
 }

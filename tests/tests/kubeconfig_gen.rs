@@ -402,3 +402,5 @@ mod deadline;
 mod files;
 #[path = "kubeconfig_gen/partial.rs"]
 mod partial;
+#[path = "kubeconfig_gen/regions.rs"]
+mod regions;

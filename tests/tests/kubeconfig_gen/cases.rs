@@ -239,7 +239,7 @@ fn cases() -> Vec<Case> {
             SEED,
             &["generate", "--cluster", "mc-mgmt:"],
             2,
-            "--cluster \"mc-mgmt:\": expected PROFILE:CLUSTER[=CONTEXT]",
+            "--cluster \"mc-mgmt:\": expected PROFILE:CLUSTER[@REGION][=CONTEXT]",
         ),
         case(
             "--profile with --cluster",
