@@ -35,7 +35,10 @@ fn writes_through_a_symlinked_kubeconfig_and_twice_is_the_same_bytes() {
     let target = d.join("dotfiles/kubeconfig");
     std::fs::write(&target, "apiVersion: v1\nkind: Config\n").unwrap();
     std::os::unix::fs::symlink("dotfiles/kubeconfig", d.join("config")).unwrap();
-    let before = std::fs::metadata(&target).unwrap().ino();
+    // Held open across the runs: replaced by rename, the old file is unlinked (0 links) and
+    // keeps its old bytes; rewritten in place, it would still be linked. (Comparing inode
+    // numbers is no test: a freed inode number is handed out again.)
+    let held = std::fs::File::open(&target).unwrap();
     let link = d.join("config");
     let args = [
         "--kubeconfig",
@@ -57,9 +60,9 @@ fn writes_through_a_symlinked_kubeconfig_and_twice_is_the_same_bytes() {
         );
         texts.push(std::fs::read(&target).unwrap());
     }
-    assert_ne!(
-        std::fs::metadata(&target).unwrap().ino(),
-        before,
+    assert_eq!(
+        held.metadata().unwrap().nlink(),
+        0,
         "the target is replaced by rename, not rewritten in place"
     );
     assert_eq!(
