@@ -4,9 +4,9 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::cli::{Cli, Command, EksCommand, FileArgs, GenerateArgs, TokenArgs};
+use crate::cli::{Cli, Command, EksCommand, FileArgs, GenerateArgs, TokenArgs, UpdateArgs};
 use crate::error::{Result, exit};
-use crate::{aws, credential, env, explain, generate, output};
+use crate::{aws, credential, env, explain, generate, output, update};
 
 /// Logs on stderr: `KUBECONFIG_GEN_LOG`, else `RUST_LOG`, else `warn`. Colour only when stderr
 /// is a terminal and `NO_COLOR` is unset (escape codes filled the init container's log). A
@@ -66,7 +66,6 @@ async fn run(cli: Cli) -> Result<()> {
             let GenerateArgs {
                 clusters,
                 profiles,
-                region,
                 regions,
                 current_context,
                 exec_command,
@@ -79,7 +78,7 @@ async fn run(cli: Cli) -> Result<()> {
             generate::generate(generate::Options {
                 clusters,
                 profiles,
-                region,
+                region: cli.region,
                 regions,
                 current_context,
                 exec_command,
@@ -93,6 +92,33 @@ async fn run(cli: Cli) -> Result<()> {
             .await
         }
         Command::Explain(args) => explain::explain(&files(args.files), &args.profiles),
+        Command::UpdateKubeconfig(args) => {
+            let UpdateArgs {
+                name,
+                alias,
+                user_alias,
+                profile,
+                role_arn,
+                kubeconfig,
+                dry_run,
+                exec_command,
+                files: file_args,
+            } = args;
+            update::run(update::Request {
+                cluster: name,
+                alias,
+                user_alias,
+                region: cli.region,
+                profile,
+                role_arn,
+                kubeconfig,
+                dry_run,
+                exec_command,
+                files: files(file_args),
+                timeout: cli.timeout,
+            })
+            .await
+        }
         Command::Token(args)
         | Command::Eks {
             command: EksCommand::GetToken(args),
@@ -100,7 +126,6 @@ async fn run(cli: Cli) -> Result<()> {
             // `--output` is accepted for awscli's argument shape only: json is the one value.
             let TokenArgs {
                 cluster_name,
-                region,
                 profile,
                 role_arn,
                 output: _,
@@ -108,7 +133,7 @@ async fn run(cli: Cli) -> Result<()> {
             } = args;
             credential::run(credential::Request {
                 cluster: cluster_name,
-                region: region.or(cli.region),
+                region: cli.region,
                 profile,
                 role_arn,
                 files: files(file_args),

@@ -19,8 +19,9 @@ pipe) · 7 partial (--keep-going wrote what succeeded, but not the management co
 #[derive(Debug, Parser)]
 #[command(name = "kubeconfig-gen", version, after_help = EXIT_CODES)]
 pub struct Cli {
-    /// Region for `eks get-token` (awscli's argument shape: `--region R eks get-token ...`).
-    #[arg(long, value_name = "REGION")]
+    /// Region, before or after the subcommand (default: AWS_REGION, AWS_DEFAULT_REGION, then the
+    /// profile's region). generate: every profile's; token and update-kubeconfig: the cluster's.
+    #[arg(long, global = true, value_name = "REGION")]
     pub region: Option<String>,
     /// Deadline of each AWS call (STS, EKS, each hop of a credential chain), before or after the
     /// subcommand: `30s`, `500ms`, `2m`. The TCP connect gets at most 10 s of it. A call that
@@ -40,6 +41,8 @@ pub enum Command {
     Token(TokenArgs),
     /// Print each profile's credential chain as JSON, without calling AWS.
     Explain(ExplainArgs),
+    /// `aws eks update-kubeconfig`'s shape for one cluster, with kubeconfig-gen as the exec plugin.
+    UpdateKubeconfig(UpdateArgs),
     /// awscli's argument shape, so an awscli-style kubeconfig can switch its command only.
     #[command(hide = true)]
     Eks {
@@ -74,9 +77,6 @@ pub struct GenerateArgs {
     /// Limit discovery to these profiles (repeatable).
     #[arg(long = "profile", value_name = "PROFILE")]
     pub profiles: Vec<String>,
-    /// Region for every profile (default: AWS_REGION, AWS_DEFAULT_REGION, then the profile's region).
-    #[arg(long, value_name = "REGION")]
-    pub region: Option<String>,
     /// Discover in each of these regions, for every profile (comma-separated or repeated; wins
     /// over AWS_REGION). Same-named clusters of two regions get contexts NAME@REGION.
     #[arg(
@@ -115,9 +115,6 @@ pub struct TokenArgs {
     /// The EKS cluster name the token is bound to (signed as x-k8s-aws-id).
     #[arg(long, alias = "cluster-id", value_name = "NAME")]
     pub cluster_name: String,
-    /// Region of the cluster (default: AWS_REGION, AWS_DEFAULT_REGION, then the profile's region).
-    #[arg(long, value_name = "REGION")]
-    pub region: Option<String>,
     /// Profile whose credentials sign the token (default: $AWS_PROFILE, else the default chain).
     #[arg(long, value_name = "PROFILE")]
     pub profile: Option<String>,
@@ -127,6 +124,38 @@ pub struct TokenArgs {
     /// Accepted for awscli compatibility; only `json`.
     #[arg(long, value_parser = ["json"], default_value = "json")]
     pub output: String,
+    #[command(flatten)]
+    pub files: FileArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct UpdateArgs {
+    /// The EKS cluster (DescribeCluster must find it ACTIVE or UPDATING).
+    #[arg(long, value_name = "NAME")]
+    pub name: String,
+    /// Context name (default: the user name).
+    #[arg(long, value_name = "CONTEXT")]
+    pub alias: Option<String>,
+    /// User name (default: the cluster ARN).
+    #[arg(long, value_name = "USER")]
+    pub user_alias: Option<String>,
+    /// Profile whose credentials describe the cluster and sign its tokens (default: $AWS_PROFILE,
+    /// else the default chain); written as the entry's AWS_PROFILE.
+    #[arg(long, value_name = "PROFILE")]
+    pub profile: Option<String>,
+    /// Role the exec entry's token assumes (`token --role-arn`); as in awscli it does not change
+    /// the DescribeCluster call.
+    #[arg(long, value_name = "ARN")]
+    pub role_arn: Option<String>,
+    /// Kubeconfig to merge into (default: the first path in $KUBECONFIG, else ~/.kube/config).
+    #[arg(long, value_name = "PATH")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Print the merged kubeconfig on stdout instead of writing it.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Command of the exec entry.
+    #[arg(long, value_name = "PATH", default_value = "kubeconfig-gen")]
+    pub exec_command: String,
     #[command(flatten)]
     pub files: FileArgs,
 }
@@ -183,6 +212,70 @@ mod tests {
                 "c",
                 "--output",
                 "yaml"
+            ])
+            .is_err()
+        );
+    }
+}
+
+#[cfg(test)]
+mod global_tests {
+    use super::*;
+
+    /// `--region` and `--timeout` before or after the subcommand (before `generate` it was
+    /// silently ignored).
+    #[test]
+    fn global_flags_before_or_after_the_subcommand() {
+        for argv in [
+            &[
+                "kubeconfig-gen",
+                "--region",
+                "r1",
+                "--timeout",
+                "5s",
+                "generate",
+            ][..],
+            &[
+                "kubeconfig-gen",
+                "generate",
+                "--region",
+                "r1",
+                "--timeout",
+                "5s",
+            ][..],
+            &[
+                "kubeconfig-gen",
+                "--region",
+                "r1",
+                "update-kubeconfig",
+                "--name",
+                "c",
+                "--timeout",
+                "5s",
+            ][..],
+            &[
+                "kubeconfig-gen",
+                "token",
+                "--cluster-name",
+                "c",
+                "--region",
+                "r1",
+                "--timeout",
+                "5s",
+            ][..],
+        ] {
+            let cli = Cli::try_parse_from(argv).unwrap();
+            assert_eq!(cli.region.as_deref(), Some("r1"), "{argv:?}");
+            assert_eq!(cli.timeout, std::time::Duration::from_secs(5), "{argv:?}");
+        }
+        assert!(
+            Cli::try_parse_from([
+                "kubeconfig-gen",
+                "generate",
+                "--region",
+                "a",
+                "--regions",
+                "b"
             ])
             .is_err()
         );

@@ -47,7 +47,11 @@ pub async fn run(req: Request) -> Result<()> {
 /// The region to sign for. A named profile is checked first (its chain and token files), so a
 /// broken profile is exit 3 before any network call; the default chain takes the `default`
 /// profile's region, where the files can be read at all.
-fn region(files: &aws::Files, profile: Option<&str>, flag: Option<&str>) -> Result<String> {
+pub(crate) fn region(
+    files: &aws::Files,
+    profile: Option<&str>,
+    flag: Option<&str>,
+) -> Result<String> {
     match profile {
         Some(p) => {
             let profiles = files.read_profiles()?;

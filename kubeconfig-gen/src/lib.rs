@@ -16,3 +16,4 @@ pub mod outcome;
 pub mod output;
 pub mod profiles;
 pub mod token;
+pub mod update;

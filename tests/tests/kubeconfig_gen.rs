@@ -404,3 +404,5 @@ mod files;
 mod partial;
 #[path = "kubeconfig_gen/regions.rs"]
 mod regions;
+#[path = "kubeconfig_gen/update.rs"]
+mod update;

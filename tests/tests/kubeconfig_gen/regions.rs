@@ -9,7 +9,7 @@ const WEST: &str = "us-west-2";
 /// Creates CLUSTER in us-west-2 of mc-project's account (222222222222) in the testbed's moto,
 /// through the reference awscli and the testbed's profile chain. Already there is fine (a
 /// reused testbed).
-fn create_west_cluster(home: &Path, cluster: &str) {
+pub(super) fn create_west_cluster(home: &Path, cluster: &str) {
     let mut env = aws_env();
     env.push(("AWS_PROFILE".into(), "mc-project".into()));
     let out = clean(&aws_cli(), home, &env)
