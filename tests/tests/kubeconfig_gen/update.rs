@@ -176,7 +176,8 @@ async fn update_kubeconfig_writes_what_awscli_writes_with_our_plugin() {
     ]));
 }
 
-/// `--region` before the subcommand was silently ignored by `generate`.
+/// `--region` before the subcommand was silently ignored by `generate`. (The current context
+/// is named: the regions test may have put a second cluster into us-west-2.)
 #[test]
 fn region_before_or_after_the_subcommand() {
     let home = tempfile::tempdir().unwrap();
@@ -192,6 +193,7 @@ fn region_before_or_after_the_subcommand() {
             "mc-project",
             "--kubeconfig",
             "-",
+            "--current-context=west-only-k8s",
         ][..],
         &[
             "generate",
@@ -201,6 +203,7 @@ fn region_before_or_after_the_subcommand() {
             "-",
             "--region",
             "us-west-2",
+            "--current-context=west-only-k8s",
         ][..],
         &[
             "--region",
