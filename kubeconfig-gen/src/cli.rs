@@ -71,7 +71,7 @@ pub struct FileArgs {
 pub struct GenerateArgs {
     /// A cluster to include, reached through PROFILE (repeatable). Without it, every cluster that
     /// eks:ListClusters shows each credential profile is included. PROFILE defaults to $AWS_PROFILE,
-    /// else `default`; REGION to the profile's region (as --region); CONTEXT to the cluster name.
+    /// else `default`; REGION defaults as --region does, CONTEXT to the cluster name.
     #[arg(long = "cluster", value_name = "PROFILE:CLUSTER[@REGION][=CONTEXT]")]
     pub clusters: Vec<String>,
     /// Limit discovery to these profiles (repeatable).
@@ -103,7 +103,7 @@ pub struct GenerateArgs {
     pub replace: bool,
     /// Skip each profile or cluster that fails (configuration, credentials, AWS, a context wanted
     /// twice), one line each on stderr, and write the rest: exit 0 when the management context
-    /// (root profile's cluster, or --current-context) was written, else 7.
+    /// was written (the root profile's cluster, or the --current-context one), else 7.
     #[arg(long)]
     pub keep_going: bool,
     #[command(flatten)]
