@@ -1,4 +1,4 @@
-//! `--keep-going` (issue 13, item 1): in the pod's argument shape, broken followers are skipped
+//! `--keep-going` (issue 13, item 1): with the pod's own arguments, broken followers are skipped
 //! one line each and the rest is written with the management context current; without the
 //! management cluster the rest is still written and the exit code is 7.
 use super::cases::{SECRET, SEED, fill, run_case};
@@ -12,19 +12,35 @@ role_session_name = a-session-name-longer-than-sixty-four-characters-which-sts-r
 [no-token]\nrole_arn = arn:aws:iam::666666666666:role/kubed-master\nweb_identity_token_file = {dir}/missing-token\n\
 [mgmt-twin]\nrole_arn = arn:aws:iam::111111111111:role/kubed-follower\nsource_profile = mc-mgmt\nrole_session_name = twin\n";
 
-/// The init container's arguments (manifests/mgmt/deployment.yaml), with the exec command at
-/// the built binary (the image has it on PATH).
+/// The init container's own arguments, read from manifests/mgmt/deployment.yaml, with the pod's
+/// paths moved into DIR and the exec command at the built binary (the image has it on PATH).
 fn pod_args(dir: &Path) -> Vec<String> {
-    let mut args: Vec<String> = [
-        "generate",
-        "--credentials-file={dir}/credentials",
-        "--kubeconfig={dir}/kubeconfig",
-        "--replace",
-        "--current-context=mc-mgmt-k8s",
-    ]
-    .iter()
-    .map(|a| fill(a, dir))
-    .collect();
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../manifests/mgmt/deployment.yaml"
+    );
+    let doc: Value = serde_saphyr::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let init = doc["spec"]["template"]["spec"]["initContainers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "kubeconfig-gen")
+        .unwrap();
+    let mut args: Vec<String> = init["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            let a = a.as_str().unwrap();
+            match a.split_once('=') {
+                Some(("--credentials-file", _)) => {
+                    fill("--credentials-file={dir}/credentials", dir)
+                }
+                Some(("--kubeconfig", _)) => fill("--kubeconfig={dir}/kubeconfig", dir),
+                _ => a.to_string(),
+            }
+        })
+        .collect();
     args.push(format!("--exec-command={}", binary().display()));
     args
 }
@@ -40,16 +56,24 @@ async fn keep_going_skips_each_broken_follower_and_writes_the_rest() {
     let creds = fill(&format!("{SEED}{BROKEN}"), d);
     let path = d.join("kubeconfig");
 
+    let args = pod_args(d);
+    assert!(
+        args.contains(&"--keep-going".to_string()),
+        "the manifests' init container keeps going: {args:?}"
+    );
     // Without --keep-going: all or nothing, as before.
-    let strict = run_case(d, &creds, "", &pod_args(d), &[]);
+    let strict: Vec<String> = args
+        .iter()
+        .filter(|a| *a != "--keep-going")
+        .cloned()
+        .collect();
+    let strict = run_case(d, &creds, "", &strict, &[]);
     assert_ne!(strict.status.code(), Some(0), "{}", text(&strict.stderr));
     assert!(
         !path.exists(),
         "nothing may be written without --keep-going"
     );
 
-    let mut args = pod_args(d);
-    args.push("--keep-going".into());
     let out = run_case(d, &creds, "", &args, &[]);
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
