@@ -125,9 +125,15 @@ async fn update_kubeconfig_writes_what_awscli_writes_with_our_plugin() {
     )
     .await;
     assert!(listed.contains("namespace/default"), "{listed}");
+}
 
-    // --dry-run prints and writes nothing; --user-alias and --role-arn shape the entry.
-    let before = std::fs::read(&ours_path).unwrap();
+/// `--dry-run` prints and writes nothing; `--user-alias` names the user and, without `--alias`,
+/// the context; `--role-arn` goes to the exec args.
+#[test]
+fn update_kubeconfig_dry_run_user_alias_and_role_arn() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let ours_path = h.join("never-written.yaml");
     let dry = ours(
         h,
         &[
@@ -146,11 +152,7 @@ async fn update_kubeconfig_writes_what_awscli_writes_with_our_plugin() {
         ],
     );
     assert!(dry.status.success(), "{}", text(&dry.stderr));
-    assert_eq!(
-        std::fs::read(&ours_path).unwrap(),
-        before,
-        "--dry-run wrote"
-    );
+    assert!(!ours_path.exists(), "--dry-run wrote");
     let kc = Kubeconfig::from_yaml(&text(&dry.stdout)).unwrap();
     let arn = "arn:aws:eks:eu-central-1:222222222222:cluster/mc-project-k8s";
     assert_eq!(
