@@ -4,16 +4,24 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::cli::{Cli, Command, EksCommand, FileArgs, GenerateArgs, TokenArgs};
+use crate::cli::{Cli, Command, EksCommand, FileArgs, GenerateArgs, TokenArgs, UpdateArgs};
 use crate::error::{Result, exit};
-use crate::{aws, credential, explain, generate};
+use crate::{aws, credential, env, explain, generate, output, update};
 
+/// Logs on stderr: `KUBECONFIG_GEN_LOG`, else `RUST_LOG`, else `warn`. Colour only when stderr
+/// is a terminal and `NO_COLOR` is unset (escape codes filled the init container's log). A
+/// closed stderr is ignored: the subscriber would otherwise report it with `eprintln!`, a panic.
 fn init_logging() {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_env("KUBECONFIG_GEN_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_from_env("RUST_LOG"))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let colour = std::io::stderr().is_terminal() && env::var("NO_COLOR").is_none();
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(colour)
+        .log_internal_errors(false)
         .with_target(false)
         .try_init();
 }
@@ -37,14 +45,14 @@ pub fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            output::say(&format!("error: cannot start the async runtime: {e}"));
             return ExitCode::from(exit::RUNTIME);
         }
     };
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("{}", err.render());
+            output::say(&err.render());
             ExitCode::from(err.exit_code())
         }
     }
@@ -58,7 +66,7 @@ async fn run(cli: Cli) -> Result<()> {
             let GenerateArgs {
                 clusters,
                 profiles,
-                region,
+                regions,
                 current_context,
                 exec_command,
                 exec_style,
@@ -70,7 +78,8 @@ async fn run(cli: Cli) -> Result<()> {
             generate::generate(generate::Options {
                 clusters,
                 profiles,
-                region,
+                region: cli.region,
+                regions,
                 current_context,
                 exec_command,
                 exec_style,
@@ -78,10 +87,38 @@ async fn run(cli: Cli) -> Result<()> {
                 replace,
                 keep_going,
                 files: files(file_args),
+                timeout: cli.timeout,
             })
             .await
         }
         Command::Explain(args) => explain::explain(&files(args.files), &args.profiles),
+        Command::UpdateKubeconfig(args) => {
+            let UpdateArgs {
+                name,
+                alias,
+                user_alias,
+                profile,
+                role_arn,
+                kubeconfig,
+                dry_run,
+                exec_command,
+                files: file_args,
+            } = args;
+            update::run(update::Request {
+                cluster: name,
+                alias,
+                user_alias,
+                region: cli.region,
+                profile,
+                role_arn,
+                kubeconfig,
+                dry_run,
+                exec_command,
+                files: files(file_args),
+                timeout: cli.timeout,
+            })
+            .await
+        }
         Command::Token(args)
         | Command::Eks {
             command: EksCommand::GetToken(args),
@@ -89,7 +126,6 @@ async fn run(cli: Cli) -> Result<()> {
             // `--output` is accepted for awscli's argument shape only: json is the one value.
             let TokenArgs {
                 cluster_name,
-                region,
                 profile,
                 role_arn,
                 output: _,
@@ -97,10 +133,11 @@ async fn run(cli: Cli) -> Result<()> {
             } = args;
             credential::run(credential::Request {
                 cluster: cluster_name,
-                region: region.or(cli.region),
+                region: cli.region,
                 profile,
                 role_arn,
                 files: files(file_args),
+                timeout: cli.timeout,
             })
             .await
         }

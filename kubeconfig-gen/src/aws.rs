@@ -10,6 +10,9 @@ use aws_credential_types::provider::ProvideCredentials;
 use aws_runtime::env_config::file::{EnvConfigFileKind, EnvConfigFiles};
 use aws_sdk_eks::error::{DisplayErrorContext, ProvideErrorMetadata};
 
+use std::time::Duration;
+
+use crate::deadline::{self, is_timeout, timeout_config};
 use crate::error::{Cause, Error, Result};
 use crate::profiles::{FileKind, ProfileError, Profiles, Source};
 
@@ -113,7 +116,23 @@ impl Files {
         }
     }
 
+    /// PROFILE's `endpoint_url`, for messages only (read again, without the warnings: this runs
+    /// on the failure path).
+    pub fn endpoint_url(&self, profile: &str) -> Option<String> {
+        let profiles = self.load().ok()?;
+        Some(profiles.get(profile).ok()?.get("endpoint_url")?.to_string())
+    }
+
+    /// Both files parsed; a section ignored by the AWS rules is a warning.
     pub fn read_profiles(&self) -> Result<Profiles> {
+        let profiles = self.load()?;
+        for i in &profiles.ignored {
+            tracing::warn!(file = %i.path.display(), section = %i.section, reason = i.reason, "ignored section");
+        }
+        Ok(profiles)
+    }
+
+    fn load(&self) -> Result<Profiles> {
         let config = Self::read_one(&self.config, FileKind::Config, self.config_explicit)?;
         let credentials = Self::read_one(
             &self.credentials,
@@ -132,9 +151,6 @@ impl Files {
                 text: credentials.as_deref(),
             },
         ])?;
-        for i in &profiles.ignored {
-            tracing::warn!(file = %i.path.display(), section = %i.section, reason = i.reason, "ignored section");
-        }
         Ok(profiles)
     }
 }
@@ -164,9 +180,13 @@ pub fn check_token_files(chain: &crate::profiles::Chain) -> Result<()> {
 /// environment's keys, which would silently replace the profile). The chain's internal STS
 /// clients read AWS_ENDPOINT_URL[_STS] themselves (aws-config's EnvServiceConfig falls back to
 /// the global variable).
-pub async fn profile_config(files: &Files, profile: &str, region: &str) -> SdkConfig {
-    let provider_config =
-        ProviderConfig::default().with_region(Some(Region::new(region.to_string())));
+pub async fn profile_config(
+    files: &Files,
+    profile: &str,
+    region: &str,
+    timeout: Duration,
+) -> SdkConfig {
+    let provider_config = provider_config(region, timeout);
     let credentials = ProfileFileCredentialsProvider::builder()
         .configure(&provider_config)
         .profile_files(files.env_config_files())
@@ -177,16 +197,56 @@ pub async fn profile_config(files: &Files, profile: &str, region: &str) -> SdkCo
         .profile_name(profile)
         .region(Region::new(region.to_string()))
         .credentials_provider(credentials)
+        .timeout_config(timeout_config(timeout))
         .load()
         .await
 }
 
+/// The provider configuration of the credential chains: the STS clients inside them (web
+/// identity, each AssumeRole hop) get the same deadlines as every other call.
+fn provider_config(region: &str, timeout: Duration) -> ProviderConfig {
+    ProviderConfig::default()
+        .with_region(Some(Region::new(region.to_string())))
+        .with_timeout_config(timeout_config(timeout))
+}
+
 /// The default credential chain (environment keys first), for `token` without a profile.
-pub async fn default_config(region: &str) -> SdkConfig {
+pub async fn default_config(region: &str, timeout: Duration) -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new(region.to_string()))
+        .timeout_config(timeout_config(timeout))
         .load()
         .await
+}
+
+/// A failed call as `Error::Timeout` when it timed out, else as OTHERWISE.
+fn or_timeout(
+    err: &(dyn std::error::Error + 'static),
+    at: Call<'_>,
+    otherwise: impl FnOnce(Cause) -> Error,
+) -> Error {
+    let cause = Cause(DisplayErrorContext(err).to_string());
+    if !is_timeout(err) {
+        return otherwise(cause);
+    }
+    Error::Timeout {
+        profile: at.profile.to_string(),
+        call: at.call,
+        endpoint: deadline::endpoint(at.service, at.region, at.profile_endpoint.as_deref()),
+        after: at.timeout,
+        source: cause,
+    }
+}
+
+/// Where a call went, for its timeout message.
+pub struct Call<'a> {
+    pub profile: &'a str,
+    pub call: String,
+    pub service: &'static str,
+    pub region: &'a str,
+    pub timeout: Duration,
+    /// The profile's own `endpoint_url`, if any.
+    pub profile_endpoint: Option<String>,
 }
 
 /// Credentials for `token`, straight from the providers: `ConfigLoader::load` also builds an HTTPS
@@ -196,46 +256,70 @@ pub async fn token_credentials(
     files: &Files,
     profile: Option<&str>,
     region: &str,
+    timeout: Duration,
 ) -> Result<Credentials> {
-    let fail = |who: &str, e: aws_credential_types::provider::error::CredentialsError| {
-        Error::Credentials {
-            profile: who.to_string(),
-            source: Cause(DisplayErrorContext(&e).to_string()),
-        }
-    };
-    let provider_config =
-        ProviderConfig::default().with_region(Some(Region::new(region.to_string())));
     match profile {
-        Some(p) => ProfileFileCredentialsProvider::builder()
-            .configure(&provider_config)
-            .profile_files(files.env_config_files())
-            .profile_name(p)
-            .build()
-            .provide_credentials()
-            .await
-            .map_err(|e| fail(p, e)),
+        Some(p) => {
+            let provided = ProfileFileCredentialsProvider::builder()
+                .configure(&provider_config(region, timeout))
+                .profile_files(files.env_config_files())
+                .profile_name(p)
+                .build()
+                .provide_credentials()
+                .await;
+            provided.map_err(|e| credentials_error(files, p, region, timeout, &e))
+        }
         None => {
             let env = aws_config::environment::EnvironmentVariableCredentialsProvider::new();
             if let Ok(c) = env.provide_credentials().await {
                 return Ok(c);
             }
-            credentials(&default_config(region).await, "(default chain)").await
+            let cfg = default_config(region, timeout).await;
+            credentials(files, &cfg, "(default chain)", timeout).await
         }
     }
 }
 
-pub async fn credentials(cfg: &SdkConfig, profile: &str) -> Result<Credentials> {
-    let fail = |msg: String| Error::Credentials {
-        profile: profile.to_string(),
-        source: Cause(msg),
+/// A credentials failure of PROFILE: a timeout of one of the chain's STS calls, or anything else.
+fn credentials_error(
+    files: &Files,
+    profile: &str,
+    region: &str,
+    timeout: Duration,
+    err: &(dyn std::error::Error + 'static),
+) -> Error {
+    let at = Call {
+        profile,
+        call: format!("credentials (STS in {region})"),
+        service: "sts",
+        region,
+        timeout,
+        profile_endpoint: files.endpoint_url(profile),
     };
+    or_timeout(err, at, |source| Error::Credentials {
+        profile: profile.to_string(),
+        source,
+    })
+}
+
+/// The credentials of CFG's provider (PROFILE's chain).
+pub async fn credentials(
+    files: &Files,
+    cfg: &SdkConfig,
+    profile: &str,
+    timeout: Duration,
+) -> Result<Credentials> {
+    let region = cfg.region().map(|r| r.to_string()).unwrap_or_default();
     let provider = cfg
         .credentials_provider()
-        .ok_or_else(|| fail("no credentials provider".into()))?;
+        .ok_or_else(|| Error::Credentials {
+            profile: profile.to_string(),
+            source: Cause("no credentials provider".into()),
+        })?;
     provider
         .provide_credentials()
         .await
-        .map_err(|e| fail(DisplayErrorContext(&e).to_string()))
+        .map_err(|e| credentials_error(files, profile, &region, timeout, &e))
 }
 
 /// AssumeRole for `token --role-arn` (awscli's session name), through aws-config's provider.
@@ -243,11 +327,14 @@ pub async fn assume_role(
     cfg: &SdkConfig,
     base: Credentials,
     role_arn: &str,
+    timeout: Duration,
 ) -> Result<Credentials> {
+    let region = cfg.region().map(|r| r.to_string()).unwrap_or_default();
     let cfg = cfg
         .to_builder()
         .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(base))
         .build();
+    let who = format!("(role {role_arn})");
     aws_config::sts::AssumeRoleProvider::builder(role_arn)
         .session_name("EKSGetTokenAuth")
         .configure(&cfg)
@@ -255,9 +342,19 @@ pub async fn assume_role(
         .await
         .provide_credentials()
         .await
-        .map_err(|e| Error::Credentials {
-            profile: format!("(role {role_arn})"),
-            source: Cause(DisplayErrorContext(&e).to_string()),
+        .map_err(|e| {
+            let at = Call {
+                profile: &who,
+                call: format!("sts:AssumeRole in {region}"),
+                service: "sts",
+                region: &region,
+                timeout,
+                profile_endpoint: None,
+            };
+            or_timeout(&e, at, |source| Error::Credentials {
+                profile: who.clone(),
+                source,
+            })
         })
 }
 
@@ -268,20 +365,44 @@ fn eks(cfg: &SdkConfig, creds: Credentials) -> aws_sdk_eks::Client {
     aws_sdk_eks::Client::from_conf(conf)
 }
 
+/// Who asks EKS, for the messages of its calls.
+pub struct Asker<'a> {
+    pub files: &'a Files,
+    pub profile: &'a str,
+    pub region: &'a str,
+    pub timeout: Duration,
+}
+
+impl Asker<'_> {
+    fn call(&self, call: String) -> Call<'_> {
+        Call {
+            profile: self.profile,
+            call,
+            service: "eks",
+            region: self.region,
+            timeout: self.timeout,
+            profile_endpoint: self.files.endpoint_url(self.profile),
+        }
+    }
+}
+
 pub async fn list_clusters(
     cfg: &SdkConfig,
     creds: Credentials,
-    profile: &str,
-    region: &str,
+    who: &Asker<'_>,
 ) -> Result<Vec<String>> {
+    let (profile, region) = (who.profile, who.region);
     let client = eks(cfg, creds);
     let mut names = Vec::new();
     let mut pages = client.list_clusters().into_paginator().send();
     while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| Error::ListClusters {
-            profile: profile.to_string(),
-            region: region.to_string(),
-            source: Cause(DisplayErrorContext(&e).to_string()),
+        let page = page.map_err(|e| {
+            let at = who.call(format!("eks:ListClusters in {region}"));
+            or_timeout(&e, at, |source| Error::ListClusters {
+                profile: profile.to_string(),
+                region: region.to_string(),
+                source,
+            })
         })?;
         names.extend(page.clusters.unwrap_or_default());
     }
@@ -298,10 +419,10 @@ pub struct Described {
 pub async fn describe_cluster(
     cfg: &SdkConfig,
     creds: Credentials,
-    profile: &str,
-    region: &str,
+    who: &Asker<'_>,
     cluster: &str,
 ) -> Result<Described> {
+    let (profile, region) = (who.profile, who.region);
     let out = eks(cfg, creds)
         .describe_cluster()
         .name(cluster)
@@ -309,19 +430,19 @@ pub async fn describe_cluster(
         .await
         .map_err(|e| {
             if e.code() == Some("ResourceNotFoundException") {
-                Error::ClusterNotFound {
+                return Error::ClusterNotFound {
                     profile: profile.to_string(),
                     cluster: cluster.to_string(),
                     region: region.to_string(),
-                }
-            } else {
-                Error::DescribeCluster {
-                    profile: profile.to_string(),
-                    cluster: cluster.to_string(),
-                    region: region.to_string(),
-                    source: Cause(DisplayErrorContext(&e).to_string()),
-                }
+                };
             }
+            let at = who.call(format!("eks:DescribeCluster {cluster} in {region}"));
+            or_timeout(&e, at, |source| Error::DescribeCluster {
+                profile: profile.to_string(),
+                cluster: cluster.to_string(),
+                region: region.to_string(),
+                source,
+            })
         })?;
     let missing = |what: &str| Error::DescribeCluster {
         profile: profile.to_string(),

@@ -8,18 +8,27 @@ use crate::kubeconfig::ExecStyle;
 
 const EXIT_CODES: &str = "Exit codes: 0 ok · 1 cannot start (no async runtime: out of file \
 descriptors or threads) · 2 usage (bad flags, duplicate or ambiguous contexts) · \
-3 profile/config (unreadable or malformed INI, unknown or missing source_profile, loop, missing \
-token file, no region) · 4 AWS credentials/STS · 5 EKS (cluster not found, access denied) · \
-6 kubeconfig/output (cannot read, parse or write the kubeconfig; cannot write stdout)";
+3 profile/config (unreadable or malformed INI, unknown or missing source_profile, loop, chain \
+deeper than 32 hops, missing token file, no region) · 4 AWS credentials/STS · 5 EKS (cluster not found, access denied) · \
+6 kubeconfig/output (cannot read, parse or write the kubeconfig; cannot write stdout, also a closed \
+pipe) · 7 partial (--keep-going wrote what succeeded, but not the management context) · 8 timeout \
+(an AWS endpoint did not answer within --timeout)";
 
 /// Generates a multi-context kubeconfig for EKS clusters reached through AWS profile chains,
 /// and is its own kubectl exec credential plugin (`token`).
 #[derive(Debug, Parser)]
 #[command(name = "kubeconfig-gen", version, after_help = EXIT_CODES)]
 pub struct Cli {
-    /// Region for `eks get-token` (awscli's argument shape: `--region R eks get-token ...`).
-    #[arg(long, value_name = "REGION")]
+    /// Region, before or after the subcommand (default: AWS_REGION, AWS_DEFAULT_REGION, then the
+    /// profile's region). generate: every profile's; token and update-kubeconfig: the cluster's.
+    #[arg(long, global = true, value_name = "REGION")]
     pub region: Option<String>,
+    /// Deadline of each AWS call (STS, EKS, each hop of a credential chain), before or after the
+    /// subcommand: `30s`, `500ms`, `2m`. The TCP connect gets at most 10 s of it. A call that
+    /// misses it fails with exit 8, naming the profile and the endpoint.
+    #[arg(long, global = true, value_name = "DURATION", default_value = "30s",
+          value_parser = crate::deadline::parse_duration)]
+    pub timeout: std::time::Duration,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -32,6 +41,8 @@ pub enum Command {
     Token(TokenArgs),
     /// Print each profile's credential chain as JSON, without calling AWS.
     Explain(ExplainArgs),
+    /// `aws eks update-kubeconfig`'s shape for one cluster, with kubeconfig-gen as the exec plugin.
+    UpdateKubeconfig(UpdateArgs),
     /// awscli's argument shape, so an awscli-style kubeconfig can switch its command only.
     #[command(hide = true)]
     Eks {
@@ -60,15 +71,21 @@ pub struct FileArgs {
 pub struct GenerateArgs {
     /// A cluster to include, reached through PROFILE (repeatable). Without it, every cluster that
     /// eks:ListClusters shows each credential profile is included. PROFILE defaults to $AWS_PROFILE,
-    /// else `default`; CONTEXT defaults to the cluster name.
-    #[arg(long = "cluster", value_name = "PROFILE:CLUSTER[=CONTEXT]")]
+    /// else `default`; REGION defaults as --region does, CONTEXT to the cluster name.
+    #[arg(long = "cluster", value_name = "PROFILE:CLUSTER[@REGION][=CONTEXT]")]
     pub clusters: Vec<String>,
     /// Limit discovery to these profiles (repeatable).
     #[arg(long = "profile", value_name = "PROFILE")]
     pub profiles: Vec<String>,
-    /// Region for every profile (default: AWS_REGION, AWS_DEFAULT_REGION, then the profile's region).
-    #[arg(long, value_name = "REGION")]
-    pub region: Option<String>,
+    /// Discover in each of these regions, for every profile (comma-separated or repeated; wins
+    /// over AWS_REGION). Same-named clusters of two regions get contexts NAME@REGION.
+    #[arg(
+        long,
+        value_name = "R1,R2",
+        value_delimiter = ',',
+        conflicts_with = "region"
+    )]
+    pub regions: Vec<String>,
     /// The current context (default: the context of the profile at the root of the chains).
     #[arg(long, value_name = "CONTEXT")]
     pub current_context: Option<String>,
@@ -84,7 +101,9 @@ pub struct GenerateArgs {
     /// Write only the generated entries instead of merging into the existing file.
     #[arg(long)]
     pub replace: bool,
-    /// Write what succeeded even if some clusters fail (the failures are listed; exit non-zero).
+    /// Skip each profile or cluster that fails (configuration, credentials, AWS, a context wanted
+    /// twice), one line each on stderr, and write the rest: exit 0 when the management context
+    /// was written (the root profile's cluster, or the --current-context one), else 7.
     #[arg(long)]
     pub keep_going: bool,
     #[command(flatten)]
@@ -96,9 +115,6 @@ pub struct TokenArgs {
     /// The EKS cluster name the token is bound to (signed as x-k8s-aws-id).
     #[arg(long, alias = "cluster-id", value_name = "NAME")]
     pub cluster_name: String,
-    /// Region of the cluster (default: AWS_REGION, AWS_DEFAULT_REGION, then the profile's region).
-    #[arg(long, value_name = "REGION")]
-    pub region: Option<String>,
     /// Profile whose credentials sign the token (default: $AWS_PROFILE, else the default chain).
     #[arg(long, value_name = "PROFILE")]
     pub profile: Option<String>,
@@ -108,6 +124,38 @@ pub struct TokenArgs {
     /// Accepted for awscli compatibility; only `json`.
     #[arg(long, value_parser = ["json"], default_value = "json")]
     pub output: String,
+    #[command(flatten)]
+    pub files: FileArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct UpdateArgs {
+    /// The EKS cluster (DescribeCluster must find it ACTIVE or UPDATING).
+    #[arg(long, value_name = "NAME")]
+    pub name: String,
+    /// Context name (default: the user name).
+    #[arg(long, value_name = "CONTEXT")]
+    pub alias: Option<String>,
+    /// User name (default: the cluster ARN).
+    #[arg(long, value_name = "USER")]
+    pub user_alias: Option<String>,
+    /// Profile whose credentials describe the cluster and sign its tokens (default: $AWS_PROFILE,
+    /// else the default chain); written as the entry's AWS_PROFILE.
+    #[arg(long, value_name = "PROFILE")]
+    pub profile: Option<String>,
+    /// Role the exec entry's token assumes (`token --role-arn`); as in awscli it does not change
+    /// the DescribeCluster call.
+    #[arg(long, value_name = "ARN")]
+    pub role_arn: Option<String>,
+    /// Kubeconfig to merge into (default: the first path in $KUBECONFIG, else ~/.kube/config).
+    #[arg(long, value_name = "PATH")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Print the merged kubeconfig on stdout instead of writing it.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Command of the exec entry.
+    #[arg(long, value_name = "PATH", default_value = "kubeconfig-gen")]
+    pub exec_command: String,
     #[command(flatten)]
     pub files: FileArgs,
 }
@@ -164,6 +212,70 @@ mod tests {
                 "c",
                 "--output",
                 "yaml"
+            ])
+            .is_err()
+        );
+    }
+}
+
+#[cfg(test)]
+mod global_tests {
+    use super::*;
+
+    /// `--region` and `--timeout` before or after the subcommand (before `generate` it was
+    /// silently ignored).
+    #[test]
+    fn global_flags_before_or_after_the_subcommand() {
+        for argv in [
+            &[
+                "kubeconfig-gen",
+                "--region",
+                "r1",
+                "--timeout",
+                "5s",
+                "generate",
+            ][..],
+            &[
+                "kubeconfig-gen",
+                "generate",
+                "--region",
+                "r1",
+                "--timeout",
+                "5s",
+            ][..],
+            &[
+                "kubeconfig-gen",
+                "--region",
+                "r1",
+                "update-kubeconfig",
+                "--name",
+                "c",
+                "--timeout",
+                "5s",
+            ][..],
+            &[
+                "kubeconfig-gen",
+                "token",
+                "--cluster-name",
+                "c",
+                "--region",
+                "r1",
+                "--timeout",
+                "5s",
+            ][..],
+        ] {
+            let cli = Cli::try_parse_from(argv).unwrap();
+            assert_eq!(cli.region.as_deref(), Some("r1"), "{argv:?}");
+            assert_eq!(cli.timeout, std::time::Duration::from_secs(5), "{argv:?}");
+        }
+        assert!(
+            Cli::try_parse_from([
+                "kubeconfig-gen",
+                "generate",
+                "--region",
+                "a",
+                "--regions",
+                "b"
             ])
             .is_err()
         );

@@ -1,6 +1,5 @@
 //! The kubectl exec credential plugin (`token`, and awscli's `eks get-token` shape): profile and
 //! region, credentials through the chain, then the pure presign of `token` and the ExecCredential.
-use std::io::Write;
 use std::time::SystemTime;
 
 use crate::error::{Error, Result};
@@ -17,20 +16,23 @@ pub struct Request {
     pub profile: Option<String>,
     pub role_arn: Option<String>,
     pub files: aws::Files,
+    /// `--timeout`: the deadline of each AWS call.
+    pub timeout: std::time::Duration,
 }
 
 /// `token`: credentials through the profile chain (the only network calls), then a local presign.
 pub async fn run(req: Request) -> Result<()> {
     let (api_version, notice) = token::api_version(env::var("KUBERNETES_EXEC_INFO").as_deref());
     if let Some(notice) = notice {
-        eprintln!("{notice}");
+        crate::output::say(&notice);
     }
     let profile = req.profile.or_else(|| env::var("AWS_PROFILE"));
     let region = region(&req.files, profile.as_deref(), req.region.as_deref())?;
-    let mut creds = aws::token_credentials(&req.files, profile.as_deref(), &region).await?;
+    let mut creds =
+        aws::token_credentials(&req.files, profile.as_deref(), &region, req.timeout).await?;
     if let Some(role) = &req.role_arn {
-        let cfg = aws::default_config(&region).await;
-        creds = aws::assume_role(&cfg, creds, role).await?;
+        let cfg = aws::default_config(&region, req.timeout).await;
+        creds = aws::assume_role(&cfg, creds, role, req.timeout).await?;
     }
     let now = SystemTime::now();
     let url = token::presigned_url(&creds, &region, &req.cluster, now)?;
@@ -39,19 +41,17 @@ pub async fn run(req: Request) -> Result<()> {
         token::expiration(now, creds.expiry()),
         &token::token_from_url(&url),
     )?;
-    let mut out = std::io::stdout().lock();
-    out.write_all(text.as_bytes())
-        .and_then(|()| out.flush())
-        .map_err(|source| Error::Write {
-            path: "-".into(),
-            source,
-        })
+    crate::output::print(&text)
 }
 
 /// The region to sign for. A named profile is checked first (its chain and token files), so a
 /// broken profile is exit 3 before any network call; the default chain takes the `default`
 /// profile's region, where the files can be read at all.
-fn region(files: &aws::Files, profile: Option<&str>, flag: Option<&str>) -> Result<String> {
+pub(crate) fn region(
+    files: &aws::Files,
+    profile: Option<&str>,
+    flag: Option<&str>,
+) -> Result<String> {
     match profile {
         Some(p) => {
             let profiles = files.read_profiles()?;

@@ -14,8 +14,14 @@ pub mod exit {
     pub const PROFILE: u8 = 3;
     pub const CREDENTIALS: u8 = 4;
     pub const EKS: u8 = 5;
-    /// The kubeconfig cannot be read, parsed or written, or stdout cannot be written.
+    /// The kubeconfig cannot be read, parsed or written, or stdout cannot be written (also a
+    /// closed pipe, as in `explain | head -1`).
     pub const OUTPUT: u8 = 6;
+    /// `--keep-going` wrote the clusters that succeeded, but not the management context (the root
+    /// profile's cluster, or `--current-context`): the pod's init container must not pass.
+    pub const PARTIAL: u8 = 7;
+    /// An AWS endpoint did not answer within `--timeout` (connect or whole operation).
+    pub const TIMEOUT: u8 = 8;
 }
 
 /// A cause rendered to text at the AWS SDK boundary (SDK errors are large generic types; their
@@ -38,6 +44,17 @@ pub enum Error {
     #[error("profile {profile}: cannot get AWS credentials")]
     Credentials {
         profile: String,
+        #[source]
+        source: Cause,
+    },
+
+    #[error("profile {profile}: {call} at {endpoint} did not answer within {after:?} (--timeout)")]
+    Timeout {
+        profile: String,
+        /// `credentials (STS)`, `eks:ListClusters in R`, ...
+        call: String,
+        endpoint: String,
+        after: std::time::Duration,
         #[source]
         source: Cause,
     },
@@ -85,6 +102,23 @@ pub enum Error {
     #[error("cannot choose the current context ({reason}); pass --current-context")]
     AmbiguousCurrentContext { reason: String },
 
+    /// Kept apart from `AmbiguousCurrentContext`: with `--keep-going` it means the management
+    /// cluster failed (a partial result), not a question the flags must answer.
+    #[error(
+        "cannot choose the current context (the root profile {root} reaches no cluster); pass --current-context"
+    )]
+    NoRootContext { root: String },
+
+    /// With `--keep-going`: one of several clusters wanting one context, skipped.
+    #[error(
+        "context {context}: skipped {skipped}, the context is also wanted by {others}; name one with --cluster PROFILE:CLUSTER=CONTEXT"
+    )]
+    ContextCollision {
+        context: String,
+        skipped: String,
+        others: String,
+    },
+
     #[error("--current-context {0}: no generated or existing context has that name")]
     UnknownCurrentContext(String),
 
@@ -111,6 +145,13 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// stdout is closed (`explain | head -1`) or cannot take the output.
+    #[error("cannot write stdout")]
+    Stdout {
+        #[source]
+        source: std::io::Error,
+    },
+
     #[error("cannot serialize {what}")]
     Serialize {
         what: &'static str,
@@ -125,11 +166,17 @@ pub enum Error {
         source: Cause,
     },
 
-    #[error("{tally} failed{}", if *kept_going { " (--keep-going: the rest was written)" } else { ", nothing written" })]
-    Several {
+    #[error("{tally} failed, nothing written")]
+    Several { failures: Vec<Error>, tally: Tally },
+
+    /// `--keep-going` wrote what succeeded, but the management context is not among it.
+    #[error(
+        "{tally} failed; --keep-going wrote the rest, but not the management context: {reason}"
+    )]
+    Partial {
         failures: Vec<Error>,
         tally: Tally,
-        kept_going: bool,
+        reason: Box<Error>,
     },
 }
 
@@ -168,6 +215,8 @@ impl Error {
             Error::Usage(_)
             | Error::AmbiguousCurrentContext { .. }
             | Error::UnknownCurrentContext(_)
+            | Error::NoRootContext { .. }
+            | Error::ContextCollision { .. }
             | Error::DuplicateContext { .. } => exit::USAGE,
             Error::Profile(_) | Error::NoRegion { .. } => exit::PROFILE,
             Error::Credentials { .. } | Error::Sign { .. } => exit::CREDENTIALS,
@@ -178,6 +227,7 @@ impl Error {
             Error::ExistingKubeconfig { .. }
             | Error::ReadKubeconfig { .. }
             | Error::Write { .. }
+            | Error::Stdout { .. }
             | Error::Serialize { .. } => exit::OUTPUT,
             // The most fundamental failure decides: a config error hides nothing behind it.
             Error::Several { failures, .. } => failures
@@ -185,23 +235,37 @@ impl Error {
                 .map(Error::exit_code)
                 .min()
                 .unwrap_or(exit::USAGE),
+            Error::Partial { .. } => exit::PARTIAL,
+            Error::Timeout { .. } => exit::TIMEOUT,
         }
     }
 
-    /// The message with its cause chain, one line per failure for `Several`.
+    /// The message with its cause chain, one line per failure for `Several` and `Partial`.
     pub fn render(&self) -> String {
         match self {
-            Error::Several { failures, .. } => {
-                let mut out = format!("error: {self}");
-                for f in failures {
-                    out.push_str("\n  - ");
-                    out.push_str(&chain(f));
-                }
-                out
+            Error::Several { failures, .. } | Error::Partial { failures, .. } => {
+                format!("error: {}{}", one_line(&self.to_string()), list(failures))
             }
-            other => format!("error: {}", chain(other)),
+            other => format!("error: {}", one_line(&chain(other))),
         }
     }
+}
+
+/// `\n  - failure` per failure, each on one line (an SDK cause may span several).
+pub fn list(failures: &[Error]) -> String {
+    failures
+        .iter()
+        .map(|f| format!("\n  - {}", one_line(&chain(f))))
+        .collect()
+}
+
+/// The text with every line break folded into a space, so one failure is one line of stderr.
+pub fn one_line(text: &str) -> String {
+    text.split(['\n', '\r'])
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// `message: cause: cause's cause`.
@@ -290,7 +354,6 @@ mod tests {
                 clusters: 3,
                 failed_clusters: 1,
             },
-            kept_going: false,
         };
         assert_eq!(err.exit_code(), 4);
         let text = err.render();

@@ -60,6 +60,6 @@ pub fn explain(files: &Files, only: &[String]) -> Result<()> {
         what: "explain output",
         source: crate::error::Cause(e.to_string()),
     })?;
-    println!("{text}");
+    crate::output::print(&format!("{text}\n"))?;
     first_error.map_or(Ok(()), Err)
 }

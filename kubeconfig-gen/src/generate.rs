@@ -3,13 +3,14 @@
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use futures::future::join_all;
-use kube::config::Kubeconfig;
 
 use crate::aws::{self, Files};
-use crate::error::{Error, Result, Tally};
+use crate::error::{Error, Result};
 use crate::kubeconfig::{self, ClusterEntry, ExecSettings, ExecStyle};
+use crate::outcome::{Collected, Fetched, collect};
 use crate::profiles::{Chain, Profiles, resolve_region};
 use crate::{env, output};
 
@@ -22,6 +23,8 @@ pub struct Options {
     /// `--profile`: limits discovery.
     pub profiles: Vec<String>,
     pub region: Option<String>,
+    /// `--regions`: discovery in each of these regions, for every profile.
+    pub regions: Vec<String>,
     pub current_context: Option<String>,
     pub exec_command: String,
     pub exec_style: ExecStyle,
@@ -30,6 +33,8 @@ pub struct Options {
     pub replace: bool,
     pub keep_going: bool,
     pub files: Files,
+    /// `--timeout`: the deadline of each AWS call.
+    pub timeout: Duration,
 }
 
 /// `PROFILE:CLUSTER[=CONTEXT]`; without `PROFILE:` the profile is $AWS_PROFILE, else `default`.
@@ -37,13 +42,15 @@ pub struct Options {
 pub struct ClusterArg {
     pub profile: String,
     pub cluster: String,
+    /// `@REGION`: this cluster's region, whatever the profile's.
+    pub region: Option<String>,
     pub context: Option<String>,
 }
 
 pub fn parse_cluster_arg(s: &str, default_profile: &str) -> Result<ClusterArg> {
     let bad = || {
         Error::Usage(format!(
-            "--cluster {s:?}: expected PROFILE:CLUSTER[=CONTEXT]"
+            "--cluster {s:?}: expected PROFILE:CLUSTER[@REGION][=CONTEXT]"
         ))
     };
     let (rest, context) = match s.split_once('=') {
@@ -55,18 +62,27 @@ pub fn parse_cluster_arg(s: &str, default_profile: &str) -> Result<ClusterArg> {
         Some((p, c)) => (p.to_string(), c.to_string()),
         None => (default_profile.to_string(), rest.to_string()),
     };
+    let (cluster, region) = match cluster.split_once('@') {
+        Some((c, r)) if !r.is_empty() => (c.to_string(), Some(r.to_string())),
+        Some(_) => return Err(bad()),
+        None => (cluster, None),
+    };
     if profile.is_empty() || cluster.is_empty() {
         return Err(bad());
     }
     Ok(ClusterArg {
         profile,
         cluster,
+        region,
         context,
     })
 }
 
-/// Clusters asked for by name, each with its context override.
+/// Clusters of one region asked for by name, each with its context override.
 type Wanted = Vec<(String, Option<String>)>;
+
+/// A cluster asked for by name: name, `@REGION`, context override.
+type Asked = (String, Option<String>, Option<String>);
 
 /// What one profile needs: its chain and region, checked before any AWS call.
 struct Plan {
@@ -77,48 +93,81 @@ struct Plan {
     clusters: Option<Wanted>,
 }
 
+/// PROFILE's plans, one per region: for the clusters asked for, one per region they name (the
+/// profile's region when they name none); for discovery, one per `--regions` entry, else the
+/// profile's region. The chain and its token files are checked once, before any AWS call.
 fn plan_profile(
     profiles: &Profiles,
     profile: &str,
-    region_flag: Option<&str>,
-    clusters: Option<Wanted>,
-) -> Result<Plan> {
+    regions: &Regions<'_>,
+    clusters: Option<Vec<Asked>>,
+) -> Result<Vec<Plan>> {
     let chain = profiles.chain(profile)?;
     aws::check_token_files(&chain)?;
-    let region = resolve_region(region_flag, &env::var, || {
-        profiles.configured_region(profile)
-    })
-    .ok_or_else(|| Error::NoRegion {
-        profile: profile.to_string(),
-    })?;
-    Ok(Plan {
-        profile: profile.to_string(),
-        region,
-        chain,
-        clusters,
-    })
+    let default = || {
+        resolve_region(regions.flag, &env::var, || {
+            profiles.configured_region(profile)
+        })
+        .ok_or_else(|| Error::NoRegion {
+            profile: profile.to_string(),
+        })
+    };
+    let mut by_region: Vec<(String, Option<Wanted>)> = Vec::new();
+    match clusters {
+        None if !regions.discover.is_empty() => {
+            by_region.extend(regions.discover.iter().map(|r| (r.clone(), None)));
+        }
+        None => by_region.push((default()?, None)),
+        Some(list) => {
+            for (name, region, context) in list {
+                let region = match region {
+                    Some(r) => r,
+                    None => default()?,
+                };
+                match by_region.iter_mut().find(|(r, _)| *r == region) {
+                    Some((_, Some(w))) => w.push((name, context)),
+                    _ => by_region.push((region, Some(vec![(name, context)]))),
+                }
+            }
+        }
+    }
+    Ok(by_region
+        .into_iter()
+        .map(|(region, clusters)| Plan {
+            profile: profile.to_string(),
+            region,
+            chain: chain.clone(),
+            clusters,
+        })
+        .collect())
 }
 
-/// What one profile came to.
-enum Fetched {
-    /// It failed before its clusters were known (credentials, ListClusters, or its plan).
-    Profile(Error),
-    /// One result per cluster.
-    Clusters(Vec<Result<ClusterEntry>>),
+/// The region flags of `generate`.
+struct Regions<'a> {
+    /// `--region`: every profile's region.
+    flag: Option<&'a str>,
+    /// `--regions`: discover in each.
+    discover: &'a [String],
 }
 
-async fn fetch_profile(files: &Files, plan: &Plan) -> Fetched {
+async fn fetch_profile(files: &Files, plan: &Plan, timeout: Duration) -> Fetched {
     let (profile, region) = (plan.profile.as_str(), plan.region.as_str());
-    let cfg = aws::profile_config(files, profile, region).await;
-    let creds = match aws::credentials(&cfg, profile).await {
+    let cfg = aws::profile_config(files, profile, region, timeout).await;
+    let creds = match aws::credentials(files, &cfg, profile, timeout).await {
         Ok(c) => c,
-        Err(e) => return Fetched::Profile(e),
+        Err(e) => return Fetched::Profile(profile.to_string(), e),
+    };
+    let who = aws::Asker {
+        files,
+        profile,
+        region,
+        timeout,
     };
     let wanted = match &plan.clusters {
         Some(list) => list.clone(),
-        None => match aws::list_clusters(&cfg, creds.clone(), profile, region).await {
+        None => match aws::list_clusters(&cfg, creds.clone(), &who).await {
             Ok(names) => names.into_iter().map(|n| (n, None)).collect(),
-            Err(e) => return Fetched::Profile(e),
+            Err(e) => return Fetched::Profile(profile.to_string(), e),
         },
     };
     tracing::debug!(
@@ -128,9 +177,9 @@ async fn fetch_profile(files: &Files, plan: &Plan) -> Fetched {
         "describing clusters"
     );
     let described = join_all(wanted.into_iter().map(|(name, context)| {
-        let (cfg, creds) = (&cfg, creds.clone());
+        let (cfg, creds, who) = (&cfg, creds.clone(), &who);
         async move {
-            let d = aws::describe_cluster(cfg, creds, profile, region, &name).await?;
+            let d = aws::describe_cluster(cfg, creds, who, &name).await?;
             Ok(ClusterEntry {
                 context: context.unwrap_or_else(|| name.clone()),
                 profile: profile.to_string(),
@@ -153,6 +202,7 @@ pub async fn generate(opts: Options) -> Result<()> {
         clusters,
         profiles: only,
         region,
+        regions,
         current_context,
         exec_command,
         exec_style,
@@ -160,6 +210,7 @@ pub async fn generate(opts: Options) -> Result<()> {
         replace,
         keep_going,
         files,
+        timeout,
     } = opts;
     if !clusters.is_empty() && !only.is_empty() {
         return Err(Error::Usage(
@@ -177,49 +228,111 @@ pub async fn generate(opts: Options) -> Result<()> {
     }
 
     let profile_count = wanted.len();
-    let (plans, plan_failures) = plan(&profiles, wanted, region.as_deref());
-    let plan_failures: Vec<Fetched> = plan_failures.into_iter().map(Fetched::Profile).collect();
+    let regions = Regions {
+        flag: region.as_deref(),
+        discover: &regions,
+    };
+    let (plans, plan_failures) = plan(&profiles, wanted, &regions);
     if !plan_failures.is_empty() && !keep_going {
         // No AWS call yet: the other profiles count as asked for, none of their clusters as tried.
-        return Err(collect(profile_count, plan_failures).error(false));
+        return Err(collect(profile_count, plan_failures).error());
     }
-    let fetched = join_all(plans.iter().map(|p| fetch_profile(&files, p))).await;
-    let collected = collect(profile_count, plan_failures.into_iter().chain(fetched));
+    let fetched = join_all(plans.iter().map(|p| fetch_profile(&files, p, timeout))).await;
+    let mut collected = collect(profile_count, plan_failures.into_iter().chain(fetched));
     if !collected.failures.is_empty() && (!keep_going || collected.entries.is_empty()) {
-        return Err(collected.error(false));
+        return Err(collected.error());
     }
     if collected.entries.is_empty() {
         return Err(Error::Usage(
             "eks:ListClusters found no cluster for any profile; name them with --cluster".into(),
         ));
     }
-    let entries = &collected.entries;
-    kubeconfig::check_contexts(entries)?;
-
-    let path = output::path(kubeconfig);
-    let existing = if output::is_stdout(&path) || replace {
-        None
+    let roots: HashMap<String, String> = plans
+        .iter()
+        .map(|p| (p.profile.clone(), p.chain.root().to_string()))
+        .collect();
+    kubeconfig::name_by_region(&mut collected.entries);
+    if keep_going {
+        collected.skip_collisions(&roots);
     } else {
-        output::read_existing(&path)?
-    };
+        kubeconfig::check_contexts(&collected.entries)?;
+    }
     let settings = ExecSettings {
         style: exec_style,
         command: exec_command,
         extra_env: files.exec_env(),
     };
-    let (yaml, current) = assemble(
-        entries,
-        &plans,
-        current_context.as_deref(),
-        existing,
-        &settings,
-    )?;
-    output::write(&path, &yaml)?;
-    summary(entries, &current, &path);
-    if collected.failures.is_empty() {
-        Ok(())
+    let target = Target {
+        path: output::path(kubeconfig),
+        replace,
+        current_flag: current_context,
+    };
+    write(collected, &roots, target, &settings)
+}
+
+/// Where and how `generate` writes.
+struct Target {
+    path: PathBuf,
+    replace: bool,
+    current_flag: Option<String>,
+}
+
+/// Chooses the current context, merges, writes, and reports. After `--keep-going` skipped
+/// something, a management context that cannot be chosen (its cluster failed) is no reason to
+/// withhold the rest: the rest is written under the existing current-context and the run ends
+/// in `Partial` (exit 7). Nothing skipped: the rule's answer stands, as before.
+fn write(
+    collected: Collected,
+    roots: &HashMap<String, String>,
+    target: Target,
+    settings: &ExecSettings,
+) -> Result<()> {
+    let Target {
+        path,
+        replace,
+        current_flag,
+    } = target;
+    let existing = if output::is_stdout(&path) || replace {
+        None
     } else {
-        Err(collected.error(true))
+        output::read_existing(&path)?
+    };
+    let entries = &collected.entries;
+    let complete = collected.failures.is_empty();
+    let chosen = kubeconfig::choose_current(
+        entries,
+        roots,
+        current_flag.as_deref(),
+        existing.as_ref(),
+        complete,
+    );
+    let (current, missed) = match chosen {
+        Ok(c) => (Some(c), None),
+        Err(e @ (Error::NoRootContext { .. } | Error::UnknownCurrentContext(_))) if !complete => {
+            (None, Some(e))
+        }
+        Err(e) => return Err(e),
+    };
+    let generated = kubeconfig::build(entries, settings, current.as_deref());
+    let config = match existing {
+        Some(old) => kubeconfig::merge(old, generated),
+        None => generated,
+    };
+    let yaml = kubeconfig::to_yaml(&config)?;
+    output::write(&path, &yaml)?;
+    summary(entries, current.as_deref(), &path);
+    match missed {
+        Some(reason) => Err(Error::Partial {
+            failures: collected.failures,
+            tally: collected.tally,
+            reason: Box::new(reason),
+        }),
+        None => {
+            if !complete {
+                output::say(&collected.skipped_report());
+            }
+            Ok(())
+        }
     }
 }
 
@@ -229,9 +342,9 @@ fn wanted(
     profiles: &Profiles,
     only: &[String],
     clusters: &[String],
-) -> Result<Vec<(String, Option<Wanted>)>> {
+) -> Result<Vec<(String, Option<Vec<Asked>>)>> {
     let default_profile = env::var("AWS_PROFILE").unwrap_or_else(|| "default".into());
-    let mut wanted: Vec<(String, Option<Wanted>)> = Vec::new();
+    let mut wanted: Vec<(String, Option<Vec<Asked>>)> = Vec::new();
     if clusters.is_empty() {
         let names: Vec<String> = if only.is_empty() {
             profiles
@@ -246,9 +359,10 @@ fn wanted(
     } else {
         for raw in clusters {
             let c = parse_cluster_arg(raw, &default_profile)?;
+            let asked = (c.cluster, c.region, c.context);
             match wanted.iter_mut().find(|(p, _)| *p == c.profile) {
-                Some((_, Some(list))) => list.push((c.cluster, c.context)),
-                _ => wanted.push((c.profile, Some(vec![(c.cluster, c.context)]))),
+                Some((_, Some(list))) => list.push(asked),
+                _ => wanted.push((c.profile, Some(vec![asked]))),
             }
         }
     }
@@ -258,104 +372,22 @@ fn wanted(
 /// A plan per profile, or why the profile cannot run, both in the profiles' order.
 fn plan(
     profiles: &Profiles,
-    wanted: Vec<(String, Option<Wanted>)>,
-    region_flag: Option<&str>,
-) -> (Vec<Plan>, Vec<Error>) {
+    wanted: Vec<(String, Option<Vec<Asked>>)>,
+    regions: &Regions<'_>,
+) -> (Vec<Plan>, Vec<Fetched>) {
     let mut plans = Vec::new();
     let mut failures = Vec::new();
     for (profile, clusters) in wanted {
-        match plan_profile(profiles, &profile, region_flag, clusters) {
-            Ok(plan) => plans.push(plan),
-            Err(e) => failures.push(e),
+        match plan_profile(profiles, &profile, regions, clusters) {
+            Ok(p) => plans.extend(p),
+            Err(e) => failures.push(Fetched::Profile(profile, e)),
         }
     }
     (plans, failures)
 }
 
-/// The clusters described, and every failure counted once in its unit.
-struct Collected {
-    entries: Vec<ClusterEntry>,
-    /// In the profiles' order, a profile's own failure before those of its clusters'.
-    failures: Vec<Error>,
-    tally: Tally,
-}
-
-/// Sorts what the profiles came to into entries and failures, and counts both in the same units:
-/// `profiles` (every profile asked for, run or not) against those that failed as a whole, and the
-/// clusters of the others against those that failed. Counting failures per error against a total
-/// of something else gave "2 of 1 failed".
-fn collect(profiles: usize, fetched: impl IntoIterator<Item = Fetched>) -> Collected {
-    let mut c = Collected {
-        entries: Vec::new(),
-        failures: Vec::new(),
-        tally: Tally {
-            profiles,
-            ..Tally::default()
-        },
-    };
-    for outcome in fetched {
-        match outcome {
-            Fetched::Profile(e) => {
-                c.tally.failed_profiles += 1;
-                c.failures.push(e);
-            }
-            Fetched::Clusters(results) => {
-                for r in results {
-                    c.tally.clusters += 1;
-                    match r {
-                        Ok(entry) => c.entries.push(entry),
-                        Err(e) => {
-                            c.tally.failed_clusters += 1;
-                            c.failures.push(e);
-                        }
-                    }
-                }
-            }
-        }
-    }
-    c
-}
-
-impl Collected {
-    /// The failures as one error: a lone failure as itself (unless the rest was written), several
-    /// under their tally.
-    fn error(mut self, kept_going: bool) -> Error {
-        if self.failures.len() == 1 && !kept_going {
-            self.failures.remove(0)
-        } else {
-            Error::Several {
-                failures: self.failures,
-                tally: self.tally,
-                kept_going,
-            }
-        }
-    }
-}
-
-/// The kubeconfig text and its current context: the generated entries under the chosen current
-/// context, merged into the existing file when there is one.
-fn assemble(
-    entries: &[ClusterEntry],
-    plans: &[Plan],
-    current_flag: Option<&str>,
-    existing: Option<Kubeconfig>,
-    settings: &ExecSettings,
-) -> Result<(String, String)> {
-    let roots: HashMap<String, String> = plans
-        .iter()
-        .map(|p| (p.profile.clone(), p.chain.root().to_string()))
-        .collect();
-    let current = kubeconfig::choose_current(entries, &roots, current_flag, existing.as_ref())?;
-    let generated = kubeconfig::build(entries, settings, &current);
-    let config = match existing {
-        Some(old) => kubeconfig::merge(old, generated),
-        None => generated,
-    };
-    Ok((kubeconfig::to_yaml(&config)?, current))
-}
-
 /// One line per context on stderr (stdout may be the kubeconfig itself).
-fn summary(entries: &[ClusterEntry], current: &str, path: &Path) {
+fn summary(entries: &[ClusterEntry], current: Option<&str>, path: &Path) {
     let mut err = std::io::stderr().lock();
     for e in entries {
         let _ = writeln!(
@@ -368,7 +400,14 @@ fn summary(entries: &[ClusterEntry], current: &str, path: &Path) {
             e.endpoint
         );
     }
-    let _ = writeln!(err, "current-context {current}; wrote {}", path.display());
+    let _ = match current {
+        Some(c) => writeln!(err, "current-context {c}; wrote {}", path.display()),
+        None => writeln!(
+            err,
+            "current-context not chosen (the file keeps its own, if any); wrote {}",
+            path.display()
+        ),
+    };
 }
 
 #[cfg(test)]
@@ -380,7 +419,12 @@ mod tests {
         let ok = |p: &str, c: &str, x: Option<&str>| ClusterArg {
             profile: p.into(),
             cluster: c.into(),
+            region: None,
             context: x.map(str::to_string),
+        };
+        let at = |r: &str, a: ClusterArg| ClusterArg {
+            region: Some(r.into()),
+            ..a
         };
         let cases = [
             (
@@ -393,103 +437,19 @@ mod tests {
             (":c", None),
             ("p:", None),
             ("p:c=", None),
+            ("p:c@us-west-2", Some(at("us-west-2", ok("p", "c", None)))),
+            (
+                "p:c@us-west-2=x",
+                Some(at("us-west-2", ok("p", "c", Some("x")))),
+            ),
+            ("c@r", Some(at("r", ok("envp", "c", None)))),
+            ("p:c@", None),
+            ("p:@r", None),
             ("", None),
         ];
         for (raw, want) in cases {
             let got = parse_cluster_arg(raw, "envp").ok();
             assert_eq!(got, want, "{raw:?}");
         }
-    }
-
-    fn entry(profile: &str, name: &str) -> ClusterEntry {
-        ClusterEntry {
-            context: name.into(),
-            profile: profile.into(),
-            name: name.into(),
-            arn: format!("arn:aws:eks:r:1:cluster/{name}"),
-            region: "r".into(),
-            endpoint: "https://e".into(),
-            ca_data: "ca".into(),
-        }
-    }
-
-    #[test]
-    fn failures_are_counted_once_in_their_own_unit() {
-        let broken = || Fetched::Profile(Error::Usage("profile failed".into()));
-        let ok = |p: &str, c: &str| Ok(entry(p, c));
-        let missing = || Err(Error::Usage("cluster failed".into()));
-        // (profiles asked for, what they came to, want tally, want message)
-        let cases: Vec<(usize, Vec<Fetched>, [usize; 4], &str)> = vec![
-            // Two profiles failing their plan, nothing run: once "2 of 1 failed".
-            (2, vec![broken(), broken()], [2, 2, 0, 0], "2 of 2 profiles"),
-            // One of three fails before the others ran.
-            (3, vec![broken()], [3, 1, 0, 0], "1 of 3 profiles"),
-            (
-                1,
-                vec![Fetched::Clusters(vec![ok("a", "x"), missing()])],
-                [1, 0, 2, 1],
-                "1 of 2 clusters",
-            ),
-            // A broken profile beside a profile with a missing cluster: once "2 of 3 failed",
-            // a profile and a cluster set against a profile and two clusters.
-            (
-                2,
-                vec![broken(), Fetched::Clusters(vec![ok("a", "x"), missing()])],
-                [2, 1, 2, 1],
-                "1 of 2 profiles and 1 of 2 clusters",
-            ),
-            // Credentials of one profile fail while the others' clusters are fine.
-            (
-                3,
-                vec![
-                    Fetched::Clusters(vec![ok("a", "x")]),
-                    broken(),
-                    Fetched::Clusters(vec![ok("b", "y"), ok("b", "z")]),
-                ],
-                [3, 1, 3, 0],
-                "1 of 3 profiles",
-            ),
-            // Discovery that finds nothing is no failure.
-            (
-                1,
-                vec![Fetched::Clusters(vec![])],
-                [1, 0, 0, 0],
-                "0 of 0 clusters",
-            ),
-        ];
-        for (profiles, fetched, want, message) in cases {
-            let got = collect(profiles, fetched);
-            let t = got.tally;
-            assert_eq!(
-                [t.profiles, t.failed_profiles, t.clusters, t.failed_clusters],
-                want,
-                "{message}"
-            );
-            assert!(t.failed_profiles <= t.profiles && t.failed_clusters <= t.clusters);
-            assert_eq!(got.failures.len(), t.failed_profiles + t.failed_clusters);
-            assert_eq!(got.entries.len(), t.clusters - t.failed_clusters);
-            assert_eq!(t.to_string(), message);
-        }
-    }
-
-    #[test]
-    fn a_lone_failure_is_itself_unless_the_rest_was_written() {
-        let one = || collect(2, vec![Fetched::Profile(Error::Usage("only".into()))]);
-        assert_eq!(one().error(false).to_string(), "only");
-        assert_eq!(
-            one().error(true).to_string(),
-            "1 of 2 profiles failed (--keep-going: the rest was written)"
-        );
-        let two = collect(
-            2,
-            vec![
-                Fetched::Profile(Error::Usage("a".into())),
-                Fetched::Profile(Error::Usage("b".into())),
-            ],
-        );
-        assert_eq!(
-            two.error(false).to_string(),
-            "2 of 2 profiles failed, nothing written"
-        );
     }
 }

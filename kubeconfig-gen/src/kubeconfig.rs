@@ -46,6 +46,24 @@ pub struct ExecSettings {
     pub extra_env: Vec<(String, String)>,
 }
 
+/// Contexts of same-named clusters in different regions: each default context (the cluster's
+/// name) whose name is found in more than one region becomes `NAME@REGION`; a context named
+/// with `=CONTEXT` is kept. Same-named clusters in one region (other accounts) still collide.
+pub fn name_by_region(entries: &mut [ClusterEntry]) {
+    let mut regions: HashMap<String, BTreeSet<String>> = HashMap::new();
+    for e in entries.iter().filter(|e| e.context == e.name) {
+        regions
+            .entry(e.name.clone())
+            .or_default()
+            .insert(e.region.clone());
+    }
+    for e in entries.iter_mut() {
+        if e.context == e.name && regions.get(&e.name).is_some_and(|r| r.len() > 1) {
+            e.context = format!("{}@{}", e.name, e.region);
+        }
+    }
+}
+
 /// Two clusters wanting one context name is an error naming both.
 pub fn check_contexts(entries: &[ClusterEntry]) -> Result<()> {
     let mut seen: BTreeMap<&str, &ClusterEntry> = BTreeMap::new();
@@ -62,12 +80,15 @@ pub fn check_contexts(entries: &[ClusterEntry]) -> Result<()> {
 }
 
 /// `--current-context`, else the one context whose profile is the root of every chain
-/// (the web-identity / management profile), else the only context.
+/// (the web-identity / management profile), else the only context. `complete`: nothing was
+/// skipped; after a skip the only context left may be a follower's, which must not pass for the
+/// management context.
 pub fn choose_current(
     entries: &[ClusterEntry],
     roots: &HashMap<String, String>,
     flag: Option<&str>,
     existing: Option<&Kubeconfig>,
+    complete: bool,
 ) -> Result<String> {
     if let Some(ctx) = flag {
         let known = entries.iter().any(|e| e.context == ctx)
@@ -78,7 +99,7 @@ pub fn choose_current(
             Err(Error::UnknownCurrentContext(ctx.to_string()))
         };
     }
-    if let [only] = entries {
+    if let ([only], true) = (entries, complete) {
         return Ok(only.context.clone());
     }
     let root_profiles: BTreeSet<&str> = entries
@@ -99,9 +120,9 @@ pub fn choose_current(
     let candidates: Vec<&ClusterEntry> = entries.iter().filter(|e| e.profile == root).collect();
     match candidates.as_slice() {
         [one] => Ok(one.context.clone()),
-        [] => Err(ambiguous(format!(
-            "the root profile {root} reaches no cluster"
-        ))),
+        [] => Err(Error::NoRootContext {
+            root: root.to_string(),
+        }),
         many => Err(ambiguous(format!(
             "the root profile {root} reaches several clusters: {}",
             many.iter()
@@ -162,11 +183,16 @@ fn exec(entry: &ClusterEntry, settings: &ExecSettings) -> ExecConfig {
     }
 }
 
-/// The generated entries, the current context's last in each list. Users are named by the ARN as
+/// The generated entries, the current context's last in each list (`None`: no current context
+/// was chosen; merging keeps the existing file's). Users are named by the ARN as
 /// awscli does; when two profiles reach the same ARN, `ARN/profile` keeps them apart (aws-cli#4079).
-pub fn build(entries: &[ClusterEntry], settings: &ExecSettings, current: &str) -> Kubeconfig {
+pub fn build(
+    entries: &[ClusterEntry],
+    settings: &ExecSettings,
+    current: Option<&str>,
+) -> Kubeconfig {
     let mut ordered: Vec<&ClusterEntry> = entries.iter().collect();
-    ordered.sort_by_key(|e| e.context == current); // stable: others keep their order
+    ordered.sort_by_key(|e| Some(e.context.as_str()) == current); // stable: others keep their order
     let mut per_arn: HashMap<&str, BTreeSet<&str>> = HashMap::new();
     for e in entries {
         per_arn.entry(&e.arn).or_default().insert(&e.profile);
@@ -181,7 +207,7 @@ pub fn build(entries: &[ClusterEntry], settings: &ExecSettings, current: &str) -
     let mut k = Kubeconfig {
         api_version: Some("v1".into()),
         kind: Some("Config".into()),
-        current_context: Some(current.to_string()),
+        current_context: current.map(str::to_string),
         ..Kubeconfig::default()
     };
     for e in ordered {
@@ -247,7 +273,7 @@ pub fn merge(mut existing: Kubeconfig, generated: Kubeconfig) -> Kubeconfig {
     for c in generated.contexts {
         upsert(&mut existing.contexts, c, |c| &c.name);
     }
-    existing.current_context = generated.current_context;
+    existing.current_context = generated.current_context.or(existing.current_context);
     existing.api_version = existing.api_version.or(Some("v1".into()));
     existing.kind = existing.kind.or(Some("Config".into()));
     if let Some(cur) = existing
@@ -265,11 +291,30 @@ pub fn merge(mut existing: Kubeconfig, generated: Kubeconfig) -> Kubeconfig {
     existing
 }
 
+/// The kubeconfig as YAML with every mapping's keys sorted, as awscli (PyYAML) writes them.
+/// Byte-stable: kube's exec `env` entries are `HashMap`s, whose order changed from run to run
+/// and made every regeneration a diff.
 pub fn to_yaml(k: &Kubeconfig) -> Result<String> {
-    serde_saphyr::to_string(k).map_err(|e| Error::Serialize {
+    let fail = |e: String| Error::Serialize {
         what: "kubeconfig",
-        source: Cause(e.to_string()),
-    })
+        source: Cause(e),
+    };
+    let value = serde_json::to_value(k).map_err(|e| fail(e.to_string()))?;
+    serde_saphyr::to_string(&sorted(value)).map_err(|e| fail(e.to_string()))
+}
+
+/// VALUE with the keys of every object in sorted order (whatever map serde_json was built with).
+fn sorted(value: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            let ordered: BTreeMap<String, Value> =
+                map.into_iter().map(|(k, v)| (k, sorted(v))).collect();
+            Value::Object(ordered.into_iter().collect())
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(sorted).collect()),
+        other => other,
+    }
 }
 
 pub fn from_yaml(text: &str) -> std::result::Result<Kubeconfig, String> {

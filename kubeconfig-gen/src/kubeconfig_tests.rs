@@ -37,14 +37,14 @@ fn native() -> ExecSettings {
 fn current_context_is_the_root_profiles_context() {
     let (entries, roots) = seed();
     assert_eq!(
-        choose_current(&entries, &roots, None, None).unwrap(),
+        choose_current(&entries, &roots, None, None, true).unwrap(),
         "mc-mgmt-k8s"
     );
     assert_eq!(
-        choose_current(&entries, &roots, Some("mc-project-k8s"), None).unwrap(),
+        choose_current(&entries, &roots, Some("mc-project-k8s"), None, true).unwrap(),
         "mc-project-k8s"
     );
-    let err = choose_current(&entries, &roots, Some("nope"), None).unwrap_err();
+    let err = choose_current(&entries, &roots, Some("nope"), None, true).unwrap_err();
     assert_eq!(err.exit_code(), 2);
 }
 
@@ -55,7 +55,7 @@ fn current_context_ambiguities() {
     let mut extra = entry("mc-mgmt", "mc-mgmt2-k8s", "111111111111");
     extra.context = "mc-mgmt2-k8s".into();
     entries.push(extra);
-    let msg = choose_current(&entries, &roots, None, None)
+    let msg = choose_current(&entries, &roots, None, None, true)
         .unwrap_err()
         .to_string();
     assert!(
@@ -65,11 +65,35 @@ fn current_context_ambiguities() {
     entries.pop();
     // Two roots.
     roots.insert("mc-project2".into(), "other".into());
-    let msg = choose_current(&entries, &roots, None, None)
+    let msg = choose_current(&entries, &roots, None, None, true)
         .unwrap_err()
         .to_string();
     assert!(msg.contains("several roots: mc-mgmt, other"), "{msg}");
     assert!(msg.contains("--current-context"), "{msg}");
+}
+
+#[test]
+fn after_a_skip_a_lone_follower_is_not_the_management_context() {
+    let (entries, roots) = seed();
+    let follower = &entries[1..2];
+    assert_eq!(
+        choose_current(follower, &roots, None, None, true).unwrap(),
+        follower[0].context
+    );
+    let err = choose_current(follower, &roots, None, None, false).unwrap_err();
+    assert!(
+        matches!(err, Error::NoRootContext { ref root } if root == "mc-mgmt"),
+        "{err}"
+    );
+}
+
+#[test]
+fn no_current_context_keeps_the_existing_one() {
+    let (entries, _) = seed();
+    let existing = from_yaml("apiVersion: v1\nkind: Config\ncurrent-context: foreign\ncontexts:\n- name: foreign\n  context: {cluster: c, user: u}\n").unwrap();
+    let merged = merge(existing, build(&entries[1..], &native(), None));
+    assert_eq!(merged.current_context.as_deref(), Some("foreign"));
+    assert_eq!(merged.contexts.len(), 3);
 }
 
 #[test]
@@ -96,7 +120,7 @@ fn duplicate_context_names_both() {
 #[test]
 fn build_puts_current_last_and_names_by_arn() {
     let (entries, _) = seed();
-    let k = build(&entries, &native(), "mc-mgmt-k8s");
+    let k = build(&entries, &native(), Some("mc-mgmt-k8s"));
     let names = |v: Vec<&str>| v.join(",");
     assert_eq!(
         names(k.contexts.iter().map(|c| c.name.as_str()).collect()),
@@ -141,7 +165,7 @@ fn awscli_style_and_extra_env() {
         command: "ignored".into(),
         extra_env: vec![("AWS_CONFIG_FILE".into(), "/etc/aws/config".into())],
     };
-    let k = build(&entries[..1], &settings, "mc-mgmt-k8s");
+    let k = build(&entries[..1], &settings, Some("mc-mgmt-k8s"));
     let exec = k.auth_infos[0]
         .auth_info
         .as_ref()
@@ -165,7 +189,7 @@ fn same_cluster_through_two_profiles_gets_two_users() {
     a.context = "c-p1".into();
     let mut b = entry("p2", "c", "1");
     b.context = "c-p2".into();
-    let k = build(&[a, b], &native(), "c-p1");
+    let k = build(&[a, b], &native(), Some("c-p1"));
     assert_eq!(k.clusters.len(), 1);
     let users: Vec<&str> = k.auth_infos.iter().map(|u| u.name.as_str()).collect();
     assert_eq!(
@@ -187,7 +211,7 @@ fn merge_replaces_in_place_keeps_foreign_and_moves_current_last() {
     )
     .unwrap();
     let (entries, _) = seed();
-    let merged = merge(existing, build(&entries, &native(), "mc-mgmt-k8s"));
+    let merged = merge(existing, build(&entries, &native(), Some("mc-mgmt-k8s")));
     let clusters: Vec<&str> = merged.clusters.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(clusters.len(), 4);
     assert_eq!(clusters[0], "foreign");
@@ -214,7 +238,7 @@ fn merge_replaces_in_place_keeps_foreign_and_moves_current_last() {
 #[test]
 fn generated_yaml_has_no_static_credentials() {
     let (entries, _) = seed();
-    let yaml = to_yaml(&build(&entries, &native(), "mc-mgmt-k8s")).unwrap();
+    let yaml = to_yaml(&build(&entries, &native(), Some("mc-mgmt-k8s"))).unwrap();
     for forbidden in [
         "token:",
         "password",
@@ -233,4 +257,89 @@ fn generated_yaml_has_no_static_credentials() {
 fn empty_existing_file_is_an_empty_config() {
     assert!(from_yaml("  \n").unwrap().clusters.is_empty());
     assert!(from_yaml("clusters: [").is_err());
+}
+
+#[test]
+fn yaml_is_byte_stable_with_sorted_keys() {
+    let (entries, _) = seed();
+    let settings = ExecSettings {
+        extra_env: vec![
+            ("AWS_CONFIG_FILE".into(), "/c".into()),
+            ("AWS_SHARED_CREDENTIALS_FILE".into(), "/s".into()),
+        ],
+        ..native()
+    };
+    let first = to_yaml(&build(&entries, &settings, Some("mc-mgmt-k8s"))).unwrap();
+    // HashMap order differs between maps built in one process too: many builds, one text.
+    for _ in 0..20 {
+        let again = to_yaml(&build(&entries, &settings, Some("mc-mgmt-k8s"))).unwrap();
+        assert_eq!(again, first);
+    }
+    let at = |needle: &str| {
+        first
+            .find(needle)
+            .unwrap_or_else(|| panic!("{needle} not in {first}"))
+    };
+    // awscli's key order: top level and inside each entry.
+    assert!(at("apiVersion:") < at("clusters:"));
+    assert!(at("clusters:") < at("contexts:"));
+    assert!(at("contexts:") < at("current-context:"));
+    assert!(at("current-context:") < at("kind:"));
+    assert!(at("kind:") < at("users:"));
+    assert!(first.contains("- name: AWS_PROFILE\n"), "{first}");
+    assert!(at("name: AWS_PROFILE") < at("value: mc-mgmt"));
+    assert_eq!(from_yaml(&first).unwrap().auth_infos.len(), 3);
+}
+
+#[test]
+fn same_named_clusters_in_two_regions_get_region_suffixed_contexts() {
+    let in_region = |profile: &str, name: &str, account: &str, region: &str| ClusterEntry {
+        region: region.into(),
+        arn: format!("arn:aws:eks:{region}:{account}:cluster/{name}"),
+        ..entry(profile, name, account)
+    };
+    let mut entries = vec![
+        in_region("mc-mgmt", "mc-mgmt-k8s", "111111111111", "eu-central-1"),
+        in_region("mc-project", "app", "222222222222", "eu-central-1"),
+        in_region("mc-project", "app", "222222222222", "us-west-2"),
+        in_region("mc-project", "west-only", "222222222222", "us-west-2"),
+        ClusterEntry {
+            context: "pinned".into(),
+            ..in_region("mc-project2", "app", "333333333333", "ap-south-1")
+        },
+    ];
+    name_by_region(&mut entries);
+    let contexts: Vec<&str> = entries.iter().map(|e| e.context.as_str()).collect();
+    assert_eq!(
+        contexts,
+        [
+            "mc-mgmt-k8s",
+            "app@eu-central-1",
+            "app@us-west-2",
+            "west-only",
+            "pinned"
+        ]
+    );
+    check_contexts(&entries).unwrap();
+    // Each exec entry asks for its token in its cluster's region.
+    let k = build(&entries, &native(), Some("mc-mgmt-k8s"));
+    let west = k
+        .auth_infos
+        .iter()
+        .find(|u| u.name.contains("us-west-2:222222222222:cluster/app"))
+        .unwrap();
+    let args = west
+        .auth_info
+        .as_ref()
+        .unwrap()
+        .exec
+        .as_ref()
+        .unwrap()
+        .args
+        .clone();
+    assert!(
+        args.unwrap()
+            .windows(2)
+            .any(|w| w == ["--region", "us-west-2"])
+    );
 }

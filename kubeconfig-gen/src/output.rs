@@ -44,26 +44,63 @@ pub fn read_existing(path: &Path) -> Result<Option<Kubeconfig>> {
     }
 }
 
+/// One line on stderr. A closed or full stderr is ignored: `eprintln!` would panic (exit 101)
+/// there, and the exit code already says how the run ended.
+pub fn say(line: &str) {
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "{line}");
+}
+
+/// TEXT on stdout. A closed pipe (`explain | head -1`) is `Error::Stdout`, exit 6, never a
+/// panic (`println!` panics there: Rust ignores SIGPIPE, so the write fails with EPIPE).
+pub fn print(text: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(|source| Error::Stdout { source })
+}
+
 /// The YAML to stdout (`-`) or into the file.
 pub fn write(path: &Path, yaml: &str) -> Result<()> {
     if !is_stdout(path) {
         return write_atomically(path, yaml);
     }
-    let mut out = std::io::stdout().lock();
-    out.write_all(yaml.as_bytes())
-        .and_then(|()| out.flush())
-        .map_err(|source| Error::Write {
-            path: path.to_path_buf(),
-            source,
-        })
+    print(yaml)
 }
 
-/// Temp file in the same directory, mode 0600, fsync, rename: readers see the old or the new file.
+/// How many symlinks a kubeconfig path may pass through (Linux's own limit is 40).
+const MAX_SYMLINKS: usize = 40;
+
+/// The file a symlinked PATH finally names (itself when it is no symlink). A dangling link
+/// names the file to create. Replacing the link by a regular file lost dotfile managers' links
+/// (`~/.kube/config -> dotfiles/kubeconfig`); awscli writes through them, and so do we.
+fn resolve_symlinks(path: &Path) -> std::io::Result<PathBuf> {
+    let mut cur = path.to_path_buf();
+    for _ in 0..MAX_SYMLINKS {
+        match std::fs::symlink_metadata(&cur) {
+            Ok(m) if m.file_type().is_symlink() => {
+                let target = std::fs::read_link(&cur)?;
+                cur = match cur.parent() {
+                    Some(dir) if target.is_relative() => dir.join(target),
+                    _ => target,
+                };
+            }
+            _ => return Ok(cur),
+        }
+    }
+    Err(std::io::Error::other(format!(
+        "more than {MAX_SYMLINKS} symbolic links"
+    )))
+}
+
+/// Temp file in the directory of the file PATH names (through symlinks, which stay), mode 0600,
+/// fsync, rename: readers see the old or the new file.
 fn write_atomically(path: &Path, text: &str) -> Result<()> {
     let fail = |source| Error::Write {
         path: path.to_path_buf(),
         source,
     };
+    let path = &resolve_symlinks(path).map_err(fail)?;
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
@@ -141,5 +178,35 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "x: 1\n");
         let leftovers = std::fs::read_dir(path.parent().unwrap()).unwrap().count();
         assert_eq!(leftovers, 1);
+    }
+
+    #[test]
+    fn writes_through_symlinks_which_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::create_dir(d.join("dotfiles")).unwrap();
+        std::fs::write(d.join("dotfiles/kubeconfig"), "old\n").unwrap();
+        // link -> hop -> dotfiles/kubeconfig (relative targets), and a dangling link.
+        std::os::unix::fs::symlink("dotfiles/kubeconfig", d.join("hop")).unwrap();
+        std::os::unix::fs::symlink("hop", d.join("link")).unwrap();
+        std::os::unix::fs::symlink("dotfiles/new", d.join("dangling")).unwrap();
+        write_atomically(&d.join("link"), "new\n").unwrap();
+        write_atomically(&d.join("dangling"), "created\n").unwrap();
+        for (link, target, text) in [
+            ("link", "dotfiles/kubeconfig", "new\n"),
+            ("dangling", "dotfiles/new", "created\n"),
+        ] {
+            assert!(
+                std::fs::symlink_metadata(d.join(link))
+                    .unwrap()
+                    .file_type()
+                    .is_symlink(),
+                "{link} is still a symlink"
+            );
+            assert_eq!(std::fs::read_to_string(d.join(target)).unwrap(), text);
+        }
+        std::os::unix::fs::symlink("loop", d.join("loop")).unwrap();
+        let err = write_atomically(&d.join("loop"), "x").unwrap_err();
+        assert_eq!(err.exit_code(), 6);
     }
 }

@@ -539,3 +539,59 @@ fn credential_profiles_skip_config_only_profiles() {
     );
     assert_eq!(p.credential_profiles(), vec!["base", "broken"]);
 }
+
+/// `p0` has keys; `pN` assumes a role with `source_profile = p(N-1)`.
+fn linear_chain(n: usize) -> Profiles {
+    let mut text = String::from("[p0]\naws_access_key_id = k\naws_secret_access_key = s\n");
+    for i in 1..n {
+        text.push_str(&format!(
+            "[p{i}]\nrole_arn = arn:aws:iam::1:role/r{i}\nsource_profile = p{}\n",
+            i - 1
+        ));
+    }
+    creds(&text)
+}
+
+#[test]
+fn chains_are_limited_to_32_hops() {
+    let profiles = linear_chain(40);
+    // p32 follows 32 references down to p0: the limit itself is fine.
+    assert_eq!(profiles.chain("p32").unwrap().hops.len(), 33);
+    let err = profiles.chain("p33").unwrap_err();
+    assert!(matches!(err, ProfileError::TooDeep { .. }), "{err}");
+    assert_eq!(
+        err.to_string(),
+        "profile p33: the chain follows more than 32 source_profile references (stopped at p0)"
+    );
+    // A long cycle is a loop when it closes within the limit, too deep when it does not.
+    let cycle = |n: usize| {
+        let mut text = String::new();
+        for i in 0..n {
+            text.push_str(&format!(
+                "[c{i}]\nrole_arn = r\nsource_profile = c{}\n",
+                (i + 1) % n
+            ));
+        }
+        creds(&text)
+    };
+    assert!(matches!(cycle(5).chain("c0"), Err(ProfileError::Loop(_))));
+    assert!(matches!(
+        cycle(100).chain("c0"),
+        Err(ProfileError::TooDeep { .. })
+    ));
+}
+
+#[test]
+fn every_chain_of_thousands_of_profiles_resolves_in_linear_time() {
+    let profiles = linear_chain(3000);
+    let started = std::time::Instant::now();
+    let resolved = profiles
+        .profiles
+        .keys()
+        .filter(|p| profiles.chain(p).is_ok())
+        .count();
+    assert_eq!(resolved, 33);
+    assert_eq!(profiles.credential_profiles().len(), 3000);
+    // Bounded by 33 steps per profile: a few ms; quadratic was seconds (and gigabytes).
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+}

@@ -396,3 +396,13 @@ fn merge_replace_stdout_and_atomic_write() {
 
 #[path = "kubeconfig_gen/cases.rs"]
 mod cases;
+#[path = "kubeconfig_gen/deadline.rs"]
+mod deadline;
+#[path = "kubeconfig_gen/files.rs"]
+mod files;
+#[path = "kubeconfig_gen/partial.rs"]
+mod partial;
+#[path = "kubeconfig_gen/regions.rs"]
+mod regions;
+#[path = "kubeconfig_gen/update.rs"]
+mod update;

@@ -45,6 +45,7 @@ fn readme_documents_every_flag_and_env_var_of_both_binaries() {
         ("kubeconfig-gen", "generate"),
         ("kubeconfig-gen", "token"),
         ("kubeconfig-gen", "explain"),
+        ("kubeconfig-gen", "update-kubeconfig"),
         ("sync-daemon", "run"),
         ("sync-daemon", "once"),
         ("sync-daemon", "status"),
