@@ -7,7 +7,8 @@ use crate::plan::diff::tests::{desired_of, map, settings};
 use crate::plan::diff::{Action, plan_namespaces};
 use crate::plan::kinds::{NamespaceView, ObjectView};
 use crate::plan::source::classify;
-use crate::plan::summary::{OwnedKeys, plan_copies, summarize};
+use crate::plan::summary::tests::applied;
+use crate::plan::summary::{plan_copies, summarize};
 use crate::plan::wanted::{Target, wanted};
 use k8s_openapi::ByteString;
 
@@ -328,20 +329,6 @@ fn follower_namespaces_by_selector() {
     assert_eq!(p.follower_namespaces, Some(IntraSync::Nothing));
     assert!(matches!(e[..], [PolicyError::BadFollowerSelector(_)]));
     assert_eq!(p.describe(), "follower-namespaces=(invalid)");
-}
-
-/// Our copy of `src` in `ns` as applied, summarised.
-fn applied(src: &ObjectView, ns: &str) -> (ObjectView, OwnedKeys) {
-    let mut c = desired_of(src, ns, &settings());
-    c.uid = Some(format!("copy-{ns}"));
-    c.our_labels = c.labels.keys().cloned().collect();
-    c.our_annotations = c.annotations.keys().cloned().collect();
-    let owned = OwnedKeys {
-        labels: c.our_labels.clone(),
-        annotations: c.our_annotations.clone(),
-        payload: ["ca.crt", "tls.crt", "tls.key"].map(String::from).into(),
-    };
-    (c, owned)
 }
 
 #[test]

@@ -258,4 +258,4 @@ pub fn plan_copies(
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 #[path = "summary_tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -28,7 +28,7 @@ fn source(data: &[(&str, &str)]) -> ObjectView {
 }
 
 /// Our copy of `src` in `ns` exactly as applied, and the keys our manager owns on it.
-fn applied(src: &ObjectView, ns: &str) -> (ObjectView, OwnedKeys) {
+pub(crate) fn applied(src: &ObjectView, ns: &str) -> (ObjectView, OwnedKeys) {
     let mut c = desired_of(src, ns, &settings());
     c.uid = Some(format!("copy-{ns}"));
     c.our_labels = c.labels.keys().cloned().collect();

@@ -29,6 +29,11 @@ const GITOPS_LABELS: [(&str, &str); 3] = [
     ("app.kubernetes.io/managed-by", "Helm"),
 ];
 
+/// Waits until the ConfigMap copies of `src_ns/name` sit exactly in `want`, whatever their content.
+async fn placed(w: &World<'_>, src_ns: &str, name: &str, what: &str, want: &[(&str, &[&str])]) {
+    wait_copies::<ConfigMap, _>(what, &w.all(), src_ns, name, want, |_| true).await;
+}
+
 fn has(m: &BTreeMap<String, String>, k: &str, v: &str) -> bool {
     m.get(k).map(String::as_str) == Some(v)
 }
@@ -248,7 +253,7 @@ pub(crate) async fn excluded_namespaces() {
     delete::<ConfigMap>(&w.mgmt, &ns, "everywhere")
         .await
         .unwrap();
-    wait_copies::<ConfigMap, _>("copies removed", &w.all(), &ns, "everywhere", &[], |_| true).await;
+    placed(&w, &ns, "everywhere", "copies removed", &[]).await;
     w.cleanup(&[&ns, &a, &b]).await;
 }
 
@@ -282,39 +287,15 @@ pub(crate) async fn follower_namespaces_by_selector() {
         .unwrap();
     let _d = w.mgmt_daemon("follower-ns", &ns, &[]);
     let want: &[(&str, &[&str])] = &[(PROJECT, &[x1.as_str()])];
-    wait_copies::<ConfigMap, _>(
-        "a copy in the picked namespace",
-        &w.all(),
-        &ns,
-        "shared",
-        want,
-        |_| true,
-    )
-    .await;
+    placed(&w, &ns, "shared", "a copy in the picked namespace", want).await;
     ensure_ns(&w.project, &x2, &[("kcs-fns", &id), ("team", "x")])
         .await
         .unwrap();
     let want: &[(&str, &[&str])] = &[(PROJECT, &[x1.as_str(), x2.as_str()])];
-    wait_copies::<ConfigMap, _>(
-        "a namespace created later",
-        &w.all(),
-        &ns,
-        "shared",
-        want,
-        |_| true,
-    )
-    .await;
+    placed(&w, &ns, "shared", "a namespace created later", want).await;
     label_ns(&w.project, &x1, "team", Some("y")).await.unwrap();
     let want: &[(&str, &[&str])] = &[(PROJECT, &[x2.as_str()])];
-    wait_copies::<ConfigMap, _>(
-        "a relabelled namespace",
-        &w.all(),
-        &ns,
-        "shared",
-        want,
-        |_| true,
-    )
-    .await;
+    placed(&w, &ns, "shared", "a relabelled namespace", want).await;
     w.cleanup(&[&ns, &x1, &x2, &y1]).await;
 }
 
@@ -391,15 +372,7 @@ pub(crate) async fn retained_copies_are_released() {
     })
     .await;
     let in_project: &[(&str, &[&str])] = &[(PROJECT, &[ns.as_str()])];
-    wait_copies::<ConfigMap, _>(
-        "one copy still ours",
-        &w.all(),
-        &ns,
-        "keep",
-        in_project,
-        |_| true,
-    )
-    .await;
+    placed(&w, &ns, "keep", "one copy still ours", in_project).await;
     d.kill();
 
     // Deleted while the daemon is down: the copy's own mark decides.
@@ -409,7 +382,7 @@ pub(crate) async fn retained_copies_are_released() {
         released(&w.project, &ns, "keep")
     })
     .await;
-    wait_copies::<ConfigMap, _>("no copy of ours left", &w.all(), &ns, "keep", &[], |_| true).await;
+    placed(&w, &ns, "keep", "no copy of ours left", &[]).await;
     assert!(released(&w.project2, &ns, "keep").await.is_some());
     w.cleanup(&[&ns]).await;
 }
