@@ -44,6 +44,22 @@ pub fn identity() -> String {
     format!("{host}-{}", std::process::id())
 }
 
+/// The server-side apply field manager for this replica's Lease writes. It must differ per
+/// replica: taking a free Lease is an apply of `holderIdentity` without force, and only a
+/// second manager's apply of that field is refused with a conflict. Under one shared manager
+/// two replicas starting together both "won" the Lease and the loser, finding itself not the
+/// holder at its first renewal, exited with "lease lost".
+fn field_manager(identity: &str) -> String {
+    // Managers are at most 128 bytes; identities are pod names (at most 63) or host-pid.
+    let mut m = format!("kubed-cross-sync-lease-{identity}");
+    let mut end = m.len().min(128);
+    while !m.is_char_boundary(end) {
+        end -= 1;
+    }
+    m.truncate(end);
+    m
+}
+
 pub async fn start(
     client: Client,
     namespace: &str,
@@ -59,7 +75,7 @@ pub async fn start(
         .with_identity(identity.clone())
         .with_duration(secs)
         .with_grace(grace)
-        .with_field_manager("kubed-cross-sync-lease")
+        .with_field_manager(field_manager(&identity))
         .build()
         .await
         .map_err(|source| LeaderError::Setup {
@@ -87,5 +103,19 @@ impl Leader {
             Ok(Err(e)) => tracing::warn!(error = %e, "lease task failed"),
             Err(_) => tracing::warn!("leader lease not released in time"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::field_manager;
+
+    #[test]
+    fn field_managers_differ_per_replica_and_fit_the_limit() {
+        assert_ne!(field_manager("pod-a"), field_manager("pod-b"));
+        let long = "é".repeat(100);
+        let m = field_manager(&long);
+        assert!(m.len() <= 128);
+        assert!(m.starts_with("kubed-cross-sync-lease-"));
     }
 }

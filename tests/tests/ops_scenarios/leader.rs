@@ -40,7 +40,7 @@ pub(crate) async fn leader_failover_syncs_change_made_during_gap() {
     );
     wait_ready(&mut a).await;
     wait_ready(&mut b).await;
-    // Exactly one leader; both ready.
+    // Exactly one leader; both ready (and running: a replica that exits has no metric).
     let (leader_a, leader_b) = wait_for("one leader", SOON, || async {
         let la = a.metric("kcs_leader").await?;
         let lb = b.metric("kcs_leader").await?;
@@ -75,6 +75,67 @@ pub(crate) async fn leader_failover_syncs_change_made_during_gap() {
     assert!(spec.lease_duration_seconds.unwrap() <= 15);
     drop(standby);
     w.cleanup(&[&ns]).await;
+}
+
+/// Three replicas started together on a free Lease: exactly one leads, and none of them exits
+/// over three lease lifetimes (a replica that "won" a Lease another also took would find itself
+/// not the holder at its first renewal and exit 3, "lease lost").
+pub(crate) async fn replicas_started_together_elect_one_leader_and_all_stay() {
+    let w = World::shared().await;
+    let ns = unique_ns("ops-race");
+    w.ns_everywhere(&ns).await;
+    let kc = w.kubeconfig();
+    let extra = [
+        "--leader-elect",
+        "--lease-namespace",
+        ns.as_str(),
+        "--lease-duration",
+        "3s",
+    ];
+    let mut ds: Vec<Daemon> = ["a", "b", "c"]
+        .iter()
+        .map(|n| {
+            start(
+                w.tb.dir(),
+                &format!("{ns}-{n}"),
+                &run_args(&kc, &ns, &extra),
+                &[],
+            )
+        })
+        .collect();
+    for d in &mut ds {
+        wait_ready(d).await;
+    }
+    wait_for("one leader", SOON, || async {
+        (leaders(&ds).await? == 1.0).then_some(())
+    })
+    .await;
+    // Past the first renewals (two thirds of the 3 s lease) and a lease lifetime beyond them.
+    tokio::time::sleep(Duration::from_secs(9)).await;
+    for d in &mut ds {
+        d.assert_running();
+    }
+    assert_eq!(leaders(&ds).await, Some(1.0), "still exactly one leader");
+    synced_to_project(&w, &ns, "cfg", "v1").await;
+    let logs: Vec<String> = ds.iter().map(|d| d.log_text()).collect();
+    let lost = logs.iter().filter(|l| l.contains("lease lost")).count();
+    assert_eq!(
+        lost,
+        0,
+        "a replica lost the lease:\n{}",
+        logs.join("\n----\n")
+    );
+    drop(ds);
+    w.cleanup(&[&ns]).await;
+}
+
+/// The sum of the replicas' `kcs_leader` gauges; `None` when one does not answer.
+async fn leaders(ds: &[Daemon]) -> Option<f64> {
+    let mut sum = 0.0;
+    for d in ds {
+        sum += d.metric("kcs_leader").await?;
+    }
+    Some(sum)
 }
 
 pub(crate) async fn sigterm_exits_within_10s_and_releases_the_lease() {

@@ -74,6 +74,11 @@ async fn status_agrees_with_run_for_aliases_and_terminating_namespaces() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn replicas_started_together_elect_one_leader_and_all_stay() {
+    leader::replicas_started_together_elect_one_leader_and_all_stay().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn leader_failover_syncs_change_made_during_gap() {
     leader::leader_failover_syncs_change_made_during_gap().await;
 }
