@@ -1,6 +1,6 @@
 //! The command line: `run` (the daemon), `once` (one full pass) and `status` (a read-only
 //! report) share one group of cluster flags; `run` and `once` add the sync and operational ones.
-use crate::cli::exit;
+use crate::cli::{duration, exit};
 use crate::controller::Config;
 use crate::ops::logging::LogFormat;
 use crate::plan::MetadataFilter;
@@ -24,7 +24,7 @@ pub enum Command {
     /// One full pass over every source and target; exit 0 when converged, 1 otherwise
     Once(SyncArgs),
     /// Read-only report: per source × target one of in-sync, drifted, missing, conflict,
-    /// target-unreachable, skipped; exit 0 when all in sync, 1 otherwise
+    /// target-unreachable, skipped, invalid; exit 0 when all in sync, 1 otherwise
     Status(StatusArgs),
 }
 
@@ -33,17 +33,17 @@ pub enum Command {
 pub struct ClusterArgs {
     /// Kubeconfig whose contexts are the source cluster and the followers (in-cluster and
     /// intra-cluster sync only when unset)
-    #[arg(long, env = "KUBECONFIG_FILE")]
+    #[arg(long, env = "KUBECONFIG_FILE", value_parser = non_empty_path)]
     pub kubeconfig_file: Option<PathBuf>,
     /// Namespace whose ConfigMaps/Secrets are sources (all namespaces when unset)
-    #[arg(long, env = "CONFIG_SOURCE_NAMESPACE")]
+    #[arg(long, env = "CONFIG_SOURCE_NAMESPACE", value_parser = namespace_name)]
     pub config_source_namespace: Option<String>,
     /// Name of the source cluster, written to (and matched in) the
     /// `kubed.appscode.com/origin.cluster` label of copies
-    #[arg(long, env = "CLUSTER_NAME")]
+    #[arg(long, env = "CLUSTER_NAME", value_parser = label_value)]
     pub cluster_name: Option<String>,
     /// Context of --kubeconfig-file that is the source cluster (default: its current-context)
-    #[arg(long)]
+    #[arg(long, value_parser = non_empty)]
     pub source_context: Option<String>,
     /// Secret types to sync (and report) although skipped by default
     /// (kubernetes.io/service-account-token, helm.sh/release.v1)
@@ -68,6 +68,54 @@ impl ClusterArgs {
     }
 }
 
+/// A value that must not be empty (an empty environment variable included: in a pod that is
+/// usually a missing ConfigMap key, better refused than read as "unset").
+fn non_empty(s: &str) -> Result<String, String> {
+    match s.trim() {
+        "" => Err("must not be empty (a variable set to \"\" counts: unset it instead)".into()),
+        t => Ok(t.to_string()),
+    }
+}
+
+fn non_empty_path(s: &str) -> Result<PathBuf, String> {
+    non_empty(s).map(PathBuf::from)
+}
+
+/// `--cluster-name`: written into the origin label of every copy, so a valid label value (at
+/// most 63 characters, alphanumerics with `-`, `_`, `.` inside).
+fn label_value(s: &str) -> Result<String, String> {
+    let s = non_empty(s)?;
+    match crate::plan::selector::valid_value(&s) {
+        true => Ok(s),
+        false => Err(format!(
+            "{s:?} is not a valid label value: at most 63 characters, letters, digits, '-', '_' \
+             and '.', beginning and ending with a letter or digit"
+        )),
+    }
+}
+
+/// `--config-source-namespace`: a namespace name (an RFC 1123 label).
+fn namespace_name(s: &str) -> Result<String, String> {
+    let s = non_empty(s)?;
+    match crate::plan::selector::is_dns_label(&s) {
+        true => Ok(s),
+        false => Err(format!(
+            "{s:?} is not a namespace name: at most 63 lowercase letters, digits and '-', \
+             beginning and ending with a letter or digit"
+        )),
+    }
+}
+
+/// `--qps`: a positive finite rate (kubed's 1e6 means no limit).
+fn qps(s: &str) -> Result<f32, String> {
+    match s.trim().parse::<f32>() {
+        Ok(q) if q.is_finite() && q > 0.0 => Ok(q),
+        _ => Err(format!(
+            "{s:?} is not a positive number of requests per second"
+        )),
+    }
+}
+
 /// A metadata pattern, checked.
 fn metadata_pattern(s: &str) -> Result<String, String> {
     MetadataFilter::new(&[s.to_string()], &[]).map(|_| s.trim().to_string())
@@ -78,7 +126,7 @@ pub struct SyncArgs {
     #[command(flatten)]
     pub cluster: ClusterArgs,
     /// Interval of the full drift/orphan sweep (e.g. 30s, 5m, 1h)
-    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    #[arg(long, default_value = "5m", value_parser = duration::resync_period)]
     pub resync_period: Duration,
     /// Create a missing target namespace instead of reporting it
     #[arg(long)]
@@ -124,16 +172,16 @@ pub struct OpsArgs {
     #[arg(long)]
     pub leader_elect: bool,
     /// Namespace of the Lease (default: $POD_NAMESPACE, else --config-source-namespace, else default)
-    #[arg(long)]
+    #[arg(long, value_parser = namespace_name)]
     pub lease_namespace: Option<String>,
     /// Name of the Lease
-    #[arg(long, default_value = "kubed-cross-sync")]
+    #[arg(long, default_value = "kubed-cross-sync", value_parser = non_empty)]
     pub lease_name: String,
     /// How long a lease holder stays leader without renewing; a standby takes over after it
-    #[arg(long, default_value = "12s", value_parser = parse_duration)]
+    #[arg(long, default_value = "12s", value_parser = duration::lease_duration)]
     pub lease_duration: Duration,
     /// A cluster unreachable for longer than this gets a FollowerUnreachable Event on its sources
-    #[arg(long, default_value = "2m", value_parser = parse_duration)]
+    #[arg(long, default_value = "2m", value_parser = duration::unreachable_after)]
     pub unreachable_after: Duration,
     /// Log format on stderr
     #[arg(long, value_enum, default_value = "plain", env = "LOG_FORMAT")]
@@ -142,10 +190,10 @@ pub struct OpsArgs {
     #[arg(long = "v", value_name = "LEVEL")]
     pub verbosity: Option<u8>,
     /// Client-side requests per second per cluster (default 50; kubed's 1e6 means no limit)
-    #[arg(long)]
+    #[arg(long, value_parser = qps)]
     pub qps: Option<f32>,
     /// Requests allowed at once above --qps per cluster (default 100)
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub burst: Option<u32>,
     /// kubed's --kubeconfig for the source cluster (accepted; the source is --source-context,
     /// else the kubeconfig-file's current-context)
@@ -166,40 +214,6 @@ pub struct StatusArgs {
     /// Output format
     #[arg(short = 'o', long, value_enum, default_value = "table")]
     pub output: Output,
-}
-
-/// Go-style durations as kubed takes them: `90s`, `5m`, `1h30m`, `500ms`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let mut total = Duration::ZERO;
-    let mut rest = s.trim();
-    if rest.is_empty() {
-        return Err("empty duration".into());
-    }
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .ok_or_else(|| format!("duration {s:?} lacks a unit (s, m, h, ms)"))?;
-        let n: u64 = rest[..digits]
-            .parse()
-            .map_err(|_| format!("duration {s:?} has no number before its unit"))?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let d = match &rest[..unit_len] {
-            "ms" => Duration::from_millis(n),
-            "s" => Duration::from_secs(n),
-            "m" => Duration::from_secs(n.saturating_mul(60)),
-            "h" => Duration::from_secs(n.saturating_mul(3600)),
-            u => return Err(format!("duration {s:?} has unknown unit {u:?}")),
-        };
-        total = total.saturating_add(d);
-        rest = &rest[unit_len..];
-    }
-    if total.is_zero() {
-        return Err("duration must be positive".into());
-    }
-    Ok(total)
 }
 
 #[cfg(test)]
@@ -249,25 +263,43 @@ mod tests {
         Cli::command().debug_assert();
     }
 
+    /// Bad values are refused while parsing (clap exits 2), naming the flag.
     #[test]
-    fn durations() {
-        let table: &[(&str, Option<u64>)] = &[
-            ("30s", Some(30_000)),
-            ("5m", Some(300_000)),
-            ("1h30m", Some(5_400_000)),
-            ("500ms", Some(500)),
-            ("10", None),
-            ("", None),
-            ("5x", None),
-            ("0s", None),
-            ("m", None),
-        ];
-        for (s, want) in table {
-            assert_eq!(
-                parse_duration(s).ok().map(|d| d.as_millis() as u64),
-                *want,
-                "{s}"
-            );
+    fn bad_values_are_refused_at_start() {
+        let parse = |extra: &[&str]| {
+            let mut argv = vec!["sync-daemon", "run", "--kubeconfig-file", "/k"];
+            argv.extend_from_slice(extra);
+            Cli::try_parse_from(argv).map(|_| ())
+        };
+        for bad in [
+            &["--cluster-name", "mc mgmt!"][..],
+            &["--cluster-name", ""],
+            &["--cluster-name", &"a".repeat(64)],
+            &["--cluster-name=-a"],
+            &["--config-source-namespace", "Prod"],
+            &["--lease-duration", "99999999999999999h"],
+            &["--lease-duration", "1s"],
+            &["--resync-period", "0s"],
+            &["--resync-period", "48h"],
+            &["--unreachable-after=-1m"],
+            &["--qps", "0"],
+            &["--qps", "NaN"],
+            &["--burst", "0"],
+            &["--source-context", " "],
+        ] {
+            let e = parse(bad).expect_err(&format!("{bad:?} refused"));
+            assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation, "{bad:?}");
+            let flag = bad[0].split('=').next().unwrap_or_default();
+            assert!(e.to_string().contains(flag), "{bad:?}: {e}");
+        }
+        for good in [
+            &["--cluster-name", "mc-mgmt"][..],
+            &["--cluster-name", "Unicorn_1.a"],
+            &["--lease-duration", "1.5m"],
+            &["--resync-period", "300s"],
+            &["--qps", "1e6"],
+        ] {
+            parse(good).unwrap_or_else(|e| panic!("{good:?}: {e}"));
         }
     }
 

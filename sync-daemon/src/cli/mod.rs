@@ -3,6 +3,7 @@
 //! are `exit`'s, shown in `--help`.
 pub mod args;
 pub mod compat;
+pub mod duration;
 pub mod exit;
 pub mod once;
 pub mod run;

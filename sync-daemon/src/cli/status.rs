@@ -286,17 +286,19 @@ async fn source_rows(
 ) -> Vec<Row> {
     let s = &w.settings;
     let plan = KeyPlan::new(Some(src), t, s, &w.contexts());
+    let mut rows = problem_rows(w, src, &plan);
     match &plan.not_source {
         None => {}
-        Some(NotSource::NoSyncKeys | NotSource::OwnCopy) => return Vec::new(),
+        // Its problem row says why.
+        Some(NotSource::NoSyncKeys | NotSource::OwnCopy | NotSource::NameTooLong) => return rows,
         Some(why) if matches!(t, Target::Local { .. }) => {
-            return vec![row(src, &c.context, "*", State::Skipped, skip_reason(why))];
+            rows.push(row(src, &c.context, "*", State::Skipped, skip_reason(why)));
+            return rows;
         }
-        Some(_) => return Vec::new(),
+        Some(_) => return rows,
     }
     let summaries = copies.copies_of(&src.namespace, &src.name);
     let refs: Vec<&CopySummary> = summaries.iter().collect();
-    let mut rows = Vec::new();
     let mut read = BTreeMap::new();
     let mut missing_ns = Vec::new();
     for ns in plan.to_read(&refs, s) {
@@ -332,6 +334,21 @@ async fn source_rows(
     }
     rows.extend(out);
     rows
+}
+
+/// One `invalid` row per problem the daemon reports on `src` as a Warning Event (planned for
+/// the source cluster's own target only, so once). A context that cannot be built has its own
+/// `target-unreachable` row instead (see [`broken_rows`]).
+fn problem_rows(w: &World, src: &ObjectView, plan: &KeyPlan<'_>) -> Vec<Row> {
+    let broken = |ctx: &str| w.broken.iter().any(|(b, _)| b == ctx);
+    (plan.problems.iter())
+        .filter(|p| !p.context.as_deref().is_some_and(broken))
+        .map(|p| {
+            let ctx = p.context.as_deref().unwrap_or("*");
+            let detail = format!("{}: {}", p.reason, p.note);
+            row(src, ctx, "*", State::Invalid, detail)
+        })
+        .collect()
 }
 
 /// The object named like `src` in namespace `ns` of `c`, as the planner sees it.

@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum State {
+    /// The source itself is wrong (malformed annotation, unknown context, name too long).
+    Invalid,
     TargetUnreachable,
     Conflict,
     Missing,
@@ -18,6 +20,7 @@ pub enum State {
 impl State {
     pub fn as_str(self) -> &'static str {
         match self {
+            State::Invalid => "invalid",
             State::InSync => "in-sync",
             State::Drifted => "drifted",
             State::Missing => "missing",

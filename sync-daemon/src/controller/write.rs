@@ -98,6 +98,7 @@ impl Context {
                         K::KIND.as_str(),
                         key.name()
                     ),
+                    context: None,
                 });
                 Ok(Outcome::Done { converged: false })
             }
@@ -234,6 +235,7 @@ impl Context {
                         note: format!(
                             "namespace {ns} does not exist in context {ctx}; copy not created"
                         ),
+                        context: None,
                     });
                     self.hooks.error(ctx, "namespace_missing");
                     return Ok(Outcome::RetryAfter(NAMESPACE_RETRY));

@@ -110,7 +110,7 @@ pub struct SyncSpec {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AnnotationError {
     #[error("annotation {SYNC} is not a valid label selector: {0}")]
-    BadSelector(#[source] SelectorError),
+    BadSelector(SelectorError),
     #[error("annotation {SYNC_CONTEXTS} item {0:?} is not `context` or `context/namespace`")]
     BadContextItem(String),
     #[error("annotation {SYNC_CONTEXTS} names no context")]

@@ -54,7 +54,7 @@ pub enum PolicyError {
     #[error(
         "annotation {FOLLOWER_NAMESPACES} is not a valid label selector: {0}; no follower namespace is chosen by it"
     )]
-    BadFollowerSelector(#[source] SelectorError),
+    BadFollowerSelector(SelectorError),
 }
 
 /// Parses the policy annotations; errors are reported on the source, the rest applies.

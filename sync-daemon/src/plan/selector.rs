@@ -11,10 +11,11 @@ use std::collections::{BTreeMap, BTreeSet};
 /// Why a selector string was rejected. The message names the offending part.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SelectorError {
-    #[error("unexpected {found} at position {pos} (expected {expected})")]
+    #[error("unexpected {found}{} (expected {expected})", at(*pos))]
     Unexpected {
         found: String,
-        pos: usize,
+        /// `None` at the end of the selector.
+        pos: Option<usize>,
         expected: &'static str,
     },
     #[error("invalid label key {0:?}")]
@@ -23,6 +24,10 @@ pub enum SelectorError {
     InvalidValue(String),
     #[error("empty value list for key {0:?}")]
     EmptySet(String),
+}
+
+fn at(pos: Option<usize>) -> String {
+    pos.map(|p| format!(" at position {p}")).unwrap_or_default()
 }
 
 /// A parsed selector; an empty selector matches everything.
@@ -160,7 +165,7 @@ fn key(tok: Option<&(usize, Tok)>) -> Result<String, SelectorError> {
         Some((_, Tok::Ident(k))) => Err(SelectorError::InvalidKey(k.clone())),
         other => Err(SelectorError::Unexpected {
             found: describe(other),
-            pos: other.map_or(0, |t| t.0),
+            pos: other.map(|t| t.0),
             expected: "a label key",
         }),
     }
@@ -218,7 +223,7 @@ pub fn parse(s: &str) -> Result<LabelSelector, SelectorError> {
                     let t = it.next();
                     return Err(SelectorError::Unexpected {
                         found: describe(t),
-                        pos: t.map_or(0, |t| t.0),
+                        pos: t.map(|t| t.0),
                         expected: "',', '=', '!=', 'in' or 'notin'",
                     });
                 }
@@ -231,7 +236,7 @@ pub fn parse(s: &str) -> Result<LabelSelector, SelectorError> {
             other => {
                 return Err(SelectorError::Unexpected {
                     found: describe(other),
-                    pos: other.map_or(0, |t| t.0),
+                    pos: other.map(|t| t.0),
                     expected: "',' or end of selector",
                 });
             }
@@ -248,7 +253,7 @@ fn parse_set<'a>(
         other => {
             return Err(SelectorError::Unexpected {
                 found: describe(other),
-                pos: other.map_or(0, |t| t.0),
+                pos: other.map(|t| t.0),
                 expected: "'('",
             });
         }
@@ -280,7 +285,7 @@ fn parse_set<'a>(
             other => {
                 return Err(SelectorError::Unexpected {
                     found: describe(other),
-                    pos: other.map_or(0, |t| t.0),
+                    pos: other.map(|t| t.0),
                     expected: "a value, ',' or ')'",
                 });
             }

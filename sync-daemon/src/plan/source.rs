@@ -67,6 +67,8 @@ pub fn classify<'a>(obj: &'a ObjectView, s: &Settings) -> Result<Source<'a>, Not
 pub struct Problem {
     pub reason: &'static str,
     pub note: String,
+    /// The context the problem is about, if one (`UnknownContext`).
+    pub context: Option<String>,
 }
 
 /// The contexts a source's `sync-contexts` may name, as far as problems go.
@@ -100,6 +102,7 @@ pub fn problems(
         Err(NotSource::NameTooLong) => vec![Problem {
             reason: "NameTooLong",
             note: "source name is longer than 63 characters, so it cannot be an origin label value; not synced".into(),
+            context: None,
         }],
         Err(_) => Vec::new(),
         Ok(src) => {
@@ -110,6 +113,7 @@ pub fn problems(
                 .map(|e| Problem {
                     reason: "MalformedAnnotation",
                     note: crate::chain(e),
+                    context: None,
                 })
                 .collect();
             out.extend(context_problems(src, contexts));
@@ -147,6 +151,7 @@ fn context_problems(src: &Source<'_>, contexts: &Contexts<'_>) -> Vec<Problem> {
         out.push(Problem {
             reason: "UnknownContext",
             note,
+            context: Some(c.context.clone()),
         });
     }
     out

@@ -149,12 +149,19 @@ pub(crate) async fn status_reports_each_state() {
     assert_eq!(state("taken"), ["conflict"], "{stdout}");
     assert_eq!(state("far"), ["target-unreachable"], "{stdout}");
     assert_eq!(state("rel"), ["skipped"], "{stdout}");
+    assert_eq!(state("typo"), ["invalid"], "{stdout}");
+    let badsel = state("badsel");
+    assert_eq!(
+        badsel.first().map(String::as_str),
+        Some("invalid"),
+        "{stdout}"
+    );
     let table = run("table");
     let t = String::from_utf8_lossy(&table.stdout);
     assert!(t.starts_with("STATE"), "{t}");
     assert!(
         t.contains(
-            "6 copies: 1 target-unreachable, 1 conflict, 1 missing, 1 drifted, 1 skipped, 1 in-sync"
+            "8 copies: 2 invalid, 1 target-unreachable, 1 conflict, 1 missing, 1 drifted, 1 skipped, 1 in-sync"
         ),
         "{t}"
     );
@@ -163,7 +170,7 @@ pub(crate) async fn status_reports_each_state() {
 }
 
 /// After a first pass made `insync` and `drift` in sync: a hand edit of `drift`'s copy, and one
-/// source for each other state (missing, conflict, target-unreachable, skipped).
+/// source for each other state (missing, conflict, target-unreachable, skipped, invalid).
 async fn one_source_per_state(w: &World<'_>, ns: &str) {
     merge::<ConfigMap>(&w.project, ns, "drift", json!({"data": {"k": "hand"}}))
         .await
@@ -208,4 +215,61 @@ async fn one_source_per_state(w: &World<'_>, ns: &str) {
     )
     .await
     .unwrap();
+    // Sources that are wrong themselves: an unknown context, a malformed selector.
+    for (name, key, value) in [
+        ("typo", SYNC_CONTEXTS, "mc-nowhere"),
+        ("badsel", SYNC, "team in (a"),
+    ] {
+        create(
+            &w.mgmt,
+            ns,
+            &configmap(name, &[(key, value)], &[], &[("k", "v")]),
+        )
+        .await
+        .unwrap();
+    }
+}
+
+/// Bad flags and empty environment values exit 2 with a message naming the flag, before the
+/// kubeconfig (absent here) is read, so nothing waits on a cluster.
+pub(crate) fn bad_flags_exit_2_at_start() {
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let cases: [Case<'_>; 4] = [
+        (&["--cluster-name", "mc mgmt!"], &[], "--cluster-name"),
+        (&[], &[("CLUSTER_NAME", "")], "--cluster-name"),
+        (
+            &[
+                "--cluster-name",
+                "mc-mgmt",
+                "--lease-duration",
+                "99999999999999999h",
+            ],
+            &[],
+            "--lease-duration",
+        ),
+        (
+            &["--cluster-name", "mc-mgmt", "--resync-period", "1.5"],
+            &[],
+            "--resync-period",
+        ),
+    ];
+    for (args, env, flag) in cases {
+        let out = Daemon::command("run")
+            .kubeconfig("/nonexistent/kubeconfig")
+            .args(args.iter().copied())
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?} {env:?}: {stderr}");
+        assert!(stderr.contains(flag), "{args:?} {env:?}: {stderr}");
+    }
+    // The same values that are fine parse (and fail only later, on the missing kubeconfig).
+    let out = Daemon::command("once")
+        .kubeconfig("/nonexistent/kubeconfig")
+        .args(["--cluster-name", "mc-mgmt", "--resync-period", "1.5h"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("/nonexistent/kubeconfig"), "{stderr}");
 }

@@ -73,6 +73,11 @@ async fn status_agrees_with_run_for_aliases_and_terminating_namespaces() {
     agree::status_agrees_with_run_for_aliases_and_terminating_namespaces().await;
 }
 
+#[test]
+fn bad_flags_exit_2_at_start() {
+    commands::bad_flags_exit_2_at_start();
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn replicas_started_together_elect_one_leader_and_all_stay() {
     leader::replicas_started_together_elect_one_leader_and_all_stay().await;
