@@ -180,6 +180,10 @@ pub struct OpsArgs {
     /// How long a lease holder stays leader without renewing; a standby takes over after it
     #[arg(long, default_value = "12s", value_parser = duration::lease_duration)]
     pub lease_duration: Duration,
+    /// Deadline of one run of a kubeconfig exec credential plugin; a plugin still running then
+    /// is killed (with what it started) and counted as a credentials failure
+    #[arg(long, default_value = "60s", value_parser = duration::exec_timeout)]
+    pub exec_timeout: Duration,
     /// A cluster unreachable for longer than this gets a FollowerUnreachable Event on its sources
     #[arg(long, default_value = "2m", value_parser = duration::unreachable_after)]
     pub unreachable_after: Duration,

@@ -120,6 +120,11 @@ pub fn unreachable_after(s: &str) -> Result<Duration, String> {
     within(Duration::from_secs(1), Duration::from_secs(86_400))(s)
 }
 
+/// `--exec-timeout`: at least a second, at most 10 minutes (a request waits that long at worst).
+pub fn exec_timeout(s: &str) -> Result<Duration, String> {
+    within(Duration::from_secs(1), Duration::from_secs(600))(s)
+}
+
 /// A duration as a flag would be written: `2s`, `24h`, `1m30s`, `300ms`.
 fn show(d: Duration) -> String {
     let (h, m, s, ms) = (

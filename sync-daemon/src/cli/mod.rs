@@ -56,6 +56,7 @@ pub(crate) fn fail(e: &dyn std::error::Error) -> ExitCode {
 /// The client flags of `run` and `once`: kubed's --qps/--burst, and its unused --kubeconfig.
 pub(crate) fn client_flags(a: &SyncArgs) {
     crate::clusters::ratelimit::configure(a.ops.qps, a.ops.burst);
+    crate::clusters::exec::configure(a.ops.exec_timeout);
     if a.ops.kubeconfig.is_some() {
         tracing::warn!(
             "--kubeconfig is accepted and ignored: the source cluster is --source-context, else the --kubeconfig-file current-context"

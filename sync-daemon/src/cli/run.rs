@@ -16,6 +16,8 @@ const RELEASE_LIMIT: Duration = Duration::from_secs(3);
 pub async fn run(a: SyncArgs) -> ExitCode {
     client_flags(&a);
     let ops = Arc::new(Ops::new(a.ops.unreachable_after));
+    let m = ops.metrics.clone();
+    crate::clusters::exec::on_failure(move |context| m.credential_failure(context));
     let addr = a.ops.metrics_addr;
     if let Err(e) = crate::ops::admin::serve(addr, ops.health.clone(), ops.metrics.clone()).await {
         tracing::error!(addr = %addr, error = %e, "cannot bind the admin server");

@@ -24,7 +24,9 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::time::Duration;
 
-const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the first request to a target may take: connecting is bounded at 5 s by the
+/// client, but it may first run an exec credential plugin (an STS round trip or two).
+const PROBE_TIMEOUT: Duration = Duration::from_secs(20);
 
 pub async fn status(a: StatusArgs) -> ExitCode {
     let rows = match collect(&a.cluster).await {
@@ -217,10 +219,16 @@ fn unreachable_rows(w: &World, c: &Cluster, t: &Target<'_>, detail: &str) -> Vec
 
 /// The rows of one target cluster.
 async fn target_rows(w: &World, c: &Cluster, local: bool) -> Vec<Row> {
-    let reachable = matches!(
-        tokio::time::timeout(PROBE_TIMEOUT, c.client.apiserver_version()).await,
-        Ok(Ok(_))
-    );
+    let down = match tokio::time::timeout(PROBE_TIMEOUT, c.client.apiserver_version()).await {
+        Ok(Ok(_)) => None,
+        // The cause: refused connection, TLS, a failed exec credential plugin, ...
+        Ok(Err(e)) => Some(crate::chain(&e)),
+        Err(_) => Some(format!(
+            "API server did not answer within {}s",
+            PROBE_TIMEOUT.as_secs()
+        )),
+    };
+    let reachable = down.is_none();
     let picks_namespaces =
         (w.sources.iter()).any(|s| s.annotations.contains_key(policy::FOLLOWER_NAMESPACES));
     let follower_ns = match (local, reachable && picks_namespaces) {
@@ -234,9 +242,9 @@ async fn target_rows(w: &World, c: &Cluster, local: bool) -> Vec<Row> {
         _ => Vec::new(),
     };
     let t = w.target(c, local, &follower_ns);
-    if !reachable {
+    if let Some(why) = down {
         // Without asking the dead cluster anything more.
-        return unreachable_rows(w, c, &t, "API server did not answer");
+        return unreachable_rows(w, c, &t, &why);
     }
     let mut rows = Vec::new();
     for kind in [Kind::ConfigMap, Kind::Secret] {

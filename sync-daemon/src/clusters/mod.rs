@@ -1,6 +1,7 @@
 //! Kubeconfig contexts → one kube client pair per cluster: the source cluster (chosen by
 //! --source-context or current-context) and the followers; refuses a follower that is the source.
 pub mod client;
+pub mod exec;
 pub mod kubeconfig;
 pub mod ratelimit;
 pub mod reauth;
@@ -178,11 +179,12 @@ pub fn api_category(e: &kube::Error) -> &'static str {
     }
 }
 
-/// An exec plugin / token failure anywhere in the cause chain (the client's auth layer wraps it).
+/// An exec plugin / token failure anywhere in the cause chain (kube's auth layer, or ours for
+/// exec plugins: [`exec::ExecError`]).
 fn is_auth(e: &(dyn std::error::Error + 'static)) -> bool {
     let mut cur = Some(e);
     while let Some(c) = cur {
-        if c.is::<kube::client::AuthError>() {
+        if c.is::<kube::client::AuthError>() || c.is::<exec::ExecError>() {
             return true;
         }
         cur = c.source();

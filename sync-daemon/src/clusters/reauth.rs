@@ -2,43 +2,46 @@
 //! only by its `expirationTimestamp` (60 s ahead) and has no way to force a renewal, so a token
 //! the API server rejects early (credentials revoked, a chained session cut short, clock skew)
 //! would be sent until it expires — up to 14 minutes of 401s. This layer replaces kube's exec
-//! handling for a context: it runs the plugin as kube does (args, env, KUBERNETES_EXEC_INFO),
-//! renews 60 s before expiry like kube, and after a 401 runs the plugin again on the next request.
-use futures::future::BoxFuture;
+//! handling for a context: it runs the plugin (see [`exec`]: a deadline, stderr captured),
+//! renews 60 s before expiry in the background while the current token is still sent, runs the
+//! plugin again after a 401, and backs off after failures (1 s doubling to 2 min) instead of
+//! running a failing plugin for every request. One run at a time per cluster; requests that
+//! need its result wait for it without holding any lock, and a hung plugin (killed at its
+//! deadline) stalls only its own cluster.
+use crate::clusters::exec::{self, ExecError, Token};
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
 use http::{HeaderValue, Request, Response, StatusCode};
-use kube::config::{Config, ExecConfig, ExecInteractiveMode};
-use std::sync::Arc;
+use kube::config::{Config, ExecConfig};
+use std::sync::{Arc, Mutex};
 use std::task::{Context as TaskContext, Poll};
-use std::time::{Duration, SystemTime};
-use tokio::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
 use tower::{Layer, Service};
 
 /// Renew this long before the token's expiry (kube's margin).
 const MARGIN: Duration = Duration::from_secs(60);
+const BACKOFF_MIN: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_secs(120);
 
-#[derive(Debug, thiserror::Error)]
-pub enum ExecError {
-    #[error("exec plugin has no command")]
-    NoCommand,
-    #[error("cannot run exec plugin {0}")]
-    Start(String, #[source] std::io::Error),
-    #[error("exec plugin {0} failed ({1})")]
-    Failed(String, std::process::ExitStatus),
-    #[error("exec plugin {0} printed no ExecCredential with a token")]
-    Parse(String),
-}
+type Run = Shared<BoxFuture<'static, Result<Token, ExecError>>>;
 
-struct Token {
-    value: HeaderValue,
-    /// `None`: no expiry given (static until a 401).
-    expires: Option<SystemTime>,
+#[derive(Default)]
+struct State {
+    token: Option<Token>,
+    /// The plugin run in progress, if any (awaited by whoever needs its token).
+    running: Option<Run>,
+    /// Consecutive failed runs, the last one's message, and when the next run may start.
+    failures: u32,
+    last_error: String,
+    retry_at: Option<Instant>,
 }
 
 #[derive(Clone)]
 pub struct ReauthLayer {
     exec: Arc<ExecConfig>,
-    token: Arc<Mutex<Option<Token>>>,
+    state: Arc<Mutex<State>>,
     context: Arc<str>,
+    limit: Duration,
 }
 
 /// Takes the exec entry out of `config` (so kube adds no auth layer of its own) and returns the
@@ -54,89 +57,129 @@ pub fn take(config: &mut Config, context: &str) -> Option<ReauthLayer> {
         return None;
     }
     let exec = config.auth_info.exec.take()?;
-    Some(ReauthLayer {
-        exec: Arc::new(exec),
-        token: Arc::default(),
-        context: context.into(),
-    })
+    Some(ReauthLayer::new(exec, context, exec::timeout()))
 }
 
-fn run_plugin(exec: &ExecConfig) -> Result<Token, ExecError> {
-    let cmd_name = exec.command.clone().ok_or(ExecError::NoCommand)?;
-    let mut cmd = std::process::Command::new(&cmd_name);
-    cmd.args(exec.args.iter().flatten());
-    for e in exec.env.iter().flatten() {
-        if let (Some(n), Some(v)) = (e.get("name"), e.get("value")) {
-            cmd.env(n, v);
-        }
-    }
-    for n in exec.drop_env.iter().flatten() {
-        cmd.env_remove(n);
-    }
-    let interactive = exec.interactive_mode != Some(ExecInteractiveMode::Never);
-    let info = serde_json::json!({
-        "apiVersion": exec.api_version,
-        "kind": "ExecCredential",
-        "spec": {"interactive": interactive},
-    });
-    cmd.env("KUBERNETES_EXEC_INFO", info.to_string());
-    cmd.stdin(std::process::Stdio::null());
-    cmd.stderr(std::process::Stdio::inherit());
-    let out = cmd
-        .output()
-        .map_err(|e| ExecError::Start(cmd_name.clone(), e))?;
-    if !out.status.success() {
-        return Err(ExecError::Failed(cmd_name, out.status));
-    }
-    let v: serde_json::Value =
-        serde_saphyr::from_slice(&out.stdout).map_err(|_| ExecError::Parse(cmd_name.clone()))?;
-    let token = v["status"]["token"]
-        .as_str()
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| ExecError::Parse(cmd_name.clone()))?;
-    let mut value = HeaderValue::from_str(&format!("Bearer {token}"))
-        .map_err(|_| ExecError::Parse(cmd_name.clone()))?;
-    value.set_sensitive(true);
-    let expires = v["status"]["expirationTimestamp"]
-        .as_str()
-        .and_then(|s| s.parse::<k8s_openapi::jiff::Timestamp>().ok())
-        .map(SystemTime::from);
-    Ok(Token { value, expires })
+/// What a request does about credentials, decided under the lock.
+enum Next {
+    Send(HeaderValue),
+    Wait(Run),
 }
 
 impl ReauthLayer {
-    async fn header(&self) -> Result<HeaderValue, ExecError> {
-        let mut g = self.token.lock().await;
-        let fresh = g
-            .as_ref()
-            .is_some_and(|t| t.expires.is_none_or(|e| SystemTime::now() + MARGIN < e));
-        if !fresh {
-            let exec = self.exec.clone();
-            let t = tokio::task::spawn_blocking(move || run_plugin(&exec))
-                .await
-                .map_err(|e| ExecError::Start("(task)".into(), std::io::Error::other(e)))??;
-            tracing::debug!(cluster = %self.context, "exec plugin credentials renewed");
-            *g = Some(t);
+    fn new(exec: ExecConfig, context: &str, limit: Duration) -> Self {
+        ReauthLayer {
+            exec: Arc::new(exec),
+            state: Arc::default(),
+            context: context.into(),
+            limit,
         }
-        g.as_ref()
-            .map(|t| t.value.clone())
-            .ok_or_else(|| ExecError::Parse("(none)".into()))
     }
 
-    async fn rejected(&self, sent: &HeaderValue) {
-        let mut g = self.token.lock().await;
-        if g.as_ref().is_some_and(|t| t.value == sent) {
-            tracing::warn!(cluster = %self.context, "401 Unauthorized: the next request runs the exec plugin again");
-            *g = None;
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding this lock cannot leave the state inconsistent: take it back.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn header(&self) -> Result<HeaderValue, ExecError> {
+        let next = {
+            let mut s = self.lock();
+            let now = SystemTime::now();
+            let backing_off = s.retry_at.is_some_and(|at| Instant::now() < at);
+            match s.token.as_ref().map(|t| (t.value.clone(), t.expires)) {
+                // Fresh, or no expiry (kept until a 401).
+                Some((v, e)) if e.is_none_or(|e| now + MARGIN < e) => Next::Send(v),
+                // About to expire: renew in the background, send this one meanwhile.
+                Some((v, Some(e))) if now < e => {
+                    if !backing_off {
+                        let _background = self.start(&mut s);
+                    }
+                    Next::Send(v)
+                }
+                _ if backing_off => return Err(self.backing_off(&s)),
+                _ => Next::Wait(self.start(&mut s)),
+            }
+        };
+        match next {
+            Next::Send(v) => Ok(v),
+            Next::Wait(run) => run.await.map(|t| t.value),
         }
     }
+
+    /// The run in progress, else a new one (spawned, so it finishes even if nobody waits).
+    fn start(&self, s: &mut State) -> Run {
+        if let Some(r) = &s.running {
+            return r.clone();
+        }
+        let this = self.clone();
+        let run: Run = async move {
+            let r = exec::run(&this.exec, &this.context, this.limit).await;
+            this.finish(&r);
+            r
+        }
+        .boxed()
+        .shared();
+        s.running = Some(run.clone());
+        tokio::spawn(run.clone());
+        run
+    }
+
+    fn finish(&self, r: &Result<Token, ExecError>) {
+        let mut s = self.lock();
+        s.running = None;
+        match r {
+            Ok(t) => {
+                if s.failures > 0 {
+                    tracing::info!(cluster = %self.context, failures = s.failures, "exec plugin credentials renewed after failures");
+                } else {
+                    tracing::debug!(cluster = %self.context, "exec plugin credentials renewed");
+                }
+                s.token = Some(t.clone());
+                s.failures = 0;
+                s.retry_at = None;
+            }
+            Err(e) => {
+                s.failures = s.failures.saturating_add(1);
+                let wait = backoff(s.failures);
+                s.retry_at = Some(Instant::now() + wait);
+                s.last_error = e.to_string();
+                exec::report_failure(&self.context);
+                tracing::warn!(cluster = %self.context, failures = s.failures, retry_in_ms = wait.as_millis() as u64, error = %e, "exec plugin failed");
+            }
+        }
+    }
+
+    fn backing_off(&self, s: &State) -> ExecError {
+        ExecError::BackingOff {
+            command: exec::command(&self.exec),
+            failures: s.failures,
+            retry_in: (s.retry_at)
+                .map(|at| at.saturating_duration_since(Instant::now()))
+                .unwrap_or_default(),
+            last: s.last_error.clone(),
+        }
+    }
+
+    fn rejected(&self, sent: &HeaderValue) {
+        let mut s = self.lock();
+        if s.token.as_ref().is_some_and(|t| t.value == sent) {
+            tracing::warn!(cluster = %self.context, "401 Unauthorized: the next request runs the exec plugin again");
+            s.token = None;
+        }
+    }
+}
+
+/// The pause after `failures` consecutive failed runs: 1 s, 2 s, 4 s, ... at most 2 min.
+fn backoff(failures: u32) -> Duration {
+    let exp = failures.saturating_sub(1).min(16);
+    BACKOFF_MIN.saturating_mul(1 << exp).min(BACKOFF_MAX)
 }
 
 impl<S> Layer<S> for ReauthLayer {
     type Service = Reauth<S>;
     fn layer(&self, inner: S) -> Reauth<S> {
         Reauth {
-            inner: Arc::new(Mutex::new(inner)),
+            inner: Arc::new(tokio::sync::Mutex::new(inner)),
             layer: self.clone(),
         }
     }
@@ -145,7 +188,7 @@ impl<S> Layer<S> for ReauthLayer {
 /// The service of [`ReauthLayer`] (the inner stack is shared behind a lock only to be polled
 /// and called; the request itself runs unlocked).
 pub struct Reauth<S> {
-    inner: Arc<Mutex<S>>,
+    inner: Arc<tokio::sync::Mutex<S>>,
     layer: ReauthLayer,
 }
 
@@ -179,7 +222,10 @@ where
         let inner = self.inner.clone();
         let layer = self.layer.clone();
         Box::pin(async move {
-            let value = layer.header().await.map_err(Box::new)?;
+            let value = layer
+                .header()
+                .await
+                .map_err(|e| -> tower::BoxError { Box::new(e) })?;
             req.headers_mut()
                 .insert(http::header::AUTHORIZATION, value.clone());
             let fut = {
@@ -191,7 +237,7 @@ where
             };
             let resp = fut.await.map_err(Into::into)?;
             if resp.status() == StatusCode::UNAUTHORIZED {
-                layer.rejected(&value).await;
+                layer.rejected(&value);
             }
             Ok(resp)
         })
@@ -202,38 +248,91 @@ where
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+    use crate::clusters::exec::tests::exec;
 
-    fn exec(script: &str) -> ExecConfig {
-        serde_json::from_value(serde_json::json!({
-            "apiVersion": "client.authentication.k8s.io/v1beta1",
-            "command": "sh",
-            "args": ["-c", script],
-            "interactiveMode": "Never",
-        }))
-        .unwrap()
+    /// A plugin that counts its runs in `dir/n` and fails while `dir/fail` exists.
+    fn counting(dir: &std::path::Path, expiry: &str) -> ExecConfig {
+        let d = dir.display();
+        exec(&format!(
+            r#"echo x >> {d}/n; if [ -e {d}/fail ]; then echo 'error: AccessDenied' >&2; exit 1; fi
+               printf '{{"status":{{"token":"t%s","expirationTimestamp":"{expiry}"}}}}' "$(wc -l < {d}/n)""#
+        ))
+    }
+
+    fn runs(dir: &std::path::Path) -> usize {
+        std::fs::read_to_string(dir.join("n"))
+            .map(|s| s.lines().count())
+            .unwrap_or(0)
     }
 
     #[test]
-    fn plugin_output_becomes_a_sensitive_bearer_header() {
-        let t = run_plugin(&exec(
-            r#"printf '{"kind":"ExecCredential","status":{"token":"abc","expirationTimestamp":"2030-01-01T00:00:00Z"}}'"#,
-        ))
-        .unwrap();
-        assert_eq!(t.value, "Bearer abc");
-        assert!(t.value.is_sensitive());
-        assert!(t.expires.is_some());
-        let info = run_plugin(&exec(
-            r#"printf '{"status":{"token":"%s"}}' "$(echo "$KUBERNETES_EXEC_INFO" | tr -d '"{}: ,' )""#,
-        ))
-        .unwrap();
-        assert!(info.expires.is_none(), "no expiry: static until a 401");
-        assert!(matches!(
-            run_plugin(&exec("echo '{}'")),
-            Err(ExecError::Parse(_))
-        ));
-        assert!(matches!(
-            run_plugin(&exec("exit 3")),
-            Err(ExecError::Failed(..))
-        ));
+    fn backoff_doubles_to_two_minutes() {
+        let secs: Vec<u64> = (1..=9).map(|f| backoff(f).as_secs()).collect();
+        assert_eq!(secs, [1, 2, 4, 8, 16, 32, 64, 120, 120]);
+        assert_eq!(backoff(u32::MAX), BACKOFF_MAX);
+    }
+
+    #[tokio::test]
+    async fn one_run_for_concurrent_requests_and_a_backoff_after_a_failure() {
+        let dir = tempdir();
+        let layer = ReauthLayer::new(
+            counting(&dir, "2099-01-01T00:00:00Z"),
+            "c",
+            Duration::from_secs(10),
+        );
+        let all = futures::future::join_all((0..8).map(|_| layer.header())).await;
+        assert!(
+            all.iter()
+                .all(|r| r.as_ref().is_ok_and(|v| v == "Bearer t1"))
+        );
+        assert_eq!(runs(&dir), 1, "eight requests, one run");
+        // A 401 on that token: the next request runs the plugin again.
+        layer.rejected(&HeaderValue::from_static("Bearer t1"));
+        std::fs::write(dir.join("fail"), "").unwrap();
+        let e = layer.header().await.unwrap_err();
+        assert!(e.to_string().ends_with("error: AccessDenied"), "{e}");
+        assert_eq!(runs(&dir), 2);
+        // Within the backoff: refused at once, without running the plugin.
+        let e = layer.header().await.unwrap_err();
+        assert!(
+            matches!(e, ExecError::BackingOff { failures: 1, .. }),
+            "{e}"
+        );
+        assert_eq!(runs(&dir), 2);
+        // After it, a successful run resets the count.
+        std::fs::remove_file(dir.join("fail")).unwrap();
+        tokio::time::sleep(BACKOFF_MIN + Duration::from_millis(100)).await;
+        assert_eq!(layer.header().await.unwrap(), "Bearer t3");
+        assert_eq!(layer.lock().failures, 0);
+    }
+
+    #[tokio::test]
+    async fn a_token_about_to_expire_is_sent_while_it_is_renewed() {
+        let dir = tempdir();
+        // Expires in 30 s: inside the 60 s margin, still valid.
+        let soon = k8s_openapi::jiff::Timestamp::now() + std::time::Duration::from_secs(30);
+        let layer = ReauthLayer::new(
+            counting(&dir, &soon.to_string()),
+            "c",
+            Duration::from_secs(10),
+        );
+        assert_eq!(layer.header().await.unwrap(), "Bearer t1");
+        // The next request does not wait: it sends t1 and starts a renewal.
+        assert_eq!(layer.header().await.unwrap(), "Bearer t1");
+        let run = layer.lock().running.clone();
+        if let Some(run) = run {
+            run.await.unwrap();
+        }
+        assert_eq!(runs(&dir), 2);
+        assert_eq!(layer.lock().token.as_ref().unwrap().value, "Bearer t2");
+    }
+
+    fn tempdir() -> std::path::PathBuf {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let d = std::env::temp_dir().join(format!("kcs-reauth-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
     }
 }

@@ -151,7 +151,7 @@ impl Probing {
             Ok(Ok(_)) => true,
             Ok(Err(e)) => {
                 let cat = crate::clusters::api_category(&e);
-                if cat == "credentials" || cat == "unauthorized" {
+                if cat == "unauthorized" {
                     self.metrics.credential_failure(&self.cluster);
                 }
                 tracing::debug!(cluster = %self.cluster, error = %crate::chain(&e), "health probe failed");

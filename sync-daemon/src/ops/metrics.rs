@@ -164,7 +164,7 @@ impl Metrics {
         );
         registry.register(
             "credential_refresh_failures",
-            "Requests that failed for want of credentials (exec plugin error or 401)",
+            "Failed exec credential plugin runs and requests refused with 401 Unauthorized",
             m.credential_failures.clone(),
         );
         registry.register(
@@ -255,7 +255,8 @@ impl Hooks for Metrics {
                 reason: category,
             })
             .inc();
-        if category == "credentials" || category == "unauthorized" {
+        // A failed plugin run is counted once by the plugin's runner, not per request.
+        if category == "unauthorized" {
             self.credential_failure(cluster);
         }
     }

@@ -119,6 +119,11 @@ async fn fast_expiring_exec_tokens_never_fail_a_sync() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_hung_or_failing_plugin_stalls_only_its_follower() {
+    tokens::a_hung_or_failing_plugin_stalls_only_its_follower().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn sigterm_exits_within_10s_and_releases_the_lease() {
     leader::sigterm_exits_within_10s_and_releases_the_lease().await;
 }
