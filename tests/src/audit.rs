@@ -22,6 +22,8 @@ pub struct Event {
     pub namespace: String,
     pub name: String,
     pub code: Option<u64>,
+    /// The request's path and query (label selectors included).
+    pub uri: String,
 }
 
 impl Event {
@@ -40,6 +42,7 @@ impl Event {
             namespace: text(&ev["objectRef"]["namespace"]),
             name: text(&ev["objectRef"]["name"]),
             code: ev["responseStatus"]["code"].as_u64(),
+            uri: text(&ev["requestURI"]),
         })
     }
 

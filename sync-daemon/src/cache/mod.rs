@@ -20,7 +20,7 @@ use ready::Ready;
 use sources::SourceCache;
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use watch::Watch;
+use watch::{Tasks, Watch};
 
 /// Objects per page of the sources' and copies' initial lists (kube-runtime's default is 500).
 /// Every follower lists at once at start-up, and a decoded page of copies (managedFields
@@ -95,11 +95,17 @@ impl Sources {
             watch_sources::<Secret>(client, context, namespace, secret_cfg, &on);
         // A namespace change can alter any selector's result (the source cluster's queue is
         // swept); namespaces of a (re-)list too, one request each, which the sweep merges.
-        let (namespaces, ns_ready) =
-            watch_namespaces(client, context, true, on.namespace.clone(), {
+        let (namespaces, ns_ready) = watch_namespaces(
+            client,
+            context,
+            &Tasks::default(),
+            true,
+            on.namespace.clone(),
+            {
                 let on = on.clone();
                 move || (on.relist)()
-            });
+            },
+        );
         Sources {
             configmaps,
             secrets,
@@ -161,6 +167,7 @@ fn views(store: &Store<Namespace>) -> Vec<NamespaceView> {
 fn watch_namespaces(
     client: &Client,
     context: &str,
+    tasks: &Tasks,
     initial: bool,
     on_change: Arc<dyn Fn() + Send + Sync>,
     on_relist: impl Fn() + Send + 'static,
@@ -172,6 +179,7 @@ fn watch_namespaces(
         Watch {
             cluster: context.to_string(),
             what: "namespaces",
+            tasks: tasks.clone(),
         },
         |n: &mut Namespace| n.metadata.managed_fields = None,
         move |ev: &watcher::Event<Namespace>| {
@@ -212,6 +220,7 @@ fn watch_sources<K: Syncable>(
         Watch {
             cluster: context.to_string(),
             what,
+            tasks: Tasks::default(),
         },
         crate::plan::objects::trim_source::<K>,
         {
@@ -248,6 +257,7 @@ pub struct Copies {
     pub namespaces: Option<Store<Namespace>>,
     /// Every watch holds a full list.
     pub ready: Ready,
+    tasks: Tasks,
 }
 
 impl Copies {
@@ -275,11 +285,13 @@ impl Copies {
         let cfg = watcher::Config::default()
             .page_size(LIST_PAGE)
             .labels(selector);
+        let tasks = Tasks::default();
         let one = |kind: Kind, what: &'static str| {
             let cache = Arc::new(CopyCache::new(cluster_name));
             let w = Watch {
                 cluster: context.to_string(),
                 what,
+                tasks: tasks.clone(),
             };
             let apply = {
                 let on_copy = on_copy.clone();
@@ -318,7 +330,7 @@ impl Copies {
             // A follower namespace change may change what a selector picks: sweep this queue.
             let relist = on_relist.clone();
             let (store, ns_ready) =
-                watch_namespaces(client, context, false, on_relist, move || relist());
+                watch_namespaces(client, context, &tasks, false, on_relist, move || relist());
             ready.push(ns_ready);
             store
         });
@@ -327,7 +339,14 @@ impl Copies {
             secrets,
             namespaces,
             ready: Ready::all(ready),
+            tasks,
         }
+    }
+
+    /// Stops every watch of this cluster (it left the kubeconfig). The caches keep their last
+    /// contents for whoever still holds them; readiness turns false.
+    pub fn stop(&self) {
+        self.tasks.stop();
     }
 
     /// A follower's namespaces, as the planner sees them (none in the source cluster).

@@ -7,19 +7,39 @@ use kube::Resource;
 use kube::api::Api;
 use kube::runtime::{WatchStreamExt, watcher};
 use std::fmt::Debug;
+use std::sync::{Arc, Mutex};
+use tokio::task::AbortHandle;
 
-/// What a watch is for, in its log lines.
+/// What a watch is for, in its log lines, and the group its task joins.
 #[derive(Debug, Clone)]
 pub struct Watch {
     /// The context of the cluster watched.
     pub cluster: String,
     /// e.g. "configmaps", "secret copies".
     pub what: &'static str,
+    pub tasks: Tasks,
+}
+
+/// The watch tasks of one cluster, stopped together when the cluster leaves the kubeconfig.
+#[derive(Debug, Clone, Default)]
+pub struct Tasks(Arc<Mutex<Vec<AbortHandle>>>);
+
+impl Tasks {
+    fn add(&self, task: AbortHandle) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).push(task);
+    }
+
+    /// Stops every watch of the group (their readiness turns false for good).
+    pub fn stop(&self) {
+        for t in self.0.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
+            t.abort();
+        }
+    }
 }
 
 /// Starts watching `api`: every event goes to `apply` (after `trim`), and when a (re-)list is
-/// complete the returned readiness turns true and `on_relist` runs. The task runs as long as the
-/// process (the daemon never stops a watch).
+/// complete the returned readiness turns true and `on_relist` runs. The task runs until its
+/// group ([`Watch::tasks`]) is stopped.
 pub fn spawn<K>(
     api: Api<K>,
     cfg: watcher::Config,
@@ -35,7 +55,8 @@ where
     let stream = watcher(api, cfg)
         .default_backoff()
         .map_ok(move |ev| ev.modify(trim));
-    tokio::spawn(async move {
+    let tasks = watch.tasks.clone();
+    let task = tokio::spawn(async move {
         futures::pin_mut!(stream);
         while let Some(ev) = stream.next().await {
             match ev {
@@ -52,6 +73,7 @@ where
             }
         }
     });
+    tasks.add(task.abort_handle());
     Ready::one(ready_rx)
 }
 

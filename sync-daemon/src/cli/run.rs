@@ -56,8 +56,8 @@ pub async fn run(a: SyncArgs) -> ExitCode {
         writing,
     };
     let result = crate::controller::run::run(a.config(), rt, |ctx| {
-        let probes = (ctx.targets.iter())
-            .map(|t| (t.cluster.context.clone(), t.cluster.client.clone()))
+        let probes = (ctx.targets.live().iter())
+            .map(|(_, t)| (t.cluster.context.clone(), t.cluster.client.clone()))
             .collect();
         ops.start(ctx.sources.clone(), probes, ctx.events.clone());
     })
@@ -76,6 +76,10 @@ pub async fn run(a: SyncArgs) -> ExitCode {
         Err(StartError::LeaseLost) => {
             tracing::error!("leader lease lost");
             exit::code(exit::LEASE_LOST)
+        }
+        Err(e @ StartError::SourceChanged(_)) => {
+            tracing::error!(error = %e, "stopping");
+            exit::code(exit::SOURCE_CHANGED)
         }
         Err(e) => fail(&e),
     }

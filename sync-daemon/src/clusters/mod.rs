@@ -57,6 +57,9 @@ pub struct Cluster {
     pub client: Client,
     /// For long-running watches.
     pub watch_client: Client,
+    /// A digest of the kubeconfig entries this cluster was built from (its contexts, their
+    /// cluster and user entries): a reload rebuilds the cluster only when it changes.
+    pub fingerprint: String,
 }
 
 pub struct Clusters {
@@ -98,6 +101,7 @@ async fn context_cluster(kc: &Kubeconfig, name: &str) -> Result<Cluster, Cluster
         aliases: Vec::new(),
         client,
         watch_client,
+        fingerprint: fingerprint(kc, &[name]),
     })
 }
 
@@ -119,6 +123,7 @@ pub async fn load(
                 aliases: Vec::new(),
                 client,
                 watch_client,
+                fingerprint: String::new(),
             },
             followers: Vec::new(),
             broken: Vec::new(),
@@ -145,17 +150,40 @@ pub async fn load(
                 followers.push(cl);
                 servers.push(server);
             }
-            Err(e) => {
-                tracing::warn!(context = %c.name, error = %crate::chain(&e), "context skipped: cannot build a client");
-                broken.push((c.name.clone(), crate::chain(&e)));
-            }
+            Err(e) => broken.push((c.name.clone(), crate::chain(&e))),
         }
+    }
+    for f in &mut followers {
+        let mut names = vec![f.context.as_str()];
+        names.extend(f.aliases.iter().map(|(n, _)| n.as_str()));
+        f.fingerprint = fingerprint(&kc, &names);
     }
     Ok(Clusters {
         source,
         followers,
         broken,
     })
+}
+
+/// A digest of the named contexts and of the cluster and user entries they use (as written in
+/// the kubeconfig: files they name are not read).
+fn fingerprint(kc: &Kubeconfig, contexts: &[&str]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for name in contexts {
+        let ctx = kc.contexts.iter().find(|c| c.name == *name);
+        let inner = ctx.and_then(|c| c.context.as_ref());
+        let cluster = inner.and_then(|i| kc.clusters.iter().find(|c| c.name == i.cluster));
+        let user = (inner.and_then(|i| i.user.as_deref()))
+            .and_then(|u| kc.auth_infos.iter().find(|a| a.name == u));
+        let doc = serde_json::json!([ctx, cluster, user]);
+        h.update(doc.to_string().as_bytes());
+        h.update([0]);
+    }
+    h.finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>()
 }
 
 /// Categorises an API error: forbidden, conflict, invalid, not_found, unavailable (transport,

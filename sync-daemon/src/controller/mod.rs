@@ -5,6 +5,7 @@ pub mod context;
 pub mod errors;
 pub mod queue;
 pub mod reconcile;
+pub mod reload;
 pub mod run;
 pub mod setup;
 pub mod workers;
@@ -58,6 +59,11 @@ pub enum StartError {
     Clusters(#[from] crate::clusters::ClusterError),
     #[error("the leader lease was lost; exiting so that a standby takes over")]
     LeaseLost,
+    #[error(
+        "the source cluster's entries (context {0:?}) changed in the kubeconfig file; exiting so \
+         that the daemon starts again on the new source"
+    )]
+    SourceChanged(String),
 }
 
 /// The Secret types not synced: the defaults minus those `include` names.

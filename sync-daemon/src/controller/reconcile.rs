@@ -27,7 +27,11 @@ impl Context {
         idx: usize,
         key: &SourceKey,
     ) -> Result<Outcome, SyncError> {
-        let (t, s) = (&self.targets[idx], &self.settings);
+        // A target that left the kubeconfig: nothing more to do there.
+        let Some(t) = self.targets.get(idx) else {
+            return Ok(Outcome::CONVERGED);
+        };
+        let (t, s) = (&*t, &self.settings);
         // Read: the source and our copies from the caches.
         let object = K::cache(&self.sources).get(key.namespace(), key.name());
         let view = object.as_ref().map(objects::view);
@@ -42,7 +46,8 @@ impl Context {
         let copies = t.copies.of(K::KIND).copies_of(key.namespace(), key.name());
         let copies: Vec<&CopySummary> = copies.iter().collect();
         // Plan, reading by name only what the caches cannot decide.
-        let plan = KeyPlan::new(view.as_ref(), &t.target(&namespaces), s, &self.contexts());
+        let names = self.names();
+        let plan = KeyPlan::new(view.as_ref(), &t.target(&namespaces), s, &names.contexts());
         let read = read_by_name::<K>(t, key, plan.to_read(&copies, s)).await?;
         let actions = plan.actions(&copies, &read, s);
         // Write.
@@ -50,7 +55,8 @@ impl Context {
         let written = self.write_all::<K>(t, key, actions, &mut problems).await;
         // Report.
         let outcome = written.outcome.with_problems(!problems.is_empty());
-        self.report(idx, key, object.as_ref(), problems).await;
+        self.report(idx, &t.cluster.context, key, object.as_ref(), problems)
+            .await;
         if let Some(e) = written.error {
             return Err(e);
         }
@@ -72,6 +78,7 @@ impl Context {
     async fn report<K: Syncable>(
         &self,
         idx: usize,
+        cluster: &str,
         key: &SourceKey,
         object: Option<&K>,
         problems: Vec<Problem>,
@@ -97,7 +104,6 @@ impl Context {
                 return;
             }
         }
-        let cluster = &self.targets[idx].cluster.context;
         let reference = object.object_ref(&());
         for p in problems {
             self.hooks.problem(cluster, p.reason);

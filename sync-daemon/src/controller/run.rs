@@ -3,7 +3,7 @@
 //! key in every cluster; converged or not).
 use crate::controller::context::Context;
 use crate::controller::setup::{self, Resync};
-use crate::controller::{Config, Runtime, StartError, workers};
+use crate::controller::{Config, Runtime, StartError, reload, workers};
 use crate::ops::hooks::Tally;
 use crate::plan::Next;
 use futures::StreamExt;
@@ -37,9 +37,11 @@ pub async fn run(
     }
     let lost = lease_lost(rt.leader.clone());
     tokio::pin!(lost);
-    for idx in 0..ctx.targets.len() {
+    for idx in ctx.targets.ids() {
         tokio::spawn(workers::start(ctx.clone(), idx, cfg.workers));
     }
+    let reload = reload::watch(ctx.clone(), cfg.clone());
+    tokio::pin!(reload);
     let mut tick = tokio::time::interval(cfg.resync_period);
     tick.tick().await; // the first tick is immediate; the start-up sweep covers it
     loop {
@@ -53,6 +55,7 @@ pub async fn run(
                 tracing::error!("leader lease lost, stopping");
                 return Err(StartError::LeaseLost);
             }
+            e = &mut reload => return Err(e),
             _ = shutdown() => {
                 tracing::info!("shutting down");
                 return Ok(());
@@ -76,7 +79,7 @@ async fn lease_lost(leader: Option<tokio::sync::watch::Receiver<bool>>) {
 fn sweep(ctx: &Context, first: Resync, rx: &mut mpsc::UnboundedReceiver<Resync>) {
     let mut idxs = BTreeSet::new();
     let mut add = |which| match which {
-        Resync::All => idxs.extend(0..ctx.targets.len()),
+        Resync::All => idxs.extend(ctx.targets.ids()),
         Resync::One(i) => {
             idxs.insert(i);
         }
@@ -119,7 +122,7 @@ pub async fn once(cfg: Config, dry_run: bool) -> Result<bool, StartError> {
         writing: Arc::new(true.into()),
     };
     let (ctx, _rx) = setup::start(&cfg, &rt).await?;
-    let passes = (0..ctx.targets.len()).map(|idx| pass(ctx.clone(), idx, cfg.workers));
+    let passes = (ctx.targets.ids().into_iter()).map(|idx| pass(ctx.clone(), idx, cfg.workers));
     let results = futures::future::join_all(passes).await;
     let ok = results.iter().all(|c| *c);
     eprintln!(
@@ -136,7 +139,9 @@ pub async fn once(cfg: Config, dry_run: bool) -> Result<bool, StartError> {
 
 /// `once` in one target cluster: every key, `workers` at a time; `true` when all converged.
 async fn pass(ctx: Arc<Context>, idx: usize, workers: u16) -> bool {
-    let cluster = ctx.targets[idx].cluster.context.clone();
+    let Some(cluster) = ctx.targets.get(idx).map(|t| t.cluster.context.clone()) else {
+        return false;
+    };
     if !matches!(
         tokio::time::timeout(ONCE_READY_TIMEOUT, ctx.ready(idx)).await,
         Ok(true)

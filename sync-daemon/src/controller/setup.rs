@@ -2,14 +2,14 @@
 //! events queue keys in every target, one copy cache and queue per target cluster, the Event
 //! sink; all in one [`Context`].
 use crate::cache::{Copies, SourceEvents, Sources};
-use crate::clusters::{self, Clusters};
-use crate::controller::context::{Context, TargetCluster};
+use crate::clusters::{self, Cluster, Clusters};
+use crate::controller::context::{Context, Names, TargetCluster, Targets};
 use crate::controller::queue::Queue;
 use crate::controller::writer::Writer;
 use crate::controller::{Config, Runtime, StartError, cluster_name, skipped_secret_types};
 use crate::ops::events::EventSink;
 use crate::plan::{Settings, SourceKey};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use tokio::sync::mpsc;
 
 /// Which queue(s) a watch event or resync request concerns.
@@ -35,14 +35,12 @@ pub async fn start(
         cfg.source_context.as_deref(),
     )
     .await?;
+    for (context, why) in &broken {
+        tracing::warn!(context = %context, error = %why, "context skipped: cannot build a client");
+    }
     let skipped = skipped_secret_types(&cfg.include_secret_types);
     let (tx, rx) = mpsc::unbounded_channel();
-    let all: Vec<_> = std::iter::once(&source)
-        .chain(followers.iter())
-        .cloned()
-        .collect();
-    let queues: Arc<Vec<Arc<Queue>>> =
-        Arc::new(all.iter().map(|_| Arc::new(Queue::default())).collect());
+    let targets = Arc::new(Targets::default());
     let request = |which: Resync| {
         let tx = tx.clone();
         move || {
@@ -52,10 +50,10 @@ pub async fn start(
     let source_events = SourceEvents {
         // A source change concerns every cluster: its copies may live anywhere.
         source: {
-            let (queues, hooks) = (queues.clone(), rt.hooks.clone());
+            let (targets, hooks) = (targets.clone(), rt.hooks.clone());
             Arc::new(move |key: &SourceKey, rv: Option<&str>| {
                 hooks.source_seen(key, rv);
-                queues.iter().for_each(|q| q.add(key.clone()))
+                targets.each_queue(|q| q.add(key.clone()))
             })
         },
         // A namespace change can alter any selector's result: sweep the local queue.
@@ -70,31 +68,12 @@ pub async fn start(
         source_events,
     );
     let selector = Copies::selector(&cluster_name, cfg.source_namespace.as_deref());
-    let mut targets = Vec::new();
-    for (idx, cluster) in all.into_iter().enumerate() {
-        let q = queues[idx].clone();
-        let copies = Copies::watch(
-            &cluster.watch_client,
-            &cluster.context,
-            idx != 0,
-            &cluster_name,
-            &selector,
-            Arc::new(move |key: SourceKey| q.add(key)),
-            Arc::new(request(Resync::One(idx))),
-        );
-        targets.push(TargetCluster {
-            cluster,
-            local: idx == 0,
-            copies,
-            queue: queues[idx].clone(),
-        });
+    let source_context = source.context.clone();
+    let events = EventSink::new(source.client.clone(), rt.dry_run, rt.writing.clone());
+    for (idx, cluster) in std::iter::once(source).chain(followers).enumerate() {
+        targets.push(target(cluster, idx, &cluster_name, &selector, &tx));
     }
-    let follower_contexts = (targets.iter().filter(|t| !t.local))
-        .flat_map(|t| {
-            std::iter::once(t.cluster.context.clone())
-                .chain(t.cluster.aliases.iter().map(|(n, _)| n.clone()))
-        })
-        .collect();
+    let names = Names::of(&source_context, broken, &targets);
     let ctx = Context {
         settings: Settings {
             cluster_name,
@@ -105,10 +84,10 @@ pub async fn start(
         create_namespaces: cfg.create_namespaces,
         sources,
         targets,
-        source_context: source.context.clone(),
-        broken_contexts: broken,
-        follower_contexts,
-        events: EventSink::new(source.client.clone(), rt.dry_run, rt.writing.clone()),
+        names: RwLock::new(Arc::new(names)),
+        selector,
+        resync: tx,
+        events,
         hooks: rt.hooks.clone(),
         writer: Writer {
             dry_run: rt.dry_run,
@@ -116,4 +95,29 @@ pub async fn start(
         reported: Default::default(),
     };
     Ok((Arc::new(ctx), rx))
+}
+
+/// Target cluster `idx` (0: the source cluster): its copy caches, watching, and its queue.
+pub(crate) fn target(
+    cluster: Cluster,
+    idx: usize,
+    cluster_name: &str,
+    selector: &str,
+    tx: &mpsc::UnboundedSender<Resync>,
+) -> TargetCluster {
+    let queue = Arc::new(Queue::default());
+    let q = queue.clone();
+    let tx = tx.clone();
+    let copies = Copies::watch(
+        &cluster.watch_client,
+        &cluster.context,
+        idx != 0,
+        cluster_name,
+        selector,
+        Arc::new(move |key: SourceKey| q.add(key)),
+        Arc::new(move || {
+            let _ = tx.send(Resync::One(idx));
+        }),
+    );
+    TargetCluster::new(cluster, idx == 0, copies, queue)
 }

@@ -1,7 +1,7 @@
 //! A target cluster's workers: each takes a key from the cluster's queue, reconciles it, and
 //! does what [`Next`] says — forget it, look again later, back it off, or pause the whole queue
 //! while the cluster does not answer.
-use crate::controller::context::Context;
+use crate::controller::context::{Context, TargetCluster};
 use crate::controller::queue::{self, Queue};
 use crate::plan::{Next, SourceKey};
 use std::sync::Arc;
@@ -15,12 +15,17 @@ impl Drop for Done<'_> {
     }
 }
 
-/// Waits for target `idx`'s caches, queues the start-up sweep, and starts its workers.
+/// Waits for target `idx`'s caches, queues the start-up sweep, and starts its workers. They
+/// return when the target is stopped (it left the kubeconfig).
 pub async fn start(ctx: Arc<Context>, idx: usize, workers: u16) {
-    let t = &ctx.targets[idx];
+    let Some(t) = ctx.targets.get(idx) else {
+        return;
+    };
     let cluster = t.cluster.context.clone();
     if !ctx.ready(idx).await {
-        tracing::error!(cluster = %cluster, "cache writer dropped; workers not started");
+        if !*t.stop_signal().borrow() {
+            tracing::error!(cluster = %cluster, "cache writer dropped; workers not started");
+        }
         return;
     }
     // Start-up sweep: every source and every copy's origin, so orphans made while we were
@@ -28,17 +33,20 @@ pub async fn start(ctx: Arc<Context>, idx: usize, workers: u16) {
     t.queue.sweep(ctx.sweep_keys(idx, &ctx.sources.keys()));
     tracing::info!(cluster = %cluster, queued = t.queue.len(), workers, "caches ready, syncing");
     for _ in 0..workers {
-        tokio::spawn(worker(ctx.clone(), idx));
+        tokio::spawn(worker(ctx.clone(), t.clone(), idx));
     }
 }
 
-async fn worker(ctx: Arc<Context>, idx: usize) {
-    let t = &ctx.targets[idx];
+async fn worker(ctx: Arc<Context>, t: Arc<TargetCluster>, idx: usize) {
     let cluster = t.cluster.context.clone();
+    let mut stop = t.stop_signal();
     // Consecutive cluster-level failures: while it is non-zero the cluster is treated as down.
     let mut outage = 0u32;
     loop {
-        let key = t.queue.next().await;
+        let key = tokio::select! {
+            key = t.queue.next() => key,
+            _ = stop.wait_for(|s| *s) => return,
+        };
         let result = ctx.reconcile(idx, &key).await;
         // Dropped after the requeue below, so another worker never sees a half-finished key.
         let _done = Done(&t.queue, key.clone());
@@ -71,7 +79,10 @@ async fn worker(ctx: Arc<Context>, idx: usize) {
                         tracing::debug!(cluster = %cluster, source = %key, category = e.category(), retry_in = ?retry_in, pause = ?pause, error = %crate::chain(e), "context still unavailable");
                     }
                 }
-                tokio::time::sleep(pause).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(pause) => {}
+                    _ = stop.wait_for(|s| *s) => return,
+                }
             }
         }
     }

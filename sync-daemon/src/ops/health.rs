@@ -115,9 +115,41 @@ pub fn start(
             metrics: metrics.clone(),
             unreachable_after,
             events: events.clone(),
+            stop: None,
         };
         tokio::spawn(probe.run());
     }
+}
+
+/// Probes a cluster that joined after start until `stop` turns true; readiness waits for its
+/// first answer like any other's. `events`: `None` before [`start`] (no Event then).
+pub fn add(
+    cluster: &str,
+    client: kube::Client,
+    stop: tokio::sync::watch::Receiver<bool>,
+    health: &Arc<Health>,
+    metrics: &Arc<Metrics>,
+    unreachable_after: Duration,
+    events: Option<mpsc::UnboundedSender<Unreachable>>,
+) {
+    metrics.set_targets(&[cluster.to_string()]);
+    health.lock().insert(cluster.to_string(), None);
+    let probe = Probing {
+        cluster: cluster.to_string(),
+        client,
+        health: health.clone(),
+        metrics: metrics.clone(),
+        unreachable_after,
+        events: events.unwrap_or_else(|| mpsc::unbounded_channel().0),
+        stop: Some(stop),
+    };
+    tokio::spawn(probe.run());
+}
+
+/// Forgets a cluster that left: readiness no longer waits for it, its series go.
+pub fn remove(cluster: &str, health: &Health, metrics: &Metrics) {
+    health.lock().remove(cluster);
+    metrics.remove_target(cluster);
 }
 
 /// One cluster's probe loop.
@@ -128,20 +160,39 @@ struct Probing {
     metrics: Arc<Metrics>,
     unreachable_after: Duration,
     events: mpsc::UnboundedSender<Unreachable>,
+    /// For a cluster that may leave: the probe loop ends when it turns true.
+    stop: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 impl Probing {
-    async fn run(self) {
+    async fn run(mut self) {
         let mut tick = tokio::time::interval(probe_interval(self.unreachable_after));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut stop = self.stop.take();
+        let stopped = |s: &Option<tokio::sync::watch::Receiver<bool>>| {
+            s.as_ref().is_some_and(|s| *s.borrow())
+        };
         loop {
-            tick.tick().await;
+            match stop.as_mut() {
+                Some(s) => tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = s.wait_for(|s| *s) => return,
+                },
+                None => {
+                    tick.tick().await;
+                }
+            }
             let up = self.probe().await;
+            if stopped(&stop) {
+                return;
+            }
             self.metrics.set_up(&self.cluster, up);
             let mut g = self.health.lock();
-            let prev = g.get(&self.cluster).copied().flatten();
-            let next = self.next(up, prev);
-            g.insert(self.cluster.clone(), Some(next));
+            // Only clusters still known: one removed meanwhile is not put back.
+            if let Some(entry) = g.get_mut(&self.cluster) {
+                let next = self.next(up, *entry);
+                *entry = Some(next);
+            }
         }
     }
 

@@ -34,6 +34,17 @@ pub trait Hooks: Send + Sync {
     fn source_seen(&self, _key: &SourceKey, _rv: Option<&str>) {}
     /// A reconcile of `key` in `cluster` ended without error.
     fn synced(&self, _cluster: &str, _key: &SourceKey, _r: &Synced<'_>) {}
+    /// A target cluster joined after start (the kubeconfig changed); `stop` turns `true` when
+    /// it leaves again.
+    fn cluster_added(
+        &self,
+        _cluster: &str,
+        _client: &kube::Client,
+        _stop: tokio::sync::watch::Receiver<bool>,
+    ) {
+    }
+    /// A target cluster left (the kubeconfig changed).
+    fn cluster_removed(&self, _cluster: &str) {}
 }
 
 /// Counts everything; `once` prints it as its summary.

@@ -64,6 +64,8 @@ struct Slot {
 struct State {
     /// Target clusters; a cluster's index is its slot in every `keys` entry.
     clusters: Vec<String>,
+    /// Indexed like `clusters`: `false` once the cluster left (a change no longer waits for it).
+    active: Vec<bool>,
     /// Sources converged per cluster (the objects-in-sync gauge).
     in_sync: Vec<i64>,
     keys: HashMap<SourceKey, Vec<Slot>>,
@@ -73,13 +75,23 @@ struct State {
 impl State {
     fn index(&mut self, cluster: &str) -> usize {
         match self.clusters.iter().position(|c| c == cluster) {
-            Some(i) => i,
+            Some(i) => {
+                self.active[i] = true;
+                i
+            }
             None => {
                 self.clusters.push(cluster.to_string());
+                self.active.push(true);
                 self.in_sync.push(0);
                 self.clusters.len() - 1
             }
         }
+    }
+
+    /// Whether a change has converged in every cluster still there.
+    fn complete(&self, p: &Pending) -> bool {
+        (self.active.iter().enumerate())
+            .all(|(i, active)| !active || p.done.get(i).copied().unwrap_or(false))
     }
 }
 
@@ -205,6 +217,43 @@ impl Metrics {
         }
     }
 
+    /// A target cluster left: its series go, and pending changes stop waiting for it.
+    pub fn remove_target(&self, cluster: &str) {
+        let mut finished = Vec::new();
+        {
+            let mut st = self.lock();
+            let Some(i) = st.clusters.iter().position(|c| c == cluster) else {
+                return;
+            };
+            st.active[i] = false;
+            st.in_sync[i] = 0;
+            for slots in st.keys.values_mut() {
+                if let Some(s) = slots.get_mut(i) {
+                    *s = Slot::default();
+                }
+            }
+            st.keys
+                .retain(|_, slots| slots.iter().any(|s| s.rv != 0 || s.in_sync));
+            let done: Vec<SourceKey> = (st.pending.iter())
+                .filter(|(_, p)| st.complete(p))
+                .map(|(k, _)| k.clone())
+                .collect();
+            for k in done {
+                if let Some(p) = st.pending.remove(&k) {
+                    finished.push(p);
+                }
+            }
+        }
+        for p in finished.iter().filter(|p| p.wrote) {
+            self.propagation.observe(p.seen.elapsed().as_secs_f64());
+        }
+        let labels = ClusterLabels {
+            cluster: cluster.to_string(),
+        };
+        self.in_sync.remove(&labels);
+        self.follower_up.remove(&labels);
+    }
+
     pub fn set_up(&self, cluster: &str, up: bool) {
         self.follower_up
             .get_or_create(&ClusterLabels {
@@ -320,7 +369,9 @@ impl Hooks for Metrics {
             }
             p.done[i] = true;
             p.wrote |= r.wrote;
-            if p.done.iter().all(|d| *d) {
+            let done = (p.done.iter().enumerate())
+                .all(|(i, d)| *d || !st.active.get(i).copied().unwrap_or(true));
+            if done {
                 finished = Some((p.seen, p.wrote));
             }
         }

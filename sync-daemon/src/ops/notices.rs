@@ -27,6 +27,8 @@ pub struct Ops {
     pub unreachable_after: Duration,
     first_sync: mpsc::UnboundedSender<FirstSync>,
     first_sync_rx: std::sync::Mutex<Option<mpsc::UnboundedReceiver<FirstSync>>>,
+    /// Where the probes of clusters added later report an outage (set by `start`).
+    unreachable: std::sync::Mutex<Option<mpsc::UnboundedSender<Unreachable>>>,
 }
 
 impl Ops {
@@ -38,6 +40,7 @@ impl Ops {
             unreachable_after,
             first_sync: tx,
             first_sync_rx: std::sync::Mutex::new(Some(rx)),
+            unreachable: std::sync::Mutex::new(None),
         }
     }
 
@@ -50,6 +53,7 @@ impl Ops {
         events: EventSink,
     ) {
         let (unreach_tx, unreach_rx) = mpsc::unbounded_channel();
+        *self.unreachable.lock().unwrap_or_else(|p| p.into_inner()) = Some(unreach_tx.clone());
         health::start(
             sources.ready.clone(),
             clusters,
@@ -82,6 +86,30 @@ impl Hooks for Ops {
     }
     fn source_seen(&self, key: &SourceKey, rv: Option<&str>) {
         self.metrics.source_seen(key, rv);
+    }
+    fn cluster_added(
+        &self,
+        cluster: &str,
+        client: &kube::Client,
+        stop: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let events = self
+            .unreachable
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        health::add(
+            cluster,
+            client.clone(),
+            stop,
+            &self.health,
+            &self.metrics,
+            self.unreachable_after,
+            events,
+        );
+    }
+    fn cluster_removed(&self, cluster: &str) {
+        health::remove(cluster, &self.health, &self.metrics);
     }
     fn synced(&self, cluster: &str, key: &SourceKey, r: &Synced<'_>) {
         self.metrics.synced(cluster, key, r);

@@ -10,6 +10,7 @@ mod leader;
 mod logs;
 mod observability;
 mod ops_common;
+mod reload;
 mod tokens;
 
 use std::time::{Duration, Instant};
@@ -71,6 +72,11 @@ async fn wait_cm_data(c: &Client, ns: &str, name: &str, want: &str, limit: Durat
 #[tokio::test(flavor = "multi_thread")]
 async fn status_agrees_with_run_for_aliases_and_terminating_namespaces() {
     agree::status_agrees_with_run_for_aliases_and_terminating_namespaces().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn followers_follow_the_kubeconfig_without_a_restart() {
+    reload::followers_follow_the_kubeconfig_without_a_restart().await;
 }
 
 #[test]
