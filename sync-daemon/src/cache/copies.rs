@@ -13,7 +13,7 @@ use crate::plan::objects::{self, Syncable};
 use crate::plan::summary::{CopySummary, Fingerprint};
 use kube::runtime::watcher;
 use std::collections::HashMap;
-use std::sync::RwLock;
+use std::sync::{Mutex, RwLock};
 use uuid::Uuid;
 
 /// A source by `(namespace, name)` in the source cluster.
@@ -192,11 +192,18 @@ impl Index {
     }
 }
 
+fn rv_number<K: Syncable>(obj: &K) -> Option<u64> {
+    obj.meta().resource_version.as_deref()?.parse().ok()
+}
+
 /// Copies of one kind in one target cluster.
 pub struct CopyCache {
     cluster_name: String,
     index: RwLock<Index>,
     relist: Relist<Index>,
+    /// Copies we wrote whose watch event has not come yet, by location: the resourceVersion
+    /// our write returned. See [`CopyCache::record`].
+    written: Mutex<HashMap<(String, String), u64>>,
 }
 
 impl CopyCache {
@@ -206,7 +213,63 @@ impl CopyCache {
             cluster_name: cluster_name.to_string(),
             index: RwLock::default(),
             relist: Relist::default(),
+            written: Mutex::default(),
         }
+    }
+
+    fn written(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), u64>> {
+        self.written.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Puts a copy we just wrote (the API server's answer) in the cache at once, so the next
+    /// reconcile of its source sees it even before the watch delivers it — without this, a
+    /// reconcile that runs between our write and its event plans the same write again (the
+    /// no-op PATCH once seen on the last namespace of an intra-cluster fan-out). Watch events of
+    /// that copy older than our write are then skipped until the write's own event arrives.
+    /// ResourceVersions are compared as numbers (what etcd-backed API servers hand out); one
+    /// that is not a number is not guarded.
+    pub fn record<K: Syncable>(&self, obj: &K) {
+        let at = Self::at(obj);
+        match rv_number(obj) {
+            Some(rv) => self.written().insert(at, rv),
+            None => self.written().remove(&at),
+        };
+        self.upsert(obj);
+    }
+
+    /// Forgets a copy we just deleted.
+    pub fn record_deleted(&self, namespace: &str, name: &str) {
+        let at = (namespace.to_string(), name.to_string());
+        self.written().remove(&at);
+        self.write().remove(&at);
+    }
+
+    /// Whether a watch event for `obj` is older than our last write of it.
+    fn stale<K: Syncable>(&self, obj: &K) -> bool {
+        let mut w = self.written();
+        if w.is_empty() {
+            return false;
+        }
+        let at = Self::at(obj);
+        match (w.get(&at), rv_number(obj)) {
+            (Some(ours), Some(rv)) if rv < *ours => true,
+            (Some(_), _) => {
+                w.remove(&at);
+                false
+            }
+            (None, _) => false,
+        }
+    }
+
+    /// Sets the summary of `o` at its location; the origins before and after.
+    fn upsert<K: Syncable>(&self, o: &K) -> Vec<Origin> {
+        let mut g = self.write();
+        let before = g.remove(&Self::at(o));
+        let now = self.origin(o);
+        if let Some(origin) = &now {
+            g.insert(origin.clone(), objects::summary(o));
+        }
+        before.into_iter().chain(now).collect()
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Index> {
@@ -240,6 +303,7 @@ impl CopyCache {
         match ev {
             watcher::Event::Init => {
                 self.relist.begin();
+                self.written().clear();
                 Vec::new()
             }
             watcher::Event::InitApply(o) => {
@@ -258,16 +322,10 @@ impl CopyCache {
                 *self.write() = fresh;
                 Vec::new()
             }
-            watcher::Event::Apply(o) => {
-                let mut g = self.write();
-                let before = g.remove(&Self::at(o));
-                let now = self.origin(o);
-                if let Some(origin) = &now {
-                    g.insert(origin.clone(), objects::summary(o));
-                }
-                before.into_iter().chain(now).collect()
-            }
+            watcher::Event::Apply(o) if self.stale(o) => Vec::new(),
+            watcher::Event::Apply(o) => self.upsert(o),
             watcher::Event::Delete(o) => {
+                self.written().remove(&Self::at(o));
                 let gone = self.write().remove(&Self::at(o));
                 gone.into_iter().chain(self.origin(o)).collect()
             }
@@ -390,6 +448,40 @@ mod tests {
         c.apply(&watcher::Event::Delete(a2));
         assert!(c.is_empty());
         assert!(c.origins().is_empty());
+    }
+
+    #[test]
+    fn our_write_is_seen_before_its_event_and_older_events_are_skipped() {
+        let c = CopyCache::new("mgmt");
+        let at_rv = |v: &str, rv: &str| {
+            let mut cm = copy("t1", "a", Some(("prod", "a")), v);
+            cm.metadata.resource_version = Some(rv.into());
+            cm
+        };
+        let payload = |c: &CopyCache| c.copies_of("prod", "a")[0].payload.clone();
+        c.apply(&watcher::Event::Apply(at_rv("1", "10")));
+        let v1 = payload(&c);
+        // Our write (rv 12) is in the cache at once.
+        c.record(&at_rv("3", "12"));
+        let v3 = payload(&c);
+        assert_ne!(v1, v3);
+        // The event of an earlier write (rv 11) arrives late: skipped, not requeued.
+        assert!(c.apply(&watcher::Event::Apply(at_rv("2", "11"))).is_empty());
+        assert_eq!(payload(&c), v3);
+        // Our write's own event, then someone else's edit: both applied.
+        assert!(!c.apply(&watcher::Event::Apply(at_rv("3", "12"))).is_empty());
+        c.apply(&watcher::Event::Apply(at_rv("4", "13")));
+        assert_ne!(payload(&c), v3);
+        // Once our event came, nothing is skipped any more (even a lower number).
+        c.apply(&watcher::Event::Apply(at_rv("5", "9")));
+        assert_eq!(payload(&c), {
+            let d = CopyCache::new("mgmt");
+            d.apply(&watcher::Event::Apply(at_rv("5", "9")));
+            payload(&d)
+        });
+        // A delete we made is gone from the cache at once.
+        c.record_deleted("t1", "a");
+        assert!(c.copies_of("prod", "a").is_empty());
     }
 
     #[test]

@@ -107,6 +107,9 @@ impl Context {
                 let gone = (self.writer.delete(&api, key.name(), uid.as_deref()).await)
                     .map_err(|e| write_err("delete", &namespace, e))?;
                 self.hooks.write(ctx, K::KIND, "delete");
+                if gone && !self.writer.dry_run {
+                    t.copies.of(K::KIND).record_deleted(&namespace, key.name());
+                }
                 tracing::info!(cluster = %ctx, source = %key, namespace = %namespace, dry_run = self.writer.dry_run, "copy deleted");
                 Ok(match gone {
                     true => Outcome::CONVERGED,
@@ -175,7 +178,11 @@ impl Context {
                 tracing::info!(cluster = %ctx, source = %key, namespace = %ns, "the copy was replaced since it was observed; looking again");
                 return Ok(Outcome::RetryAfter(STALE_RETRY));
             }
-            r => r.map_err(|e| write_err("apply", e))?,
+            r => {
+                if let Some(stored) = r.map_err(|e| write_err("apply", e))? {
+                    t.copies.of(K::KIND).record(&stored);
+                }
+            }
         }
         self.hooks.write(ctx, K::KIND, "update");
         if !extra_keys.is_empty() {
@@ -210,7 +217,10 @@ impl Context {
         let mut created_ns = false;
         loop {
             match self.writer.apply(&api, &obj, false).await {
-                Ok(()) => {
+                Ok(stored) => {
+                    if let Some(stored) = stored {
+                        t.copies.of(K::KIND).record(&stored);
+                    }
                     self.hooks.write(ctx, K::KIND, "create");
                     tracing::info!(cluster = %ctx, source = %key, namespace = %ns, dry_run = self.writer.dry_run, "copy created");
                     return Ok(Outcome::CONVERGED);

@@ -23,20 +23,21 @@ pub struct Writer {
 }
 
 impl Writer {
+    /// Server-side apply of `obj`; the object as the API server stored it (`None` in dry-run).
     pub async fn apply<K: Syncable>(
         &self,
         api: &Api<K>,
         obj: &K,
         force: bool,
-    ) -> Result<(), kube::Error> {
+    ) -> Result<Option<K>, kube::Error> {
         let name = kube::ResourceExt::name_any(obj);
         if self.dry_run {
             tracing::info!(kind = K::KIND.as_str(), namespace = api.namespace().unwrap_or_default(), name = %name, force, "dry run: would apply");
-            return Ok(());
+            return Ok(None);
         }
         let mut pp = PatchParams::apply(FIELD_MANAGER);
         pp.force = force;
-        api.patch(&name, &pp, &Patch::Apply(obj)).await.map(|_| ())
+        api.patch(&name, &pp, &Patch::Apply(obj)).await.map(Some)
     }
 
     /// Removes data/binaryData keys someone else added (merge patch with `null` values). With

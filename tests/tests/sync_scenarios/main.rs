@@ -371,3 +371,95 @@ async fn arn_named_contexts() {
     let _ = std::fs::remove_file(&path);
     w.cleanup(&[&ns, &ns2]).await;
 }
+
+/// Every update of an intra-cluster source is exactly one PATCH per target namespace and one per
+/// follower: a reconcile that runs between a write and
+/// its watch event (the copy's event for the last namespace is often still on its way) must not
+/// plan the same write again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_update_is_one_write_per_copy() {
+    let w = World::shared().await;
+    let src_ns = unique_ns("kcs-once");
+    let id = src_ns.rsplit('-').next().unwrap().to_string();
+    let targets: Vec<String> = (0..4)
+        .map(|i| unique_ns(&format!("kcs-once-{i}")))
+        .collect();
+    ensure_ns(&w.mgmt, &src_ns, &[]).await.unwrap();
+    for ns in &targets {
+        ensure_ns(&w.mgmt, ns, &[("kcs-once", &id)]).await.unwrap();
+    }
+    ensure_ns(&w.project, &src_ns, &[]).await.unwrap();
+    let d = w.mgmt_daemon("one-write", &src_ns, &[]);
+    let selector = format!("kcs-once={id}");
+    create(
+        &w.mgmt,
+        &src_ns,
+        &configmap(
+            "cfg",
+            &[(SYNC, selector.as_str()), (SYNC_CONTEXTS, PROJECT)],
+            &[],
+            &[("k", "0")],
+        ),
+    )
+    .await
+    .unwrap();
+    let all_have = |v: String| {
+        let (w, targets, src_ns) = (&w, &targets, &src_ns);
+        async move {
+            for ns in targets {
+                let cm = get::<ConfigMap>(&w.mgmt, ns, "cfg").await.ok()??;
+                (cm.data?.get("k")? == &v).then_some(())?;
+            }
+            let cm = get::<ConfigMap>(&w.project, src_ns, "cfg").await.ok()??;
+            (cm.data?.get("k")? == &v).then_some(())
+        }
+    };
+    wait_for("first copies", SOON, || all_have("0".into())).await;
+    let mut mgmt = audit::Mark::now(&w.tb.audit_log(MGMT));
+    let mut project = audit::Mark::now(&w.tb.audit_log(PROJECT));
+    const UPDATES: usize = 30;
+    for i in 1..=UPDATES {
+        merge::<ConfigMap>(
+            &w.mgmt,
+            &src_ns,
+            "cfg",
+            json!({"data": {"k": i.to_string()}}),
+        )
+        .await
+        .unwrap();
+        wait_for(&format!("update {i} everywhere"), SOON, || {
+            all_have(i.to_string())
+        })
+        .await;
+    }
+    // The last update's events are in; one resync more writes nothing either.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let patches = |m: &mut audit::Mark, in_ns: &dyn Fn(&str) -> bool| -> Vec<usize> {
+        let events = m.take_events().unwrap();
+        let ours = |e: &&audit::Event| {
+            e.user_agent.starts_with(audit::DAEMON_AGENT)
+                && e.is_object_write()
+                && e.resource.as_deref() == Some("configmaps")
+                && e.name == "cfg"
+        };
+        let writes: Vec<&audit::Event> = events.iter().filter(ours).collect();
+        let mut by_ns: std::collections::BTreeMap<&str, usize> = Default::default();
+        for e in writes.iter().filter(|e| in_ns(&e.namespace)) {
+            *by_ns.entry(e.namespace.as_str()).or_default() += 1;
+        }
+        by_ns.into_values().collect()
+    };
+    let local = patches(&mut mgmt, &|ns| targets.iter().any(|t| t == ns));
+    let follower = patches(&mut project, &|ns| ns == src_ns);
+    assert_eq!(
+        local,
+        vec![UPDATES; targets.len()],
+        "writes per target namespace"
+    );
+    assert_eq!(follower, vec![UPDATES], "writes in the follower");
+    drop(d);
+    w.cleanup(&[&src_ns]).await;
+    for ns in &targets {
+        let _ = delete_ns(&w.mgmt, ns).await;
+    }
+}
