@@ -458,7 +458,7 @@ mod tests {
             cm.metadata.resource_version = Some(rv.into());
             cm
         };
-        let payload = |c: &CopyCache| c.copies_of("prod", "a")[0].payload.clone();
+        let payload = |c: &CopyCache| c.copies_of("prod", "a")[0].payload;
         c.apply(&watcher::Event::Apply(at_rv("1", "10")));
         let v1 = payload(&c);
         // Our write (rv 12) is in the cache at once.
