@@ -58,6 +58,11 @@ pub struct ClusterArgs {
     /// forms, repeatable)
     #[arg(long, value_name = "PATTERN", value_parser = metadata_pattern)]
     pub keep_metadata: Vec<String>,
+    /// A --cluster-name used before (kubed's Helm chart default is `unicorn`): copies it made
+    /// of a current source are taken over (relabelled and updated) instead of reported as
+    /// conflicts (repeatable)
+    #[arg(long, value_name = "NAME", value_parser = label_value)]
+    pub previous_cluster_name: Vec<String>,
 }
 
 impl ClusterArgs {
@@ -154,6 +159,7 @@ impl SyncArgs {
             metadata: c.metadata_filter(),
             create_namespaces: self.create_namespaces,
             adopt_existing: self.adopt_existing,
+            previous_cluster_names: c.previous_cluster_name.clone(),
             resync_period: self.resync_period,
             workers: self.workers,
         }
@@ -245,6 +251,7 @@ mod tests {
             "include-secret-types",
             "strip-metadata",
             "keep-metadata",
+            "previous-cluster-name",
             "help",
         ];
         for a in run.get_arguments() {

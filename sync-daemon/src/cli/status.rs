@@ -151,6 +151,7 @@ async fn read_source(
             cluster_name,
             skipped_secret_types: controller::skipped_secret_types(&a.include_secret_types),
             adopt_existing: false,
+            previous_cluster_names: a.previous_cluster_name.clone(),
             metadata: a.metadata_filter(),
         },
         sources,

@@ -50,6 +50,10 @@ pub fn state_of(a: &Action) -> (State, String) {
         Action::Noop { .. } => (State::InSync, String::new()),
         Action::Create(_) => (State::Missing, "no copy".into()),
         Action::Update { .. } => (State::Drifted, "copy differs from source".into()),
+        Action::TakeOver { from, .. } => (
+            State::Drifted,
+            format!("copy made as cluster {from:?} (--previous-cluster-name): to be taken over"),
+        ),
         Action::Recreate { .. } => (State::Drifted, "copy must be re-created".into()),
         Action::Delete { .. } => (State::Drifted, "stale copy, to be deleted".into()),
         Action::Release { .. } => (

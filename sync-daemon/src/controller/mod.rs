@@ -32,6 +32,7 @@ pub struct Config {
     pub metadata: crate::plan::MetadataFilter,
     pub create_namespaces: bool,
     pub adopt_existing: bool,
+    pub previous_cluster_names: Vec<String>,
     pub resync_period: Duration,
     pub workers: u16,
 }

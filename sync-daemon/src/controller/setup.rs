@@ -79,6 +79,7 @@ pub async fn start(
             cluster_name,
             skipped_secret_types: skipped,
             adopt_existing: cfg.adopt_existing,
+            previous_cluster_names: cfg.previous_cluster_names.clone(),
             metadata: cfg.metadata.clone(),
         },
         create_namespaces: cfg.create_namespaces,

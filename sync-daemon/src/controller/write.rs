@@ -129,6 +129,10 @@ impl Context {
                 Ok(Outcome::CONVERGED)
             }
             Action::Create(desired) => self.create::<K>(t, key, &desired, problems).await,
+            Action::TakeOver { desired, uid, from } => {
+                tracing::info!(cluster = %ctx, source = %key, namespace = %desired.namespace, previous = %from, dry_run = self.writer.dry_run, "taking over a copy made under a previous cluster name");
+                self.update::<K>(t, key, &desired, uid, &[]).await
+            }
             Action::Update {
                 desired,
                 uid,

@@ -101,6 +101,13 @@ pub enum Action {
         namespace: String,
         uid: Option<String>,
     },
+    /// A copy made under a previous `--cluster-name` for the same source: a forced apply makes
+    /// it ours (relabelled, updated); `uid` as for `Update`.
+    TakeOver {
+        desired: ObjectView,
+        uid: Option<String>,
+        from: String,
+    },
     /// A same-named object we do not own: left untouched and reported.
     Conflict {
         namespace: String,
@@ -117,6 +124,7 @@ impl Action {
         match self {
             Action::Create(d)
             | Action::Update { desired: d, .. }
+            | Action::TakeOver { desired: d, .. }
             | Action::Recreate { desired: d, .. } => &d.namespace,
             Action::Delete { namespace, .. }
             | Action::Release { namespace, .. }
@@ -141,8 +149,17 @@ pub fn diff(desired: ObjectView, observed: Option<&ObjectView>, s: &Settings) ->
         .get(ann::ORIGIN_NAMESPACE)
         .cloned()
         .unwrap_or_default();
-    if !ann::is_owned_by(&obs.labels, &desired.name, &src_ns, &s.cluster_name) && !s.adopt_existing
+    let made_by = |cluster: &str| ann::is_owned_by(&obs.labels, &desired.name, &src_ns, cluster);
+    if !made_by(&s.cluster_name)
+        && let Some(from) = s.previous_cluster_names.iter().find(|p| made_by(p))
     {
+        return Action::TakeOver {
+            uid: obs.uid.clone(),
+            from: from.clone(),
+            desired,
+        };
+    }
+    if !made_by(&s.cluster_name) && !s.adopt_existing {
         let reason = match obs.labels.get(ann::ORIGIN_CLUSTER) {
             Some(c) if c != &s.cluster_name => format!("it is a copy made by cluster {c:?}"),
             _ => "it has no matching origin labels (not made by this daemon)".to_string(),

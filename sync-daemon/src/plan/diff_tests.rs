@@ -15,6 +15,7 @@ pub(crate) fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
 
 pub(crate) fn settings() -> Settings {
     Settings {
+        previous_cluster_names: Vec::new(),
         cluster_name: "mc-mgmt".into(),
         skipped_secret_types: ["kubernetes.io/service-account-token", "helm.sh/release.v1"]
             .map(String::from)
@@ -273,7 +274,7 @@ fn diff_cases() {
         ("immutable + changed", Some(immutable), "recreate"),
         ("immutable + same", Some(immutable_same), "noop"),
         ("unmanaged", Some(unmanaged.clone()), "conflict"),
-        ("other cluster's copy", Some(foreign), "conflict"),
+        ("other cluster's copy", Some(foreign.clone()), "conflict"),
     ];
     for (name, obs, want_kind) in table {
         let got = diff(want(), obs.as_ref(), &s);
@@ -285,6 +286,7 @@ fn diff_cases() {
             Action::Release { .. } => "release",
             Action::Conflict { .. } => "conflict",
             Action::Noop { .. } => "noop",
+            Action::TakeOver { .. } => "take over",
         };
         assert_eq!(kind, want_kind, "{name}: {got:?}");
     }
@@ -301,6 +303,39 @@ fn diff_cases() {
     assert!(matches!(
         diff(want(), Some(&unmanaged), &adopt),
         Action::Update { .. }
+    ));
+    // A copy made under a previous cluster name, of this very source: taken over; of another
+    // source (other origin name), or by a cluster not named: still a conflict.
+    let migrating = Settings {
+        previous_cluster_names: vec!["unicorn".into(), "mc-other".into()],
+        ..s.clone()
+    };
+    match diff(want(), Some(&foreign), &migrating) {
+        Action::TakeOver { from, uid, .. } => {
+            assert_eq!(from, "mc-other");
+            assert_eq!(uid, foreign.uid);
+        }
+        other => panic!("{other:?}"),
+    }
+    let mut other_source = foreign.clone();
+    other_source
+        .labels
+        .insert(ann::ORIGIN_NAME.into(), "not-demo".into());
+    assert!(matches!(
+        diff(want(), Some(&other_source), &migrating),
+        Action::Conflict { .. }
+    ));
+    let only_unicorn = Settings {
+        previous_cluster_names: vec!["unicorn".into()],
+        ..s.clone()
+    };
+    assert!(matches!(
+        diff(want(), Some(&foreign), &only_unicorn),
+        Action::Conflict { .. }
+    ));
+    assert!(matches!(
+        diff(want(), Some(&unmanaged), &migrating),
+        Action::Conflict { .. }
     ));
 }
 

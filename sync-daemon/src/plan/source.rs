@@ -12,6 +12,10 @@ pub struct Settings {
     /// Secret types that are never sources (unless `--include-secret-types`).
     pub skipped_secret_types: BTreeSet<String>,
     pub adopt_existing: bool,
+    /// `--previous-cluster-name`: copies whose origin labels name one of these (and the source
+    /// by namespace and name) are taken over instead of reported as conflicts (a migration
+    /// from kubed, whose Helm chart names the cluster `unicorn`).
+    pub previous_cluster_names: Vec<String>,
     /// Source labels/annotations no copy carries (GitOps ownership marks).
     pub metadata: crate::plan::policy::MetadataFilter,
 }

@@ -318,6 +318,12 @@ async fn follower_namespaces_by_selector() {
     policies::follower_namespaces_by_selector().await;
 }
 
+/// `--previous-cluster-name`: a migration from kubed's Helm chart keeps every copy (issue 15).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copies_of_a_previous_cluster_name_are_taken_over() {
+    policies::copies_of_a_previous_cluster_name_are_taken_over().await;
+}
+
 /// `kubed-cross-sync.io/on-delete: retain` (issue 16).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retained_copies_are_released() {

@@ -386,3 +386,101 @@ pub(crate) async fn retained_copies_are_released() {
     assert!(released(&w.project2, &ns, "keep").await.is_some());
     w.cleanup(&[&ns]).await;
 }
+
+/// Migration from kubed installed by its Helm chart (`--cluster-name` unset there: `unicorn`):
+/// kubed's copy of a current source is a conflict without `--previous-cluster-name`, shown as
+/// "to be taken over" by `status` and `--dry-run` with it, and taken over by `run` with it;
+/// kubed's copy of a source that is gone is left alone.
+pub(crate) async fn copies_of_a_previous_cluster_name_are_taken_over() {
+    let w = World::shared().await;
+    let ns = unique_ns("kcs-migrate");
+    w.ns_everywhere(&ns).await;
+    let kubed_copy = |name: &str| {
+        configmap(
+            name,
+            &[(ORIGIN, "{\"kind\":\"ConfigMap\"}")],
+            &[
+                (ORIGIN_NAME, name),
+                (ORIGIN_NAMESPACE, ns.as_str()),
+                (ORIGIN_CLUSTER, "unicorn"),
+            ],
+            &[("k", "kubed")],
+        )
+    };
+    create(&w.project, &ns, &kubed_copy("cfg")).await.unwrap();
+    create(&w.project, &ns, &kubed_copy("gone")).await.unwrap();
+    create(
+        &w.mgmt,
+        &ns,
+        &configmap("cfg", &[(SYNC_CONTEXTS, PROJECT)], &[], &[("k", "new")]),
+    )
+    .await
+    .unwrap();
+    let kc = w.kubeconfig();
+    let base = [
+        "--kubeconfig-file",
+        kc.as_str(),
+        "--cluster-name",
+        "mc-mgmt",
+        "--config-source-namespace",
+        ns.as_str(),
+    ];
+    let with_flag: Vec<&str> = base
+        .iter()
+        .copied()
+        .chain(["--previous-cluster-name", "unicorn"])
+        .collect();
+    let status = |args: &[&str]| -> serde_json::Value {
+        let out = Daemon::command("status")
+            .args(args.iter().copied())
+            .args(["-o", "json"])
+            .output()
+            .unwrap();
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let row = |doc: &serde_json::Value| -> (String, String) {
+        let r = doc["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == "cfg" && r["context"] == PROJECT)
+            .unwrap_or_else(|| panic!("{doc}"));
+        (
+            r["state"].as_str().unwrap().into(),
+            r["detail"].as_str().unwrap().into(),
+        )
+    };
+    assert_eq!(row(&status(&base)).0, "conflict");
+    let (state, detail) = row(&status(&with_flag));
+    assert_eq!(state, "drifted");
+    assert!(detail.contains("to be taken over"), "{detail}");
+    // A dry run says so and writes nothing.
+    let mut dry = with_flag.clone();
+    dry.push("--dry-run");
+    let (_, log) = once(&dry);
+    assert!(
+        log.contains("taking over a copy made under a previous cluster name"),
+        "{log}"
+    );
+    let untouched = get::<ConfigMap>(&w.project, &ns, "cfg")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(untouched.labels().get(ORIGIN_CLUSTER).unwrap(), "unicorn");
+    // The daemon takes it over.
+    let _d = w.mgmt_daemon("migrate", &ns, &["--previous-cluster-name", "unicorn"]);
+    let want: &[(&str, &[&str])] = &[(PROJECT, &[ns.as_str()])];
+    wait_copies::<ConfigMap, _>("the copy taken over", &w.all(), &ns, "cfg", want, |c| {
+        has(c.labels(), ORIGIN_CLUSTER, "mc-mgmt")
+            && c.data.as_ref().and_then(|d| d.get("k")).map(String::as_str) == Some("new")
+    })
+    .await;
+    assert_eq!(row(&status(&with_flag)).0, "in-sync");
+    let gone = get::<ConfigMap>(&w.project, &ns, "gone")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(gone.labels().get(ORIGIN_CLUSTER).unwrap(), "unicorn");
+    assert_eq!(gone.data.unwrap().get("k").unwrap(), "kubed");
+    w.cleanup(&[&ns]).await;
+}
