@@ -406,3 +406,5 @@ mod partial;
 mod regions;
 #[path = "kubeconfig_gen/update.rs"]
 mod update;
+#[path = "kubeconfig_gen/watch.rs"]
+mod watch;
