@@ -436,8 +436,9 @@ fn write(
         Mode::Once => output::write(path, &yaml).map(|()| true)?,
         Mode::WatchFirst | Mode::WatchLater => output::write_if_changed(path, &yaml)?,
     };
-    if changed {
-        summary(entries, current.as_deref(), path);
+    // The first round's summary also when the file already held it (the init step wrote it).
+    if changed || target.mode == Mode::WatchFirst {
+        summary(entries, current.as_deref(), path, changed);
     }
     if let (None, Some(report)) = (&partial, report) {
         output::say(&report);
@@ -501,7 +502,7 @@ fn plan(
 }
 
 /// One line per context on stderr (stdout may be the kubeconfig itself).
-fn summary(entries: &[ClusterEntry], current: Option<&str>, path: &Path) {
+fn summary(entries: &[ClusterEntry], current: Option<&str>, path: &Path, wrote: bool) {
     let mut err = std::io::stderr().lock();
     for e in entries {
         let _ = writeln!(
@@ -514,11 +515,12 @@ fn summary(entries: &[ClusterEntry], current: Option<&str>, path: &Path) {
             e.endpoint
         );
     }
+    let done = if wrote { "wrote" } else { "unchanged:" };
     let _ = match current {
-        Some(c) => writeln!(err, "current-context {c}; wrote {}", path.display()),
+        Some(c) => writeln!(err, "current-context {c}; {done} {}", path.display()),
         None => writeln!(
             err,
-            "current-context not chosen (the file keeps its own, if any); wrote {}",
+            "current-context not chosen (the file keeps its own, if any); {done} {}",
             path.display()
         ),
     };
@@ -527,6 +529,37 @@ fn summary(entries: &[ClusterEntry], current: Option<&str>, path: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_profile_keeps_its_last_clusters_and_no_other() {
+        let entry = |profile: &str, name: &str, region: &str| ClusterEntry {
+            context: name.into(),
+            profile: profile.into(),
+            name: name.into(),
+            arn: format!("arn:aws:eks:{region}:1:cluster/{name}"),
+            region: region.into(),
+            endpoint: format!("https://{name}"),
+            ca_data: "Q0E=".into(),
+        };
+        let last = vec![
+            entry("mgmt", "m", "r1"),
+            entry("a", "a1", "r1"),
+            entry("a", "a2", "r2"),
+            entry("b", "b1", "r1"),
+        ];
+        // Profile a failed in r2 only (its r1 cluster came back this round); b succeeded and
+        // lost b1; mgmt is fine.
+        let mut now = vec![entry("mgmt", "m", "r1"), entry("a", "a1", "r1")];
+        let failed = BTreeSet::from(["a".to_string()]);
+        carry_over(&mut now, &last, &failed);
+        let names: Vec<&str> = now.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names, ["m", "a1", "a2"]);
+        // Nothing failed, or nothing known yet (plain generate): nothing added.
+        let mut same = vec![entry("mgmt", "m", "r1")];
+        carry_over(&mut same, &last, &BTreeSet::new());
+        carry_over(&mut same, &[], &failed);
+        assert_eq!(same.len(), 1);
+    }
 
     #[test]
     fn cluster_args() {

@@ -467,9 +467,41 @@ async fn watch_follows_clusters_and_leaves_an_unchanged_file_alone() {
         "ListClusters each round per profile: {steady:?}"
     );
 
-    // (a) A cluster created in moto comes within about two intervals, described once.
+    created_then_deleted(&w, &moto, d, &account, &base).await;
+
+    // A profile broken mid-run (--keep-going): skipped and logged each round, its cluster kept.
+    let (before, from) = (stamp(&path), w.log().len());
+    let typo = watched.replace("source_profile = mc-mgmt", "source_profile = mc-mgmtt");
+    std::fs::write(d.join("credentials"), fill(&format!("{SEED}{typo}"), d)).unwrap();
+    w.wait_log("the broken profile skipped", TWO_ROUNDS, from, |l| {
+        l.contains("could not find source profile mc-mgmtt referenced from watched")
+    })
+    .await;
+    assert_eq!(contexts_of(&path), base, "{}", w.log());
+    assert_eq!(stamp(&path), before, "the file was rewritten: {}", w.log());
+    assert!(w.running());
+
+    // (c) SIGTERM between rounds.
+    w.signal(Signal::TERM);
+    let status = w.exit_within(Duration::from_secs(5));
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "{}", w.log());
+    no_leftovers(d);
+    let log = w.log();
+    assert!(
+        !log.contains(SECRET_MARKERS[0]) && !log.contains(SECRET_MARKERS[1]),
+        "{log}"
+    );
+}
+
+/// What must never be logged: the STS session token field and the web identity token (a JWT).
+const SECRET_MARKERS: [&str; 2] = ["SessionToken", "eyJ"];
+
+/// (a) A cluster created in moto comes within about two intervals, described once, and is
+/// logged as added; deleted, it goes and is logged as removed.
+async fn created_then_deleted(w: &Watcher, moto: &Moto, d: &Path, account: &str, base: &[&str]) {
+    let path = d.join("kubeconfig");
     let (mark, from) = (moto.requests().len(), w.log().len());
-    create_cluster(d, "watched", "watch-new-k8s", &account);
+    create_cluster(d, "watched", "watch-new-k8s", account);
     wait_for("watch-new-k8s in the file", TWO_ROUNDS, || async {
         contexts_of(&path)
             .contains(&"watch-new-k8s".to_string())
@@ -500,33 +532,7 @@ async fn watch_follows_clusters_and_leaves_an_unchanged_file_alone() {
         l.contains("watch: removed context watch-new-k8s")
     })
     .await;
-
-    // A profile broken mid-run (--keep-going): skipped and logged each round, its cluster kept.
-    let (before, from) = (stamp(&path), w.log().len());
-    let typo = watched.replace("source_profile = mc-mgmt", "source_profile = mc-mgmtt");
-    std::fs::write(d.join("credentials"), fill(&format!("{SEED}{typo}"), d)).unwrap();
-    w.wait_log("the broken profile skipped", TWO_ROUNDS, from, |l| {
-        l.contains("could not find source profile mc-mgmtt referenced from watched")
-    })
-    .await;
-    assert_eq!(contexts_of(&path), base, "{}", w.log());
-    assert_eq!(stamp(&path), before, "the file was rewritten: {}", w.log());
-    assert!(w.running());
-
-    // (c) SIGTERM between rounds.
-    w.signal(Signal::TERM);
-    let status = w.exit_within(Duration::from_secs(5));
-    assert_eq!(status.and_then(|s| s.code()), Some(0), "{}", w.log());
-    no_leftovers(d);
-    let log = w.log();
-    assert!(
-        !log.contains(SECRET_MARKERS[0]) && !log.contains(SECRET_MARKERS[1]),
-        "{log}"
-    );
 }
-
-/// What must never be logged: the STS session token field and the web identity token (a JWT).
-const SECRET_MARKERS: [&str; 2] = ["SessionToken", "eyJ"];
 
 #[tokio::test]
 async fn a_failing_round_keeps_the_file_and_sigterm_cancels_a_call() {

@@ -228,6 +228,11 @@ fn watch_sidecar_keeps_the_file(pod: &PodFs, kubeconfig_gen: &Path, args: &[Stri
         "the sidecar rewrote an unchanged file: {}",
         text()
     );
+    assert!(
+        text().contains("current-context mc-mgmt-k8s; unchanged:"),
+        "the first round's summary: {}",
+        text()
+    );
     let pid = rustix::process::Pid::from_raw(i32::try_from(child.id()).unwrap()).unwrap();
     rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
     let end = Instant::now() + Duration::from_secs(5);
