@@ -321,6 +321,12 @@ impl Drop for Watcher {
     }
 }
 
+/// The CPU time PID has spent so far, in ns (`/proc/PID/schedstat`'s first field).
+fn cpu_ns(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/schedstat")).unwrap();
+    stat.split_whitespace().next().unwrap().parse().unwrap()
+}
+
 /// The file's identity and modification time: what a rewrite, even of the same bytes, changes.
 fn stamp(path: &Path) -> (u64, i64, i64) {
     let m = std::fs::metadata(path).unwrap();
@@ -451,6 +457,7 @@ async fn watch_follows_clusters_and_leaves_an_unchanged_file_alone() {
         moto.requests().len(),
         w.log().len(),
     );
+    let cpu = cpu_ns(w.child.id());
     w.wait_log(
         "three unchanged rounds",
         3 * INTERVAL + TWO_ROUNDS,
@@ -465,6 +472,31 @@ async fn watch_follows_clusters_and_leaves_an_unchanged_file_alone() {
     assert!(
         listed(steady) >= 3 * 4,
         "ListClusters each round per profile: {steady:?}"
+    );
+    // The steady cost, for BENCHMARKS.md (`-- --nocapture`): what a round asks AWS, its CPU time.
+    let rounds = w.log()[from..].matches(" unchanged").count() as u64;
+    let per_round = (cpu_ns(w.child.id()) - cpu) / rounds / 1000;
+    let mut kinds = std::collections::BTreeMap::<&str, u64>::new();
+    for r in steady {
+        let kind = match r.split_once(" Action=") {
+            Some((_, action)) => action,
+            None if described(std::slice::from_ref(r)).is_empty() => "ListClusters",
+            None => "DescribeCluster",
+        };
+        *kinds.entry(kind).or_default() += 1;
+    }
+    eprintln!(
+        "steady cost, 4 profiles, {rounds} rounds: {per_round} µs CPU and per round {:?}; {}",
+        kinds
+            .iter()
+            .map(|(k, n)| (k, n / rounds))
+            .collect::<Vec<_>>(),
+        std::fs::read_to_string(format!("/proc/{}/status", w.child.id()))
+            .unwrap()
+            .lines()
+            .filter(|l| l.starts_with("VmRSS") || l.starts_with("VmHWM"))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
 
     created_then_deleted(&w, &moto, d, &account, &base).await;
