@@ -14,7 +14,7 @@ use tokio::time::Instant;
 
 use crate::aws::Files;
 use crate::deadline::parse_duration;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, chain, list, one_line};
 use crate::generate::{self, Memory, Mode, Options};
 use crate::output;
 
@@ -88,6 +88,24 @@ pub fn changes(before: &BTreeSet<String>, after: &BTreeSet<String>) -> Vec<Strin
     added.chain(removed).collect()
 }
 
+/// The report of a later round that wrote nothing. `Partial` says "wrote the rest" for plain
+/// `generate`; here nothing was written, so it gets its own first line.
+fn failed_round(n: u64, e: &Error) -> String {
+    let head = format!("watch: round {n} failed; the last written file stays");
+    match e {
+        Error::Partial {
+            failures,
+            tally,
+            reason,
+        } => format!(
+            "{head}: {tally} failed, and without the management context ({}) nothing was written{}",
+            one_line(&chain(reason.as_ref())),
+            list(failures)
+        ),
+        other => format!("{head}\n{}", other.render()),
+    }
+}
+
 /// `generate --watch --interval INTERVAL`: runs until SIGTERM or SIGINT.
 pub async fn watch(opts: Options, interval: Duration) -> Result<()> {
     if output::is_stdout(&output::path(opts.kubeconfig.clone())) {
@@ -143,10 +161,7 @@ pub async fn watch(opts: Options, interval: Duration) -> Result<()> {
                 tracing::info!(round = n, contexts = w.contexts.len(), "{what}");
                 contexts = w.contexts;
             }
-            Err(e) => output::say(&format!(
-                "watch: round {n} failed; the last written file stays\n{}",
-                e.render()
-            )),
+            Err(e) => output::say(&failed_round(n, &e)),
         }
     }
 }
@@ -154,6 +169,7 @@ pub async fn watch(opts: Options, interval: Duration) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Tally;
 
     #[test]
     fn intervals() {
@@ -165,6 +181,40 @@ mod tests {
             assert!(parse_interval(bad).is_err(), "{bad:?}");
         }
         assert!(parse_interval("9s").unwrap_err().contains("at least 10s"));
+    }
+
+    #[test]
+    fn a_round_that_would_lose_the_management_context_says_nothing_was_written() {
+        let reason = Error::NoRootContext {
+            root: "mc-mgmt".into(),
+        };
+        let failure = Error::ClusterNotFound {
+            profile: "mc-mgmt".into(),
+            cluster: "mc-mgmt-k8s".into(),
+            region: "r".into(),
+        };
+        let partial = Error::Partial {
+            failures: vec![failure],
+            tally: Tally {
+                profiles: 2,
+                clusters: 2,
+                failed_clusters: 1,
+                ..Tally::default()
+            },
+            reason: Box::new(reason),
+        };
+        let text = failed_round(3, &partial);
+        assert!(
+            text.starts_with("watch: round 3 failed; the last written file stays: 1 of 2 clusters failed, and without the management context (")
+                && text.contains(") nothing was written\n  - profile mc-mgmt: cluster mc-mgmt-k8s not found in r"),
+            "{text}"
+        );
+        assert!(!text.contains("wrote the rest"), "{text}");
+        let usage = failed_round(4, &Error::Usage("x".into()));
+        assert_eq!(
+            usage,
+            "watch: round 4 failed; the last written file stays\nerror: x"
+        );
     }
 
     #[test]
