@@ -388,12 +388,18 @@ fn write(
     memory: &Memory,
 ) -> Result<(Written, kubeconfig::Names)> {
     let path = &target.path;
-    let existing = if output::is_stdout(path) || target.replace {
+    let entries = &collected.entries;
+    // The names do not depend on the current context. What this process generated before and no
+    // longer generates leaves the existing file before the current context is chosen from it.
+    let names = kubeconfig::Names::of(&kubeconfig::build(entries, &target.settings, None));
+    let mut existing = if output::is_stdout(path) || target.replace {
         None
     } else {
         output::read_existing(path)?
     };
-    let entries = &collected.entries;
+    if let (Some(old), Some(before)) = (existing.as_mut(), &memory.written) {
+        kubeconfig::forget(old, before, &names);
+    }
     let complete = collected.failures.is_empty();
     let chosen = kubeconfig::choose_current(
         entries,
@@ -421,14 +427,8 @@ fn write(
         return Err(e);
     }
     let generated = kubeconfig::build(entries, &target.settings, current.as_deref());
-    let names = kubeconfig::Names::of(&generated);
     let config = match existing {
-        Some(mut old) => {
-            if let Some(before) = &memory.written {
-                kubeconfig::forget(&mut old, before, &names);
-            }
-            kubeconfig::merge(old, generated)
-        }
+        Some(old) => kubeconfig::merge(old, generated),
         None => generated,
     };
     let yaml = kubeconfig::to_yaml(&config)?;

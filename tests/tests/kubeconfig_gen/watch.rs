@@ -673,3 +673,73 @@ async fn the_first_round_fails_as_generate_does_and_sigint_stops_it() {
     assert_eq!(status.and_then(|s| s.code()), Some(0), "{}", w.log());
     assert!(!d.join("kubeconfig").exists());
 }
+
+/// A later round that would lose the management context writes nothing: the management cluster
+/// deleted, the file keeps it and its current-context, with `--replace` (the pod's flags) and when
+/// merging into the file, and the process keeps running.
+#[tokio::test]
+async fn a_round_without_the_management_cluster_writes_nothing() {
+    let root = fresh_account();
+    let follower = format!("8{}", &root[1..]);
+    let creds = format!(
+        "[root]\nrole_arn = arn:aws:iam::{root}:role/kubed-master\nweb_identity_token_file = {{token}}\n\
+         [follower]\nrole_arn = arn:aws:iam::{follower}:role/kubed-follower\nsource_profile = root\nrole_session_name = follower\n"
+    );
+    let endpoint = aws_env()
+        .into_iter()
+        .find(|(k, _)| k == "AWS_ENDPOINT_URL")
+        .map(|(_, v)| v)
+        .unwrap();
+    let (replace, merge) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut watchers = Vec::new();
+    for (dir, extra) in [(replace.path(), Some("--replace")), (merge.path(), None)] {
+        std::fs::write(dir.join("credentials"), fill(&creds, dir)).unwrap();
+        std::fs::write(dir.join("config"), "").unwrap();
+        if watchers.is_empty() {
+            create_cluster(dir, "root", "root-k8s", &root);
+            create_cluster(dir, "follower", "f-k8s", &follower);
+        }
+        let mut args = vec![
+            "--watch",
+            "--interval=10s",
+            "--keep-going",
+            "--current-context=root-k8s",
+        ];
+        args.extend(extra);
+        let w = Watcher::start(dir, &endpoint, &args);
+        watchers.push((dir, w));
+    }
+    let mut kept = Vec::new();
+    for (dir, w) in &watchers {
+        w.wait_log("round 1", Duration::from_secs(60), 0, |l| {
+            l.contains("watch: round 1 done")
+        })
+        .await;
+        let path = dir.join("kubeconfig");
+        assert_eq!(contexts_of(&path), ["f-k8s", "root-k8s"], "{}", w.log());
+        kept.push((stamp(&path), std::fs::read(&path).unwrap(), w.log().len()));
+    }
+    aws_eks(
+        replace.path(),
+        "root",
+        &["delete-cluster", "--name", "root-k8s"],
+    );
+    for ((dir, w), (before, bytes, from)) in watchers.iter_mut().zip(kept) {
+        w.wait_log("a round without root-k8s", TWO_ROUNDS, from, |l| {
+            l.contains("failed; the last written file stays")
+        })
+        .await;
+        let path = dir.join("kubeconfig");
+        assert_eq!(std::fs::read(&path).unwrap(), bytes, "{}", w.log());
+        assert_eq!(stamp(&path), before);
+        assert!(
+            !w.log()[from..].contains("watch: removed context"),
+            "{}",
+            w.log()
+        );
+        assert!(w.running(), "{}", w.log());
+        w.signal(Signal::TERM);
+        let status = w.exit_within(Duration::from_secs(5));
+        assert_eq!(status.and_then(|s| s.code()), Some(0), "{}", w.log());
+    }
+}
