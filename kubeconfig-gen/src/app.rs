@@ -49,7 +49,11 @@ pub fn main() -> ExitCode {
             return ExitCode::from(exit::RUNTIME);
         }
     };
-    match runtime.block_on(run(cli)) {
+    let result = runtime.block_on(run(cli));
+    // Not `drop`: that waits for every blocking task (a DNS lookup of an AWS call that --watch
+    // dropped on SIGTERM) however long it takes.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             output::say(&err.render());
@@ -73,9 +77,11 @@ async fn run(cli: Cli) -> Result<()> {
                 kubeconfig,
                 replace,
                 keep_going,
+                watch,
+                interval,
                 files: file_args,
             } = args;
-            generate::generate(generate::Options {
+            let opts = generate::Options {
                 clusters,
                 profiles,
                 region: cli.region,
@@ -88,8 +94,13 @@ async fn run(cli: Cli) -> Result<()> {
                 keep_going,
                 files: files(file_args),
                 timeout: cli.timeout,
-            })
-            .await
+            };
+            if watch {
+                let every = interval.unwrap_or(crate::watch::DEFAULT_INTERVAL);
+                crate::watch::watch(opts, every).await
+            } else {
+                generate::generate(opts).await
+            }
         }
         Command::Explain(args) => explain::explain(&files(args.files), &args.profiles),
         Command::UpdateKubeconfig(args) => {

@@ -12,7 +12,8 @@ descriptors or threads) · 2 usage (bad flags, duplicate or ambiguous contexts) 
 deeper than 32 hops, missing token file, no region) · 4 AWS credentials/STS · 5 EKS (cluster not found, access denied) · \
 6 kubeconfig/output (cannot read, parse or write the kubeconfig; cannot write stdout, also a closed \
 pipe) · 7 partial (--keep-going wrote what succeeded, but not the management context) · 8 timeout \
-(an AWS endpoint did not answer within --timeout)";
+(an AWS endpoint did not answer within --timeout). With --watch these are the first round's; \
+later rounds never end the process, and SIGTERM/SIGINT end it with 0";
 
 /// Generates a multi-context kubeconfig for EKS clusters reached through AWS profile chains,
 /// and is its own kubectl exec credential plugin (`token`).
@@ -106,6 +107,17 @@ pub struct GenerateArgs {
     /// was written (the root profile's cluster, or the --current-context one), else 7.
     #[arg(long)]
     pub keep_going: bool,
+    /// Keep running (a sidecar): re-read the profiles and re-discover every --interval, rewrite the
+    /// file (atomically) only when its content changes, and log each context added or removed. The
+    /// first round fails as plain `generate` does; a later failing round is logged and the last
+    /// written file stays. SIGTERM or SIGINT: exit 0 within 5 s, even mid-call.
+    #[arg(long)]
+    pub watch: bool,
+    /// Time between the starts of two --watch rounds: `30s`, `5m`, `1h30m` (at least 10s;
+    /// default 1m).
+    #[arg(long, value_name = "DURATION", requires = "watch",
+          value_parser = crate::watch::parse_interval)]
+    pub interval: Option<std::time::Duration>,
     #[command(flatten)]
     pub files: FileArgs,
 }
@@ -279,5 +291,37 @@ mod global_tests {
             ])
             .is_err()
         );
+    }
+
+    #[test]
+    fn interval_needs_watch_and_ten_seconds() {
+        let generate = |args: &[&str]| {
+            let argv = ["kubeconfig-gen", "generate"].iter().chain(args);
+            Cli::try_parse_from(argv).map(|cli| match cli.command {
+                Command::Generate(g) => (g.watch, g.interval),
+                _ => panic!("not generate"),
+            })
+        };
+        let secs = std::time::Duration::from_secs;
+        assert_eq!(generate(&["--watch"]).unwrap(), (true, None));
+        assert_eq!(
+            generate(&["--watch", "--interval", "1h30m"]).unwrap(),
+            (true, Some(secs(5400)))
+        );
+        assert_eq!(
+            generate(&["--interval=10s", "--watch"]).unwrap(),
+            (true, Some(secs(10)))
+        );
+        assert_eq!(generate(&[]).unwrap(), (false, None));
+        for bad in [
+            &["--interval", "30s"][..],
+            &["--watch", "--interval", "9s"],
+            &["--watch", "--interval", "500ms"],
+            &["--watch", "--interval", "0s"],
+            &["--watch", "--interval", "soon"],
+        ] {
+            let err = generate(bad).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{bad:?}");
+        }
     }
 }

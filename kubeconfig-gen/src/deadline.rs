@@ -25,20 +25,42 @@ pub fn timeout_config(timeout: Duration) -> TimeoutConfig {
         .build()
 }
 
-/// `30s`, `500ms`, `2m`, or plain seconds; zero is refused (it would fail every call).
+/// Go-style durations, as sync-daemon's flags take them: `30s`, `500ms`, `2m`, `1h30m`, or plain
+/// seconds (`30`); zero is refused (it would fail every call). No fractions (`1.5s`).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (digits, unit) = s.split_at(split);
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("{s:?}: expected a number with an optional unit (ms, s, m)"))?;
-    let d = match unit {
-        "ms" => Duration::from_millis(n),
-        "" | "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n.saturating_mul(60)),
-        other => return Err(format!("{s:?}: unknown unit {other:?} (ms, s, m)")),
-    };
+    let units = "(ms, s, m, h)";
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        let n: u64 = s.parse().map_err(|_| format!("{s:?}: too large"))?;
+        return nonzero(s, Duration::from_secs(n));
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let n: u64 = rest[..digits]
+            .parse()
+            .map_err(|_| format!("{s:?}: expected numbers with units {units}, as in 1h30m"))?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let d = match &rest[..unit_len] {
+            "ms" => Duration::from_millis(n),
+            "s" => Duration::from_secs(n),
+            "m" => Duration::from_secs(n.saturating_mul(60)),
+            "h" => Duration::from_secs(n.saturating_mul(3600)),
+            other => return Err(format!("{s:?}: unknown unit {other:?} {units}")),
+        };
+        total = total.saturating_add(d);
+        rest = &rest[unit_len..];
+    }
+    nonzero(s, total)
+}
+
+fn nonzero(s: &str, d: Duration) -> Result<Duration, String> {
     if d.is_zero() {
         return Err(format!("{s:?}: must be more than zero"));
     }
@@ -104,7 +126,13 @@ mod tests {
         assert_eq!(ok("30"), Duration::from_secs(30));
         assert_eq!(ok("250ms"), Duration::from_millis(250));
         assert_eq!(ok("2m"), Duration::from_secs(120));
-        for bad in ["", "0", "0s", "s", "1h", "-1s", "1.5s"] {
+        assert_eq!(ok("1h"), Duration::from_secs(3600));
+        assert_eq!(ok("1h30m"), Duration::from_secs(5400));
+        assert_eq!(ok("1m30s"), Duration::from_secs(90));
+        assert_eq!(ok("1s500ms"), Duration::from_millis(1500));
+        for bad in [
+            "", "0", "0s", "0m0s", "s", "-1s", "1.5s", "1d", "1h30", "m5",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad:?}");
         }
     }

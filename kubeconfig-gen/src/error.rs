@@ -8,7 +8,8 @@ use crate::profiles::ProfileError;
 /// Exit codes (documented in the README and `--help`).
 pub mod exit {
     pub const OK: u8 = 0;
-    /// The process cannot start its async runtime (out of file descriptors or threads).
+    /// The process cannot start its async runtime or, with `--watch`, its signal handlers (out of
+    /// file descriptors or threads).
     pub const RUNTIME: u8 = 1;
     pub const USAGE: u8 = 2;
     pub const PROFILE: u8 = 3;
@@ -152,6 +153,13 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// `--watch` cannot listen for SIGTERM / SIGINT.
+    #[error("cannot install the SIGTERM/SIGINT handlers")]
+    Signals {
+        #[source]
+        source: std::io::Error,
+    },
+
     #[error("cannot serialize {what}")]
     Serialize {
         what: &'static str,
@@ -236,6 +244,7 @@ impl Error {
                 .min()
                 .unwrap_or(exit::USAGE),
             Error::Partial { .. } => exit::PARTIAL,
+            Error::Signals { .. } => exit::RUNTIME,
             Error::Timeout { .. } => exit::TIMEOUT,
         }
     }

@@ -1,6 +1,6 @@
 //! `generate`: profiles → (concurrently per profile) credentials → clusters → kubeconfig entries
 //! → one write. The decisions live in `profiles` and `kubeconfig`, the file I/O in `output`.
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -150,7 +150,50 @@ struct Regions<'a> {
     discover: &'a [String],
 }
 
-async fn fetch_profile(files: &Files, plan: &Plan, timeout: Duration) -> Fetched {
+/// A cluster as described once: (profile, region, name).
+type Key = (String, String, String);
+
+/// What `--watch` remembers from one round to the next (plain `generate`: one empty memory).
+#[derive(Debug, Default)]
+pub struct Memory {
+    /// Clusters described in earlier rounds: not described again while ListClusters still lists
+    /// them (`watch` empties it for a full re-describe).
+    pub described: HashMap<Key, aws::Described>,
+    /// The entries written last (before region naming): kept for a profile whose round failed.
+    last: Vec<ClusterEntry>,
+    /// Names of the entries generated last: removed from a merged file once they go away.
+    written: Option<kubeconfig::Names>,
+}
+
+/// How a round writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Plain `generate`: always write; `--keep-going` without the management context is exit 7
+    /// after writing the rest.
+    Once,
+    /// `--watch`'s first round: as `Once`, but the file is left alone when its bytes would not change.
+    WatchFirst,
+    /// A later `--watch` round: a round that would lose the management context writes nothing.
+    WatchLater,
+}
+
+/// What a round wrote.
+#[derive(Debug)]
+pub struct Written {
+    /// The file's bytes changed (and it was written).
+    pub changed: bool,
+    /// The contexts generated this round.
+    pub contexts: BTreeSet<String>,
+    /// `--keep-going` wrote the rest, but not the management context (plain `generate`: exit 7).
+    pub partial: Option<Error>,
+}
+
+async fn fetch_profile(
+    files: &Files,
+    plan: &Plan,
+    timeout: Duration,
+    known: &HashMap<Key, aws::Described>,
+) -> Fetched {
     let (profile, region) = (plan.profile.as_str(), plan.region.as_str());
     let cfg = aws::profile_config(files, profile, region, timeout).await;
     let creds = match aws::credentials(files, &cfg, profile, timeout).await {
@@ -170,16 +213,25 @@ async fn fetch_profile(files: &Files, plan: &Plan, timeout: Duration) -> Fetched
             Err(e) => return Fetched::Profile(profile.to_string(), e),
         },
     };
+    let key = |name: &str| (profile.to_string(), region.to_string(), name.to_string());
     tracing::debug!(
         profile,
         region,
         clusters = wanted.len(),
-        "describing clusters"
+        new = wanted
+            .iter()
+            .filter(|(n, _)| !known.contains_key(&key(n)))
+            .count(),
+        "describing the clusters not described before"
     );
     let described = join_all(wanted.into_iter().map(|(name, context)| {
         let (cfg, creds, who) = (&cfg, creds.clone(), &who);
+        let cached = known.get(&key(&name)).cloned();
         async move {
-            let d = aws::describe_cluster(cfg, creds, who, &name).await?;
+            let d = match cached {
+                Some(d) => d,
+                None => aws::describe_cluster(cfg, creds, who, &name).await?,
+            };
             Ok(ClusterEntry {
                 context: context.unwrap_or_else(|| name.clone()),
                 profile: profile.to_string(),
@@ -198,27 +250,24 @@ async fn fetch_profile(files: &Files, plan: &Plan, timeout: Duration) -> Fetched
 /// `generate`: plan every profile (no AWS call yet), fetch the clusters, assemble the kubeconfig,
 /// write it, and print the summary; with `--keep-going` what succeeded is written anyway.
 pub async fn generate(opts: Options) -> Result<()> {
-    let Options {
-        clusters,
-        profiles: only,
-        region,
-        regions,
-        current_context,
-        exec_command,
-        exec_style,
-        kubeconfig,
-        replace,
-        keep_going,
-        files,
-        timeout,
-    } = opts;
-    if !clusters.is_empty() && !only.is_empty() {
+    let written = round(&opts, &mut Memory::default(), Mode::Once).await?;
+    match written.partial {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// One round of `generate`: the profiles read, planned and fetched (clusters in MEMORY are not
+/// described again), the kubeconfig assembled and written as MODE says.
+pub async fn round(opts: &Options, memory: &mut Memory, mode: Mode) -> Result<Written> {
+    if !opts.clusters.is_empty() && !opts.profiles.is_empty() {
         return Err(Error::Usage(
             "--profile limits discovery; with --cluster name the profile in PROFILE:CLUSTER".into(),
         ));
     }
+    let files = &opts.files;
     let profiles = files.read_profiles()?;
-    let wanted = wanted(&profiles, &only, &clusters)?;
+    let wanted = wanted(&profiles, &opts.profiles, &opts.clusters)?;
     if wanted.is_empty() {
         return Err(Error::Usage(format!(
             "no profile with credentials in {} or {}",
@@ -226,20 +275,33 @@ pub async fn generate(opts: Options) -> Result<()> {
             files.credentials.display()
         )));
     }
-
     let profile_count = wanted.len();
     let regions = Regions {
-        flag: region.as_deref(),
-        discover: &regions,
+        flag: opts.region.as_deref(),
+        discover: &opts.regions,
     };
     let (plans, plan_failures) = plan(&profiles, wanted, &regions);
-    if !plan_failures.is_empty() && !keep_going {
+    if !plan_failures.is_empty() && !opts.keep_going {
         // No AWS call yet: the other profiles count as asked for, none of their clusters as tried.
         return Err(collect(profile_count, plan_failures).error());
     }
-    let fetched = join_all(plans.iter().map(|p| fetch_profile(&files, p, timeout))).await;
-    let mut collected = collect(profile_count, plan_failures.into_iter().chain(fetched));
-    if !collected.failures.is_empty() && (!keep_going || collected.entries.is_empty()) {
+    let known = &memory.described;
+    let fetched = join_all(
+        plans
+            .iter()
+            .map(|p| fetch_profile(files, p, opts.timeout, known)),
+    );
+    let fetched: Vec<Fetched> = plan_failures.into_iter().chain(fetched.await).collect();
+    let failed: BTreeSet<String> = fetched
+        .iter()
+        .filter_map(|f| match f {
+            Fetched::Profile(p, _) => Some(p.clone()),
+            Fetched::Clusters(_) => None,
+        })
+        .collect();
+    let mut collected = collect(profile_count, fetched);
+    carry_over(&mut collected.entries, &memory.last, &failed);
+    if !collected.failures.is_empty() && (!opts.keep_going || collected.entries.is_empty()) {
         return Err(collected.error());
     }
     if collected.entries.is_empty() {
@@ -247,27 +309,62 @@ pub async fn generate(opts: Options) -> Result<()> {
             "eks:ListClusters found no cluster for any profile; name them with --cluster".into(),
         ));
     }
+    memory.described = collected
+        .entries
+        .iter()
+        .map(|e| {
+            let d = aws::Described {
+                arn: e.arn.clone(),
+                endpoint: e.endpoint.clone(),
+                ca_data: e.ca_data.clone(),
+            };
+            ((e.profile.clone(), e.region.clone(), e.name.clone()), d)
+        })
+        .collect();
+    let last = collected.entries.clone();
     let roots: HashMap<String, String> = plans
         .iter()
         .map(|p| (p.profile.clone(), p.chain.root().to_string()))
         .collect();
     kubeconfig::name_by_region(&mut collected.entries);
-    if keep_going {
+    if opts.keep_going {
         collected.skip_collisions(&roots);
     } else {
         kubeconfig::check_contexts(&collected.entries)?;
     }
-    let settings = ExecSettings {
-        style: exec_style,
-        command: exec_command,
-        extra_env: files.exec_env(),
-    };
-    let target = Target {
-        path: output::path(kubeconfig),
-        replace,
-        current_flag: current_context,
-    };
-    write(collected, &roots, target, &settings)
+    let (written, names) = write(collected, &roots, &target(opts, mode), memory)?;
+    memory.last = last;
+    memory.written = Some(names);
+    Ok(written)
+}
+
+/// `--watch`: a profile whose round failed (STS throttled, a token file mid-rotation) keeps the
+/// clusters it had in the last round instead of dropping them from the file for one interval; it
+/// is still reported as skipped. A cluster is removed only when ListClusters stops listing it or
+/// its profile leaves the files.
+fn carry_over(entries: &mut Vec<ClusterEntry>, last: &[ClusterEntry], failed: &BTreeSet<String>) {
+    let key = |e: &ClusterEntry| (e.profile.clone(), e.region.clone(), e.name.clone());
+    let have: BTreeSet<Key> = entries.iter().map(key).collect();
+    let kept: Vec<ClusterEntry> = last
+        .iter()
+        .filter(|e| failed.contains(&e.profile) && !have.contains(&key(e)))
+        .cloned()
+        .collect();
+    entries.extend(kept);
+}
+
+fn target(opts: &Options, mode: Mode) -> Target {
+    Target {
+        path: output::path(opts.kubeconfig.clone()),
+        replace: opts.replace,
+        current_flag: opts.current_context.clone(),
+        mode,
+        settings: ExecSettings {
+            style: opts.exec_style,
+            command: opts.exec_command.clone(),
+            extra_env: opts.files.exec_env(),
+        },
+    }
 }
 
 /// Where and how `generate` writes.
@@ -275,34 +372,39 @@ struct Target {
     path: PathBuf,
     replace: bool,
     current_flag: Option<String>,
+    mode: Mode,
+    settings: ExecSettings,
 }
 
 /// Chooses the current context, merges, writes, and reports. After `--keep-going` skipped
 /// something, a management context that cannot be chosen (its cluster failed) is no reason to
 /// withhold the rest: the rest is written under the existing current-context and the run ends
-/// in `Partial` (exit 7). Nothing skipped: the rule's answer stands, as before.
+/// in `Partial` (exit 7). Nothing skipped: the rule's answer stands, as before. A later `--watch`
+/// round writes nothing then: the file keeps its management context.
 fn write(
     collected: Collected,
     roots: &HashMap<String, String>,
-    target: Target,
-    settings: &ExecSettings,
-) -> Result<()> {
-    let Target {
-        path,
-        replace,
-        current_flag,
-    } = target;
-    let existing = if output::is_stdout(&path) || replace {
+    target: &Target,
+    memory: &Memory,
+) -> Result<(Written, kubeconfig::Names)> {
+    let path = &target.path;
+    let entries = &collected.entries;
+    // The names do not depend on the current context. What this process generated before and no
+    // longer generates leaves the existing file before the current context is chosen from it.
+    let names = kubeconfig::Names::of(&kubeconfig::build(entries, &target.settings, None));
+    let mut existing = if output::is_stdout(path) || target.replace {
         None
     } else {
-        output::read_existing(&path)?
+        output::read_existing(path)?
     };
-    let entries = &collected.entries;
+    if let (Some(old), Some(before)) = (existing.as_mut(), &memory.written) {
+        kubeconfig::forget(old, before, &names);
+    }
     let complete = collected.failures.is_empty();
     let chosen = kubeconfig::choose_current(
         entries,
         roots,
-        current_flag.as_deref(),
+        target.current_flag.as_deref(),
         existing.as_ref(),
         complete,
     );
@@ -313,27 +415,40 @@ fn write(
         }
         Err(e) => return Err(e),
     };
-    let generated = kubeconfig::build(entries, settings, current.as_deref());
+    let report = (!complete).then(|| collected.skipped_report());
+    let partial = missed.map(|reason| Error::Partial {
+        failures: collected.failures,
+        tally: collected.tally,
+        reason: Box::new(reason),
+    });
+    if target.mode == Mode::WatchLater
+        && let Some(e) = partial
+    {
+        return Err(e);
+    }
+    let generated = kubeconfig::build(entries, &target.settings, current.as_deref());
     let config = match existing {
         Some(old) => kubeconfig::merge(old, generated),
         None => generated,
     };
     let yaml = kubeconfig::to_yaml(&config)?;
-    output::write(&path, &yaml)?;
-    summary(entries, current.as_deref(), &path);
-    match missed {
-        Some(reason) => Err(Error::Partial {
-            failures: collected.failures,
-            tally: collected.tally,
-            reason: Box::new(reason),
-        }),
-        None => {
-            if !complete {
-                output::say(&collected.skipped_report());
-            }
-            Ok(())
-        }
+    let changed = match target.mode {
+        Mode::Once => output::write(path, &yaml).map(|()| true)?,
+        Mode::WatchFirst | Mode::WatchLater => output::write_if_changed(path, &yaml)?,
+    };
+    // The first round's summary also when the file already held it (the init step wrote it).
+    if changed || target.mode == Mode::WatchFirst {
+        summary(entries, current.as_deref(), path, changed);
     }
+    if let (None, Some(report)) = (&partial, report) {
+        output::say(&report);
+    }
+    let written = Written {
+        changed,
+        contexts: names.contexts.clone(),
+        partial,
+    };
+    Ok((written, names))
 }
 
 /// Profile → the clusters asked for by name (`None`: discover them), in first-mention order:
@@ -387,7 +502,7 @@ fn plan(
 }
 
 /// One line per context on stderr (stdout may be the kubeconfig itself).
-fn summary(entries: &[ClusterEntry], current: Option<&str>, path: &Path) {
+fn summary(entries: &[ClusterEntry], current: Option<&str>, path: &Path, wrote: bool) {
     let mut err = std::io::stderr().lock();
     for e in entries {
         let _ = writeln!(
@@ -400,56 +515,17 @@ fn summary(entries: &[ClusterEntry], current: Option<&str>, path: &Path) {
             e.endpoint
         );
     }
+    let done = if wrote { "wrote" } else { "unchanged:" };
     let _ = match current {
-        Some(c) => writeln!(err, "current-context {c}; wrote {}", path.display()),
+        Some(c) => writeln!(err, "current-context {c}; {done} {}", path.display()),
         None => writeln!(
             err,
-            "current-context not chosen (the file keeps its own, if any); wrote {}",
+            "current-context not chosen (the file keeps its own, if any); {done} {}",
             path.display()
         ),
     };
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cluster_args() {
-        let ok = |p: &str, c: &str, x: Option<&str>| ClusterArg {
-            profile: p.into(),
-            cluster: c.into(),
-            region: None,
-            context: x.map(str::to_string),
-        };
-        let at = |r: &str, a: ClusterArg| ClusterArg {
-            region: Some(r.into()),
-            ..a
-        };
-        let cases = [
-            (
-                "mc-mgmt:mc-mgmt-k8s",
-                Some(ok("mc-mgmt", "mc-mgmt-k8s", None)),
-            ),
-            ("p:c=ctx", Some(ok("p", "c", Some("ctx")))),
-            ("c", Some(ok("envp", "c", None))),
-            ("c=ctx", Some(ok("envp", "c", Some("ctx")))),
-            (":c", None),
-            ("p:", None),
-            ("p:c=", None),
-            ("p:c@us-west-2", Some(at("us-west-2", ok("p", "c", None)))),
-            (
-                "p:c@us-west-2=x",
-                Some(at("us-west-2", ok("p", "c", Some("x")))),
-            ),
-            ("c@r", Some(at("r", ok("envp", "c", None)))),
-            ("p:c@", None),
-            ("p:@r", None),
-            ("", None),
-        ];
-        for (raw, want) in cases {
-            let got = parse_cluster_arg(raw, "envp").ok();
-            assert_eq!(got, want, "{raw:?}");
-        }
-    }
-}
+#[path = "generate_tests.rs"]
+mod tests;

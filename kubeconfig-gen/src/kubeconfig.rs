@@ -291,6 +291,47 @@ pub fn merge(mut existing: Kubeconfig, generated: Kubeconfig) -> Kubeconfig {
     existing
 }
 
+/// The names of the entries `build` generated: what a later `--watch` round removes from a merged
+/// file when its cluster is gone (entries the process did not generate itself are never removed).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Names {
+    pub clusters: BTreeSet<String>,
+    pub users: BTreeSet<String>,
+    pub contexts: BTreeSet<String>,
+}
+
+impl Names {
+    pub fn of(k: &Kubeconfig) -> Names {
+        Names {
+            clusters: k.clusters.iter().map(|c| c.name.clone()).collect(),
+            users: k.auth_infos.iter().map(|u| u.name.clone()).collect(),
+            contexts: k.contexts.iter().map(|c| c.name.clone()).collect(),
+        }
+    }
+}
+
+/// Removes from EXISTING the entries generated BEFORE that are not generated NOW (a cluster that
+/// went away), leaving every other entry as it is.
+pub fn forget(existing: &mut Kubeconfig, before: &Names, now: &Names) {
+    let gone = |set: &BTreeSet<String>, kept: &BTreeSet<String>, name: &str| {
+        set.contains(name) && !kept.contains(name)
+    };
+    existing
+        .clusters
+        .retain(|c| !gone(&before.clusters, &now.clusters, &c.name));
+    existing
+        .auth_infos
+        .retain(|u| !gone(&before.users, &now.users, &u.name));
+    existing
+        .contexts
+        .retain(|c| !gone(&before.contexts, &now.contexts, &c.name));
+    if let Some(cur) = &existing.current_context
+        && gone(&before.contexts, &now.contexts, cur)
+    {
+        existing.current_context = None;
+    }
+}
+
 /// The kubeconfig as YAML with every mapping's keys sorted, as awscli (PyYAML) writes them.
 /// Byte-stable: kube's exec `env` entries are `HashMap`s, whose order changed from run to run
 /// and made every regeneration a diff.

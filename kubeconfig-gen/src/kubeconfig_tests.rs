@@ -343,3 +343,41 @@ fn same_named_clusters_in_two_regions_get_region_suffixed_contexts() {
             .any(|w| w == ["--region", "us-west-2"])
     );
 }
+
+/// `--watch`: a cluster that went away leaves a merged file; foreign entries and the clusters
+/// still there stay, in place.
+#[test]
+fn forget_removes_only_what_was_generated_and_is_gone() {
+    let (entries, _) = seed();
+    let before = build(&entries, &native(), Some("mc-mgmt-k8s"));
+    let now = build(
+        &[entries[0].clone(), entries[1].clone()],
+        &native(),
+        Some("mc-mgmt-k8s"),
+    );
+    let mut file = build(
+        &[entry("foreign", "foreign-k8s", "999999999999")],
+        &native(),
+        None,
+    );
+    file = merge(file, before.clone());
+    let (before, now) = (Names::of(&before), Names::of(&now));
+    let mut forgotten = file.clone();
+    forget(&mut forgotten, &before, &now);
+    let names = Names::of(&forgotten);
+    let gone = &entries[2];
+    assert!(!names.contexts.contains(&gone.context), "{names:?}");
+    assert!(!names.clusters.contains(&gone.arn) && !names.users.contains(&gone.arn));
+    assert!(names.contexts.contains("foreign-k8s"));
+    assert_eq!(names.contexts.len(), 3, "{names:?}");
+    assert_eq!(forgotten.current_context, file.current_context);
+    // Nothing generated before: nothing removed.
+    let mut same = file.clone();
+    forget(&mut same, &Names::default(), &now);
+    assert_eq!(Names::of(&same), Names::of(&file));
+    // The current context itself gone: no current context left pointing at nothing.
+    let mut lost = file.clone();
+    lost.current_context = Some(gone.context.clone());
+    forget(&mut lost, &before, &now);
+    assert_eq!(lost.current_context, None);
+}

@@ -17,3 +17,4 @@ pub mod output;
 pub mod profiles;
 pub mod token;
 pub mod update;
+pub mod watch;

@@ -68,6 +68,16 @@ pub fn write(path: &Path, yaml: &str) -> Result<()> {
     print(yaml)
 }
 
+/// `--watch`: writes TEXT (atomically) unless the file PATH names already holds exactly these bytes,
+/// so an unchanged world leaves the file, its inode and its mtime alone. Whether it wrote.
+pub fn write_if_changed(path: &Path, text: &str) -> Result<bool> {
+    if std::fs::read(path).is_ok_and(|old| old == text.as_bytes()) {
+        return Ok(false);
+    }
+    write_atomically(path, text)?;
+    Ok(true)
+}
+
 /// How many symlinks a kubeconfig path may pass through (Linux's own limit is 40).
 const MAX_SYMLINKS: usize = 40;
 
@@ -178,6 +188,28 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "x: 1\n");
         let leftovers = std::fs::read_dir(path.parent().unwrap()).unwrap().count();
         assert_eq!(leftovers, 1);
+    }
+
+    #[test]
+    fn unchanged_content_leaves_inode_and_mtime_alone() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config");
+        assert!(write_if_changed(&path, "a: 1\n").unwrap(), "created");
+        let stamp = |p: &Path| {
+            let m = std::fs::metadata(p).unwrap();
+            (m.ino(), m.mtime(), m.mtime_nsec())
+        };
+        let before = stamp(&path);
+        assert!(!write_if_changed(&path, "a: 1\n").unwrap(), "same bytes");
+        assert_eq!(stamp(&path), before);
+        assert!(write_if_changed(&path, "a: 2\n").unwrap(), "new bytes");
+        assert_ne!(
+            stamp(&path).0,
+            before.0,
+            "a new file renamed over the old one"
+        );
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "a: 2\n");
     }
 
     #[test]

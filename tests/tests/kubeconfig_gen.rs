@@ -400,9 +400,13 @@ mod cases;
 mod deadline;
 #[path = "kubeconfig_gen/files.rs"]
 mod files;
+#[path = "kubeconfig_gen/moto_proxy.rs"]
+mod moto_proxy;
 #[path = "kubeconfig_gen/partial.rs"]
 mod partial;
 #[path = "kubeconfig_gen/regions.rs"]
 mod regions;
 #[path = "kubeconfig_gen/update.rs"]
 mod update;
+#[path = "kubeconfig_gen/watch.rs"]
+mod watch;

@@ -133,12 +133,14 @@ pub(crate) async fn run() {
     let _serial = CLUSTER_LOCK.lock().await;
     let tb = Testbed::shared();
     let kubeconfig_gen = product_bin("kubeconfig-gen");
-    let mgmt = docs(&render("mgmt"));
+    let overlay = mgmt_overlay();
+    let mgmt = docs(&render(overlay));
     let d = Deployed::of(&mgmt);
     let (init, main, pod_ns) = (d.init, d.main, d.ns.clone());
 
-    // The manifests, as an operator applies them (kubectl validates them against the clusters' API).
-    apply(tb, MGMT, &render("mgmt"));
+    // The manifests, as an operator applies them (kubectl validates them against the clusters' API:
+    // v1.20 has no native sidecars, and gets the plain-container overlay).
+    apply(tb, MGMT, &render(overlay));
     for f in [PROJECT, PROJECT2] {
         apply(tb, f, &render("follower"));
     }
@@ -153,6 +155,8 @@ pub(crate) async fn run() {
         "kubeconfig-gen {init_args:?} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+
+    watch_sidecar_keeps_the_file(&pod, &kubeconfig_gen, &strs(&d.watch["args"]));
 
     // The daemon, with the Deployment's args (the admin address on a free loopback port instead of
     // 0.0.0.0:8080, which another process on this machine may hold).
@@ -189,6 +193,60 @@ pub(crate) async fn run() {
     let _ = Api::<Secret>::namespaced(src, "prod")
         .delete(&name, &DeleteParams::default())
         .await;
+}
+
+/// The kubeconfig-watch sidecar with its own args: its first round finds the world the init step
+/// wrote and leaves the file alone (same inode and mtime); SIGTERM ends it with 0 within 5 s.
+fn watch_sidecar_keeps_the_file(pod: &PodFs, kubeconfig_gen: &Path, args: &[String]) {
+    use std::os::unix::fs::MetadataExt;
+    let file = pod.root.path().join("srv/kubeconfig/kubeconfig");
+    let stamp = || {
+        let m = std::fs::metadata(&file).unwrap();
+        (m.ino(), m.mtime(), m.mtime_nsec())
+    };
+    let before = stamp();
+    let log = pod.root.path().join("kubeconfig-watch.log");
+    let mut child = pod
+        .command(kubeconfig_gen, args)
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let text = || std::fs::read_to_string(&log).unwrap_or_default();
+    let end = Instant::now() + Duration::from_secs(60);
+    while !text().contains("watch: round 1 done") {
+        let exited = child.try_wait().unwrap();
+        assert!(
+            exited.is_none() && Instant::now() < end,
+            "{exited:?}: {}",
+            text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        stamp(),
+        before,
+        "the sidecar rewrote an unchanged file: {}",
+        text()
+    );
+    assert!(
+        text().contains("current-context mc-mgmt-k8s; unchanged:"),
+        "the first round's summary: {}",
+        text()
+    );
+    let pid = rustix::process::Pid::from_raw(i32::try_from(child.id()).unwrap()).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    let end = Instant::now() + Duration::from_secs(5);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() >= end {
+            let _ = child.kill();
+            panic!("kubeconfig-watch still runs 5 s after SIGTERM: {}", text());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0), "{}", text());
 }
 
 async fn ready_and_leading(tb: &Testbed, metrics: &str, log: &Path, pod_ns: &str) {

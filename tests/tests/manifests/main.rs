@@ -131,12 +131,28 @@ fn ini(text: &str) -> BTreeMap<String, BTreeMap<String, String>> {
     out
 }
 
-/// The mgmt Deployment's pod as rendered: its namespace, pod spec, init and daemon containers.
+/// The mgmt overlay a cluster of the assets' version applies: `mgmt` with its native sidecar from
+/// Kubernetes 1.29 on, `mgmt-plain-sidecar` before (an initContainer's restartPolicy does not exist
+/// there, and kubectl rejects the field).
+fn mgmt_overlay() -> &'static str {
+    let apiserver = e2e::assets::assets_dir().join("kube-apiserver");
+    let version = e2e::version::KubeVersion::of_binary(&apiserver)
+        .unwrap_or_else(|e| panic!("{}", e2e::error_chain(&e)));
+    if version.at_least(1, 29) {
+        "mgmt"
+    } else {
+        "mgmt-plain-sidecar"
+    }
+}
+
+/// The mgmt Deployment's pod as rendered: its namespace, pod spec, init and daemon containers, and
+/// the kubeconfig-watch sidecar (an initContainer or a container, as the overlay has it).
 struct Deployed<'a> {
     ns: String,
     pod: &'a Value,
     init: &'a Value,
     main: &'a Value,
+    watch: &'a Value,
 }
 
 impl<'a> Deployed<'a> {
@@ -147,11 +163,18 @@ impl<'a> Deployed<'a> {
             .unwrap()
             .to_string();
         let pod = &deploy["spec"]["template"]["spec"];
+        let watch = ["initContainers", "containers"]
+            .iter()
+            .filter_map(|list| pod[*list].as_array())
+            .flatten()
+            .find(|c| c["name"] == "kubeconfig-watch")
+            .expect("a kubeconfig-watch container");
         Deployed {
             ns,
             pod,
             init: &pod["initContainers"][0],
             main: &pod["containers"][0],
+            watch,
         }
     }
 

@@ -7,8 +7,11 @@ pub(crate) fn run() {
     let mgmt = docs(&render("mgmt"));
     let follower = docs(&render("follower"));
     let create_ns = docs(&render("follower/create-namespaces"));
+    let plain = docs(&render("mgmt-plain-sidecar"));
     let d = Deployed::of(&mgmt);
     init_writes_what_the_daemon_reads(&d);
+    watch_sidecar(&d);
+    plain_sidecar_differs_in_nothing_else(&mgmt, &plain);
     profiles_are_the_seeds(&mgmt, &d);
     hardening(&mgmt, &d);
     identities(&mgmt, &d);
@@ -76,6 +79,66 @@ fn init_writes_what_the_daemon_reads(d: &Deployed) {
     );
 }
 
+/// The kubeconfig-watch sidecar: the init step's own call plus `--watch --interval`, with the same
+/// image, environment, mounts and hardening, as a native sidecar (an initContainer with
+/// `restartPolicy: Always`, after the init step, which it must not precede: the daemon needs the
+/// file before it starts).
+fn watch_sidecar(d: &Deployed) {
+    let init = d.pod["initContainers"].as_array().unwrap();
+    let names: Vec<&str> = init.iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["kubeconfig-gen", "kubeconfig-watch"]);
+    let (one_shot, watch) = (d.init, d.watch);
+    assert_eq!(watch["restartPolicy"], "Always");
+    assert!(one_shot["restartPolicy"].is_null());
+    let (init_args, watch_args) = (strs(&one_shot["args"]), strs(&watch["args"]));
+    assert_eq!(
+        watch_args[..init_args.len()],
+        init_args[..],
+        "the init step's call"
+    );
+    let extra = &watch_args[init_args.len()..];
+    assert_eq!(extra[0], "--watch", "{extra:?}");
+    let interval = flag(extra, "--interval").expect("--interval");
+    assert!(
+        ["s", "m", "h"].iter().any(|u| interval.ends_with(u)),
+        "{interval}"
+    );
+    assert_eq!(extra.len(), 2, "{extra:?}");
+    assert!(init_args.iter().any(|a| a == "--keep-going"));
+    for key in ["image", "command", "env", "volumeMounts", "securityContext"] {
+        assert_eq!(watch[key], one_shot[key], "kubeconfig-watch {key}");
+    }
+    for k in ["requests", "limits"] {
+        assert!(watch["resources"][k]["memory"].is_string(), "{k}");
+    }
+}
+
+/// manifests/mgmt-plain-sidecar: the same objects, kubeconfig-watch a plain container beside the
+/// daemon (no restartPolicy) instead of a native sidecar, and the two checkov skips of probes.
+fn plain_sidecar_differs_in_nothing_else(mgmt: &[Value], plain: &[Value]) {
+    let is_deploy = |d: &&Value| d["kind"] == "Deployment";
+    let others =
+        |docs: &[Value]| -> Vec<Value> { docs.iter().filter(|d| !is_deploy(d)).cloned().collect() };
+    assert_eq!(others(plain), others(mgmt));
+    let native = mgmt.iter().find(is_deploy).unwrap();
+    let mut moved_back = plain.iter().find(is_deploy).unwrap().clone();
+    let spec = &mut moved_back["spec"]["template"]["spec"];
+    let containers = spec["containers"].as_array_mut().unwrap();
+    assert_eq!(containers.len(), 2);
+    let mut watch = containers.pop().unwrap();
+    assert_eq!(watch["name"], "kubeconfig-watch");
+    assert!(watch["restartPolicy"].is_null());
+    watch["restartPolicy"] = json!("Always");
+    spec["initContainers"].as_array_mut().unwrap().push(watch);
+    let annotations = moved_back["metadata"]["annotations"]
+        .as_object_mut()
+        .unwrap();
+    for skip in ["checkov.io/skip4", "checkov.io/skip5"] {
+        assert!(annotations.remove(skip).is_some(), "{skip}");
+    }
+    assert_eq!(&moved_back, native);
+}
+
 /// The profiles ConfigMap the pod mounts is the seed's INI: web identity root, followers chained.
 fn profiles_are_the_seeds(mgmt: &[Value], d: &Deployed) {
     let creds = flag(&strs(&d.init["args"]), "--credentials-file").unwrap();
@@ -103,7 +166,7 @@ fn hardening(mgmt: &[Value], d: &Deployed) {
         pod["securityContext"]["seccompProfile"]["type"],
         "RuntimeDefault"
     );
-    for c in [init, main] {
+    for c in [init, main, d.watch] {
         let sc = &c["securityContext"];
         assert_eq!(sc["readOnlyRootFilesystem"], true, "{}", c["name"]);
         assert_eq!(sc["allowPrivilegeEscalation"], false, "{}", c["name"]);
