@@ -90,8 +90,12 @@ pod_env=(env -i "PATH=$BIN:/usr/bin:/bin" "${aws_env[@]}"
 podmap() { sed -e "s#/etc/kubed-cross-sync/aws#$pod/etc/kubed-cross-sync/aws#g" -e "s#/srv/kubeconfig#$pod/srv/kubeconfig#g"; }
 
 # ------------------------------------------------------------------ 2. RBAC + the manifests
-step "Install the manifests: manifests/mgmt in mc-mgmt-k8s, manifests/follower in both followers"
-k --context mc-mgmt-k8s apply -k "$repo/manifests/mgmt" | sed 's/^/     /'
+# Native sidecars (an initContainer with restartPolicy) need Kubernetes 1.29+: older ones get the overlay
+# that makes kubeconfig-watch a plain container.
+minor=$(k --context mc-mgmt-k8s version -o json | jq -r '.serverVersion.minor' | tr -dc '0-9')
+mgmt=manifests/mgmt; if [ "${minor:-0}" -lt 29 ]; then mgmt=manifests/mgmt-plain-sidecar; fi
+step "Install the manifests: $mgmt in mc-mgmt-k8s, manifests/follower in both followers"
+k --context mc-mgmt-k8s apply -k "$repo/$mgmt" | sed 's/^/     /'
 for f in mc-project-k8s mc-project2-k8s; do k --context "$f" apply -k "$repo/manifests/follower" | sed "s/^/     $f: /"; done
 say "(the Deployment never gets a node here; its pod is played by the processes below, with its args)"
 done_ "installed"
