@@ -233,10 +233,13 @@ fn controller_manager_version_flags(v: &KubeVersion) -> Vec<String> {
     if !v.at_least(1, 24) {
         flags.push("--port=0".into());
     }
+    // The resource quota controller computes quota usage, without which a ResourceQuota is
+    // never enforced (the refused-write tests use one).
     flags.push(if v.at_least(1, 28) {
-        "--controllers=namespace-controller,garbage-collector-controller".into()
+        "--controllers=namespace-controller,garbage-collector-controller,resourcequota-controller"
+            .into()
     } else {
-        "--controllers=namespace,garbagecollector".into()
+        "--controllers=namespace,garbagecollector,resourcequota".into()
     });
     flags
 }

@@ -49,9 +49,20 @@ impl SyncError {
         matches!(self.category(), "unavailable" | "throttled")
     }
 
+    /// A write the target refused for a reason a retry alone does not change (RBAC, quota,
+    /// admission, validation).
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            SyncError::Write { .. } | SyncError::CreateNamespace { .. }
+        ) && matches!(self.category(), "forbidden" | "invalid")
+    }
+
     pub fn failure(&self) -> Failure {
         if self.is_outage() {
             Failure::Outage
+        } else if self.is_refusal() {
+            Failure::Refused
         } else {
             Failure::Key
         }

@@ -26,6 +26,18 @@ const BACKOFF_MAX: Duration = Duration::from_secs(10);
 /// to 10 s).
 pub const OUTAGE_RETRY_MAX: Duration = Duration::from_secs(2);
 
+/// A refused write (403, 422) is retried after 10 s, doubling to 5 min: it fails the same way
+/// until someone changes the RBAC, quota or object, and a change of the source or of the
+/// target's namespaces retries it at once anyway.
+const REFUSED_BASE: Duration = Duration::from_secs(10);
+const REFUSED_MAX: Duration = Duration::from_secs(300);
+
+fn refused_backoff(n: u32) -> Duration {
+    REFUSED_BASE
+        .saturating_mul(1u32 << n.saturating_sub(1).min(10))
+        .min(REFUSED_MAX)
+}
+
 /// Delay before retry number `n` (1-based).
 fn backoff(n: u32) -> Duration {
     BACKOFF_BASE
@@ -146,28 +158,30 @@ impl Queue {
 
     /// Schedules a retry with the key's backoff (250 ms doubling to 10 s).
     pub fn retry(&self, key: SourceKey) -> Duration {
-        let n = {
-            let mut g = self.lock();
-            let n = g.failures.entry(key.clone()).or_insert(0);
-            *n = n.saturating_add(1);
-            *n
-        };
-        let delay = backoff(n);
-        self.add_after(key, delay);
-        delay
+        self.retry_with(key, backoff)
+    }
+
+    /// Like [`Queue::retry`] for a refused write: 10 s doubling to 5 min.
+    pub fn retry_refused(&self, key: SourceKey) -> Duration {
+        self.retry_with(key, refused_backoff)
     }
 
     /// Like [`Queue::retry`] for a failure of the cluster rather than of the key: the key's
     /// backoff grows as usual but never past [`OUTAGE_RETRY_MAX`], so a returning cluster does not
     /// wait out a long per-key backoff.
     pub fn retry_outage(&self, key: SourceKey) -> Duration {
+        self.retry_with(key, outage_pause)
+    }
+
+    /// Counts one more failure of `key` and schedules it after `delay(failures)`.
+    fn retry_with(&self, key: SourceKey, delay: fn(u32) -> Duration) -> Duration {
         let n = {
             let mut g = self.lock();
             let n = g.failures.entry(key.clone()).or_insert(0);
             *n = n.saturating_add(1);
             *n
         };
-        let delay = outage_pause(n);
+        let delay = delay(n);
         self.add_after(key, delay);
         delay
     }
@@ -273,6 +287,9 @@ mod tests {
         assert_eq!(backoff(u32::MAX), BACKOFF_MAX);
         assert_eq!(outage_pause(1), Duration::from_millis(250));
         assert_eq!(outage_pause(20), OUTAGE_RETRY_MAX);
+        let refused: Vec<u64> = (1..=7).map(|n| refused_backoff(n).as_secs()).collect();
+        assert_eq!(refused, [10, 20, 40, 80, 160, 300, 300]);
+        assert_eq!(refused_backoff(u32::MAX), REFUSED_MAX);
     }
 
     #[tokio::test]

@@ -62,6 +62,12 @@ async fn worker(ctx: Arc<Context>, t: Arc<TargetCluster>, idx: usize) {
         match next {
             Next::Forget { .. } => t.queue.forget(&key),
             Next::After(d) => t.queue.add_after(key, d),
+            Next::BackoffRefused => {
+                let delay = t.queue.retry_refused(key.clone());
+                if let Err(e) = &result {
+                    tracing::warn!(cluster = %cluster, source = %key, category = e.category(), retry_in = ?delay, error = %crate::chain(e), "write refused by the target; retrying slowly (at once when the source or the target's namespaces change)");
+                }
+            }
             Next::Backoff => {
                 let delay = t.queue.retry(key.clone());
                 if let Err(e) = &result {

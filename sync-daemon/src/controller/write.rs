@@ -57,6 +57,14 @@ impl Context {
                 Err(e) => {
                     // Keep going: one bad namespace must not block the others.
                     self.hooks.error(&t.cluster.context, e.category());
+                    if e.is_refusal() {
+                        // Reported on the source (a Warning Event, once per distinct text).
+                        problems.push(Problem {
+                            reason: "WriteRefused",
+                            note: crate::chain(&e),
+                            context: None,
+                        });
+                    }
                     tracing::warn!(cluster = %t.cluster.context, source = %key, category = e.category(), error = %crate::chain(&e), "write failed, will retry");
                     let outage = e.is_outage();
                     w.error.get_or_insert(e);

@@ -42,8 +42,12 @@ impl Outcome {
 pub enum Failure {
     /// The target cluster failed (transport error, 5xx, 429), not this key.
     Outage,
-    /// This key failed (a refused write, say).
+    /// This key failed (a read that failed, a conflict on the write).
     Key,
+    /// The target refused the write for good until something changes: 403 (RBAC, quota,
+    /// admission) or 422/400 (invalid). Retried slowly, and at once when the source or the
+    /// target's namespaces change.
+    Refused,
 }
 
 /// What the queue does with the key after a reconcile.
@@ -55,6 +59,8 @@ pub enum Next {
     After(Duration),
     /// Retry it with its exponential backoff.
     Backoff,
+    /// Retry it with the slow backoff of a refused write (minutes).
+    BackoffRefused,
     /// Retry it soon, and pause the whole queue: an outage costs one request per pause rather
     /// than one per key; the next attempt after the pause is the probe that ends the outage.
     PauseCluster,
@@ -67,6 +73,7 @@ impl Next {
             Ok(Outcome::RetryAfter(d)) => Next::After(d),
             Err(Failure::Outage) => Next::PauseCluster,
             Err(Failure::Key) => Next::Backoff,
+            Err(Failure::Refused) => Next::BackoffRefused,
         }
     }
 
@@ -117,6 +124,7 @@ mod tests {
             (Ok(LATER), Next::After(Duration::from_secs(5)), false),
             (Err(Failure::Outage), Next::PauseCluster, false),
             (Err(Failure::Key), Next::Backoff, false),
+            (Err(Failure::Refused), Next::BackoffRefused, false),
         ];
         for (result, want, converged) in table {
             assert_eq!(Next::of(result), want, "{result:?}");

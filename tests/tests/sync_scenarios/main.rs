@@ -469,3 +469,84 @@ async fn each_update_is_one_write_per_copy() {
         let _ = delete_ns(&w.mgmt, ns).await;
     }
 }
+
+/// A write the follower refuses for good (here a ResourceQuota allowing no ConfigMap: 403) is
+/// reported on the source as a `WriteRefused` Warning Event and retried slowly (10 s, then
+/// minutes) instead of every few seconds; a change of the source retries it at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_writes_back_off_and_are_reported() {
+    use k8s_openapi::api::core::v1::ResourceQuota;
+    let w = World::shared().await;
+    let ns = unique_ns("kcs-refused");
+    w.ns_everywhere(&ns).await;
+    let quotas: kube::Api<ResourceQuota> = kube::Api::namespaced(w.project.clone(), &ns);
+    let quota: ResourceQuota = serde_json::from_value(json!({
+        "metadata": {"name": "no-configmaps"},
+        "spec": {"hard": {"count/configmaps": "0"}},
+    }))
+    .unwrap();
+    quotas.create(&Default::default(), &quota).await.unwrap();
+    // In force once the quota controller has computed its usage: a create is then refused.
+    wait_for("the quota in force", SOON, || async {
+        let probe = configmap("probe", &[], &[], &[("k", "v")]);
+        match create(&w.project, &ns, &probe).await {
+            Err(_) => Some(()),
+            Ok(_) => {
+                let _ = kube::Api::<ConfigMap>::namespaced(w.project.clone(), &ns)
+                    .delete("probe", &Default::default())
+                    .await;
+                None
+            }
+        }
+    })
+    .await;
+    let mut project = audit::Mark::now(&w.tb.audit_log(PROJECT));
+    let _d = w.mgmt_daemon("refused", &ns, &[]);
+    create(
+        &w.mgmt,
+        &ns,
+        &configmap("cfg", &[(SYNC_CONTEXTS, PROJECT)], &[], &[("k", "v")]),
+    )
+    .await
+    .unwrap();
+    let event = wait_for("the WriteRefused Event", SOON, || async {
+        let found = events(&w.mgmt, &ns, "cfg", "WriteRefused", Some("Warning"))
+            .await
+            .unwrap();
+        found.into_iter().next()
+    })
+    .await;
+    let note = event.note.unwrap_or_default();
+    assert!(
+        note.contains("forbidden") || note.contains("quota"),
+        "{note}"
+    );
+    // 15 s of refusals: the first attempt and the one 10 s later (a 250 ms–10 s backoff would
+    // have made about seven).
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    let attempts = (project.take_events().unwrap().iter())
+        .filter(|e| e.user_agent.starts_with(audit::DAEMON_AGENT))
+        .filter(|e| e.verb == "patch" && e.namespace == ns && e.name == "cfg")
+        .count();
+    assert!((1..=3).contains(&attempts), "{attempts} attempts in 15 s");
+    // The quota goes and the source changes: retried at once, not after the backoff.
+    quotas
+        .delete("no-configmaps", &Default::default())
+        .await
+        .unwrap();
+    merge::<ConfigMap>(&w.mgmt, &ns, "cfg", json!({"data": {"k": "v2"}}))
+        .await
+        .unwrap();
+    let want: &[(&str, &[&str])] = &[(PROJECT, &[ns.as_str()])];
+    let started = std::time::Instant::now();
+    wait_copies::<ConfigMap, _>("the copy once allowed", &w.all(), &ns, "cfg", want, |c| {
+        c.data.as_ref().and_then(|d| d.get("k")).map(String::as_str) == Some("v2")
+    })
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+    w.cleanup(&[&ns]).await;
+}
