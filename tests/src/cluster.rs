@@ -476,11 +476,16 @@ mod tests {
         assert!(apiserver_version_flags(&v132).is_empty());
         assert_eq!(
             controller_manager_version_flags(&v120),
-            ["--port=0", "--controllers=namespace,garbagecollector"]
+            [
+                "--port=0",
+                "--controllers=namespace,garbagecollector,resourcequota"
+            ]
         );
         assert_eq!(
             controller_manager_version_flags(&v132),
-            ["--controllers=namespace-controller,garbage-collector-controller"]
+            [
+                "--controllers=namespace-controller,garbage-collector-controller,resourcequota-controller"
+            ]
         );
     }
 }

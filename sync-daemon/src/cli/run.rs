@@ -57,7 +57,10 @@ pub async fn run(a: SyncArgs) -> ExitCode {
     };
     let result = crate::controller::run::run(a.config(), rt, |ctx| {
         let probes = (ctx.targets.live().iter())
-            .map(|(_, t)| (t.cluster.context.clone(), t.cluster.client.clone()))
+            .map(|(_, t)| {
+                let c = &t.cluster;
+                (c.context.clone(), c.client.clone(), t.stop_signal())
+            })
             .collect();
         ops.start(ctx.sources.clone(), probes, ctx.events.clone());
     })

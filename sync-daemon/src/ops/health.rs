@@ -81,10 +81,13 @@ pub struct Unreachable {
     pub for_: Duration,
 }
 
-/// Starts the readiness watcher and one probe loop per cluster (`clusters`: context, client).
+/// A cluster to probe: its context, its client, and a signal that turns `true` when it leaves.
+pub type Probed = (String, kube::Client, tokio::sync::watch::Receiver<bool>);
+
+/// Starts the readiness watcher and one probe loop per cluster.
 pub fn start(
     sources_ready: Ready,
-    clusters: Vec<(String, kube::Client)>,
+    clusters: Vec<Probed>,
     health: Arc<Health>,
     metrics: Arc<Metrics>,
     unreachable_after: Duration,
@@ -99,7 +102,7 @@ pub fn start(
             }
         });
     }
-    let names: Vec<String> = clusters.iter().map(|(c, _)| c.clone()).collect();
+    let names: Vec<String> = clusters.iter().map(|(c, _, _)| c.clone()).collect();
     metrics.set_targets(&names);
     {
         let mut g = health.lock();
@@ -107,7 +110,7 @@ pub fn start(
             g.insert(n.clone(), None);
         }
     }
-    for (cluster, client) in clusters {
+    for (cluster, client, stop) in clusters {
         let probe = Probing {
             cluster,
             client,
@@ -115,7 +118,7 @@ pub fn start(
             metrics: metrics.clone(),
             unreachable_after,
             events: events.clone(),
-            stop: None,
+            stop,
         };
         tokio::spawn(probe.run());
     }
@@ -141,7 +144,7 @@ pub fn add(
         metrics: metrics.clone(),
         unreachable_after,
         events: events.unwrap_or_else(|| mpsc::unbounded_channel().0),
-        stop: Some(stop),
+        stop,
     };
     tokio::spawn(probe.run());
 }
@@ -160,30 +163,22 @@ struct Probing {
     metrics: Arc<Metrics>,
     unreachable_after: Duration,
     events: mpsc::UnboundedSender<Unreachable>,
-    /// For a cluster that may leave: the probe loop ends when it turns true.
-    stop: Option<tokio::sync::watch::Receiver<bool>>,
+    /// Turns true when the cluster leaves: the probe loop ends.
+    stop: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Probing {
-    async fn run(mut self) {
+    async fn run(self) {
         let mut tick = tokio::time::interval(probe_interval(self.unreachable_after));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut stop = self.stop.take();
-        let stopped = |s: &Option<tokio::sync::watch::Receiver<bool>>| {
-            s.as_ref().is_some_and(|s| *s.borrow())
-        };
+        let mut stop = self.stop.clone();
         loop {
-            match stop.as_mut() {
-                Some(s) => tokio::select! {
-                    _ = tick.tick() => {}
-                    _ = s.wait_for(|s| *s) => return,
-                },
-                None => {
-                    tick.tick().await;
-                }
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.wait_for(|s| *s) => return,
             }
             let up = self.probe().await;
-            if stopped(&stop) {
+            if *stop.borrow() {
                 return;
             }
             self.metrics.set_up(&self.cluster, up);

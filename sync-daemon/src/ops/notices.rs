@@ -46,12 +46,7 @@ impl Ops {
 
     /// Once the controller's caches and clients exist: health probes of `clusters` (context,
     /// client), readiness, and the Event publisher. Later calls do nothing.
-    pub fn start(
-        &self,
-        sources: Sources,
-        clusters: Vec<(String, kube::Client)>,
-        events: EventSink,
-    ) {
+    pub fn start(&self, sources: Sources, clusters: Vec<health::Probed>, events: EventSink) {
         let (unreach_tx, unreach_rx) = mpsc::unbounded_channel();
         *self.unreachable.lock().unwrap_or_else(|p| p.into_inner()) = Some(unreach_tx.clone());
         health::start(

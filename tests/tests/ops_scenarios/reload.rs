@@ -74,15 +74,13 @@ pub(crate) async fn followers_follow_the_kubeconfig_without_a_restart() {
     let ns = unique_ns("ops-reload");
     w.ns_everywhere(&ns).await;
     let full = kubeconfig_json(w.tb);
-    let kc = write_kubeconfig(
-        w.tb.dir(),
-        &format!("{ns}.kubeconfig"),
-        &without(&full, &[PROJECT2]),
-    )
-    .display()
-    .to_string();
+    let kc = write_kubeconfig(w.tb.dir(), &format!("{ns}.kubeconfig"), &full)
+        .display()
+        .to_string();
     let mut project_audit = audit::Mark::now(&w.tb.audit_log(PROJECT));
-    let mut d = start(w.tb.dir(), &ns, &run_args(&kc, &ns, &[]), &[]);
+    // Probes every second, so a probe loop left running for a removed cluster would show.
+    let extra = ["--unreachable-after", "4s"];
+    let mut d = start(w.tb.dir(), &ns, &run_args(&kc, &ns, &extra), &[]);
     wait_ready(&mut d).await;
     // What the check below looks for: the start-up lists of our copies in PROJECT.
     let initial = copy_lists(&mut project_audit, &ns);
@@ -96,17 +94,41 @@ pub(crate) async fn followers_follow_the_kubeconfig_without_a_restart() {
     .await
     .unwrap();
     wait_cm_data(&w.project, &ns, "cfg", "v1", SOON).await;
+    wait_cm_data(&w.project2, &ns, "cfg", "v1", SOON).await;
+
+    // Removed: stopped (its probes too), its copy left as it was; the others go on.
+    replace_kubeconfig(&kc, &without(&full, &[PROJECT2]));
+    wait_for("PROJECT2 stopped", SOON, || async {
+        d.log_text()
+            .contains("context gone from the kubeconfig")
+            .then_some(())
+    })
+    .await;
+    merge::<ConfigMap>(&w.mgmt, &ns, "cfg", json!({"data": {"k": "v2"}}))
+        .await
+        .unwrap();
+    wait_cm_data(&w.project, &ns, "cfg", "v2", SOON).await;
+    let up = format!("kcs_cluster_up{{cluster=\"{PROJECT2}\"}}");
+    wait_for("PROJECT2's series gone", SOON, || async {
+        (!d.get("/metrics").await?.1.contains(&up)).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await; // three probe intervals
+    let body = d.get("/metrics").await.unwrap().1;
+    assert!(
+        !body.contains(&up),
+        "a probe still runs for PROJECT2: {body}"
+    );
     assert_eq!(
-        cm_data(&w.project2, &ns, "cfg").await,
-        None,
-        "not a follower yet"
+        cm_data(&w.project2, &ns, "cfg").await.as_deref(),
+        Some("v1"),
+        "the removed follower's copy is left in place"
     );
 
-    // Added: PROJECT2 is caught up; PROJECT's watches go on (no list, no new watch there).
-    copy_lists(&mut project_audit, &ns);
+    // Added back: caught up; PROJECT's watches went on (no list, no new watch there).
     replace_kubeconfig(&kc, &full);
     let added = Instant::now();
-    wait_cm_data(&w.project2, &ns, "cfg", "v1", SOON).await;
+    wait_cm_data(&w.project2, &ns, "cfg", "v2", SOON).await;
     eprintln!(
         "added context caught up {:?} after the file changed",
         added.elapsed()
@@ -120,33 +142,9 @@ pub(crate) async fn followers_follow_the_kubeconfig_without_a_restart() {
     .await;
     assert_eq!(copy_lists(&mut project_audit, &ns), Vec::<String>::new());
 
-    // Removed: stopped, its copy left as it was; the others go on.
-    replace_kubeconfig(&kc, &without(&full, &[PROJECT2]));
-    wait_for("PROJECT2 stopped", SOON, || async {
-        d.log_text()
-            .contains("context gone from the kubeconfig")
-            .then_some(())
-    })
-    .await;
-    merge::<ConfigMap>(&w.mgmt, &ns, "cfg", json!({"data": {"k": "v2"}}))
-        .await
-        .unwrap();
-    wait_cm_data(&w.project, &ns, "cfg", "v2", SOON).await;
-    wait_for("PROJECT2's series gone", SOON, || async {
-        let body = d.get("/metrics").await?.1;
-        (!body.contains(&format!("kcs_cluster_up{{cluster=\"{PROJECT2}\"}}"))).then_some(())
-    })
-    .await;
-    assert_eq!(
-        cm_data(&w.project2, &ns, "cfg").await.as_deref(),
-        Some("v1"),
-        "the removed follower's copy is left in place"
-    );
-    assert_eq!(copy_lists(&mut project_audit, &ns), Vec::<String>::new());
-
     // Changed: PROJECT's user is now an exec plugin; it reconnects with it.
     let count = w.tb.dir().join(format!("{ns}.project-exec"));
-    let mut changed = without(&full, &[PROJECT2]);
+    let mut changed = full.clone();
     exec_user(&w, &mut changed, PROJECT, &count);
     replace_kubeconfig(&kc, &changed);
     wait_for("PROJECT reconnected", SOON, || async {
