@@ -6,7 +6,6 @@
 use crate::cache::{Copies, Sources};
 use crate::clusters::Cluster;
 use crate::controller::queue::Queue;
-use crate::controller::setup::Resync;
 use crate::controller::writer::Writer;
 use crate::ops::events::EventSink;
 use crate::ops::hooks::Hooks;
@@ -14,6 +13,13 @@ use crate::plan::{Contexts, Kind, NamespaceView, Settings, SourceKey, Target};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::mpsc;
+
+/// Which queue(s) a watch event or resync request concerns (a target's slot).
+#[derive(Debug, Clone, Copy)]
+pub enum Resync {
+    All,
+    One(usize),
+}
 
 /// One target cluster: its clients, the cache of the copies we made there, its queue.
 pub struct TargetCluster {

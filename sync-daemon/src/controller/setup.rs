@@ -12,12 +12,7 @@ use crate::plan::{Settings, SourceKey};
 use std::sync::{Arc, RwLock};
 use tokio::sync::mpsc;
 
-/// Which queue(s) a watch event or resync request concerns.
-#[derive(Debug, Clone, Copy)]
-pub enum Resync {
-    All,
-    One(usize),
-}
+pub use crate::controller::context::Resync;
 
 /// Builds clients, caches and the shared context; starts the watches. The receiver hears the
 /// sweeps the watches ask for (a completed re-list, a namespace change).
