@@ -65,6 +65,10 @@ struct Inner {
     /// `due` ordered by time, so the next key is found without a scan of the whole queue.
     order: BTreeSet<(Instant, SourceKey)>,
     failures: HashMap<SourceKey, u32>,
+    /// Keys whose last write was refused (403/422): sweeps pass them over, so a busy cluster's
+    /// namespace churn (each change sweeps the queue) does not defeat their slow backoff; an
+    /// explicit `add` (the source changed) retries them at once.
+    refused: HashSet<SourceKey>,
     /// Keys handed out by `next` and not yet `done`.
     processing: HashSet<SourceKey>,
     sweep: Option<Sweep>,
@@ -128,8 +132,9 @@ impl Queue {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Schedules `key` now (a pending later retry is brought forward).
+    /// Schedules `key` now (a pending later retry is brought forward, a refused one included).
     pub fn add(&self, key: SourceKey) {
+        self.lock().refused.remove(&key);
         self.add_after(key, Duration::ZERO);
     }
 
@@ -158,11 +163,14 @@ impl Queue {
 
     /// Schedules a retry with the key's backoff (250 ms doubling to 10 s).
     pub fn retry(&self, key: SourceKey) -> Duration {
+        self.lock().refused.remove(&key);
         self.retry_with(key, backoff)
     }
 
-    /// Like [`Queue::retry`] for a refused write: 10 s doubling to 5 min.
+    /// Like [`Queue::retry`] for a refused write: 10 s doubling to 5 min, and sweeps pass the
+    /// key over until then.
     pub fn retry_refused(&self, key: SourceKey) -> Duration {
+        self.lock().refused.insert(key.clone());
         self.retry_with(key, refused_backoff)
     }
 
@@ -170,6 +178,7 @@ impl Queue {
     /// backoff grows as usual but never past [`OUTAGE_RETRY_MAX`], so a returning cluster does not
     /// wait out a long per-key backoff.
     pub fn retry_outage(&self, key: SourceKey) -> Duration {
+        self.lock().refused.remove(&key);
         self.retry_with(key, outage_pause)
     }
 
@@ -190,6 +199,7 @@ impl Queue {
     pub fn forget(&self, key: &SourceKey) {
         let mut g = self.lock();
         g.failures.remove(key);
+        g.refused.remove(key);
         if g.failures.is_empty() {
             // A cold start or an outage may have grown it to every key; give that back.
             g.failures.shrink_to(SHRINK_TO);
@@ -239,6 +249,8 @@ impl Queue {
                         // marked to run again once it is done.
                         match g.next_swept() {
                             Some(k) if g.processing.contains(&k) => g.schedule(k, now),
+                            // Still scheduled at its backoff time.
+                            Some(k) if g.refused.contains(&k) => {}
                             k => break k,
                         }
                     },
@@ -355,6 +367,21 @@ mod tests {
             got.push(k.name().to_string());
         }
         got
+    }
+
+    #[tokio::test]
+    async fn sweeps_pass_over_a_refused_key_but_a_source_change_does_not() {
+        let q = Queue::default();
+        q.add(key("r"));
+        let r = q.next().await;
+        assert_eq!(q.retry_refused(r.clone()), REFUSED_BASE);
+        q.done(&r);
+        q.sweep(keys(&["a", "r", "b"]));
+        assert_eq!(take(&q, 2).await, ["a", "b"]);
+        let nothing = tokio::time::timeout(Duration::from_millis(50), q.next()).await;
+        assert!(nothing.is_err(), "the refused key waits for its backoff");
+        q.add(key("r"));
+        assert_eq!(take(&q, 1).await, ["r"]);
     }
 
     #[tokio::test]
