@@ -4,12 +4,13 @@
 pub mod copies;
 pub mod ready;
 pub mod relist;
+pub mod scoped;
 pub mod sources;
 pub mod watch;
 
 use crate::plan::annotations::{self as ann, ORIGIN_CLUSTER, ORIGIN_NAMESPACE};
 use crate::plan::objects::{Syncable, namespace_view};
-use crate::plan::{Kind, NamespaceView, SourceKey};
+use crate::plan::{Kind, NamespaceView, Scope, SourceKey};
 use copies::CopyCache;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ObjectReference, Secret};
 use kube::api::Api;
@@ -17,6 +18,7 @@ use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher;
 use kube::{Client, Resource};
 use ready::Ready;
+use scoped::KindCopies;
 use sources::SourceCache;
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -70,12 +72,13 @@ impl Cached for Secret {
 impl Sources {
     /// Starts the source cluster's watches: ConfigMaps and Secrets in `namespace` (all when
     /// `None`; Secret types in `skipped` are excluded server-side, so never cached), and every
-    /// namespace.
+    /// namespace when `intra_cluster` (only intra-cluster selectors read them).
     pub fn watch(
         client: &Client,
         context: &str,
         namespace: Option<&str>,
         skipped: &BTreeSet<String>,
+        intra_cluster: bool,
         on: SourceEvents,
     ) -> Sources {
         let page = watcher::Config::default().page_size(LIST_PAGE);
@@ -95,17 +98,20 @@ impl Sources {
             watch_sources::<Secret>(client, context, namespace, secret_cfg, &on);
         // A namespace change can alter any selector's result (the source cluster's queue is
         // swept); namespaces of a (re-)list too, one request each, which the sweep merges.
-        let (namespaces, ns_ready) = watch_namespaces(
-            client,
-            context,
-            &Tasks::default(),
-            true,
-            on.namespace.clone(),
-            {
-                let on = on.clone();
-                move || (on.relist)()
-            },
-        );
+        let (namespaces, ns_ready) = match intra_cluster {
+            true => watch_namespaces(
+                client,
+                context,
+                &Tasks::default(),
+                true,
+                on.namespace.clone(),
+                {
+                    let on = on.clone();
+                    move || (on.relist)()
+                },
+            ),
+            false => (reflector::store().0, Ready::now()),
+        };
         Sources {
             configmaps,
             secrets,
@@ -180,6 +186,7 @@ fn watch_namespaces(
             cluster: context.to_string(),
             what: "namespaces",
             tasks: tasks.clone(),
+            ready_if_forbidden: false,
         },
         |n: &mut Namespace| n.metadata.managed_fields = None,
         move |ev: &watcher::Event<Namespace>| {
@@ -221,6 +228,7 @@ fn watch_sources<K: Syncable>(
             cluster: context.to_string(),
             what,
             tasks: Tasks::default(),
+            ready_if_forbidden: false,
         },
         crate::plan::objects::trim_source::<K>,
         {
@@ -250,14 +258,22 @@ fn watch_sources<K: Syncable>(
 
 /// Our copies in one target cluster, both kinds, and a follower's namespaces.
 pub struct Copies {
-    pub configmaps: Arc<CopyCache>,
-    pub secrets: Arc<CopyCache>,
+    pub configmaps: KindCopies,
+    pub secrets: KindCopies,
     /// A follower's namespaces (sources may choose them by selector); `None` in the source
     /// cluster, whose namespaces the source caches hold.
     pub namespaces: Option<Store<Namespace>>,
     /// Every watch holds a full list.
     pub ready: Ready,
     tasks: Tasks,
+}
+
+/// What [`Copies::watch`] hears: the source key of every copy that changed (`copy`), and that a
+/// (re-)list completed or a follower namespace changed (`relist`).
+#[derive(Clone)]
+pub struct CopyEvents {
+    pub copy: Arc<dyn Fn(SourceKey) + Send + Sync>,
+    pub relist: Arc<dyn Fn() + Send + Sync>,
 }
 
 impl Copies {
@@ -270,67 +286,69 @@ impl Copies {
         sel
     }
 
-    /// Starts watching our copies (by `selector`) in one target cluster, and a follower's
-    /// namespaces: `on_copy` hears the source key of every copy that changed, `on_relist` that a
-    /// (re-)list completed or a follower namespace changed.
+    /// Starts watching our copies (by `selector`) in one target cluster — cluster-wide, or per
+    /// namespace of `scope` (none at all for an empty list) — and a follower's namespaces
+    /// (watched, or with a namespace list read by name).
     pub fn watch(
         client: &Client,
         context: &str,
         follower: bool,
         cluster_name: &str,
         selector: &str,
-        on_copy: Arc<dyn Fn(SourceKey) + Send + Sync>,
-        on_relist: Arc<dyn Fn() + Send + Sync>,
+        scope: &Scope,
+        on: CopyEvents,
     ) -> Copies {
         let cfg = watcher::Config::default()
             .page_size(LIST_PAGE)
             .labels(selector);
         let tasks = Tasks::default();
-        let one = |kind: Kind, what: &'static str| {
-            let cache = Arc::new(CopyCache::new(cluster_name));
-            let w = Watch {
-                cluster: context.to_string(),
-                what,
-                tasks: tasks.clone(),
-            };
-            let apply = {
-                let on_copy = on_copy.clone();
-                move |(namespace, name): copies::Origin| {
-                    on_copy(SourceKey::new(kind, &namespace, &name))
-                }
-            };
-            let relist = {
-                let on_relist = on_relist.clone();
-                move || on_relist()
-            };
-            let ready = match kind {
-                Kind::ConfigMap => watch::spawn(
-                    Api::<ConfigMap>::all(client.clone()),
-                    cfg.clone(),
-                    w,
-                    watch::keep,
-                    copy_sink(cache.clone(), apply),
-                    relist,
-                ),
-                Kind::Secret => watch::spawn(
-                    Api::<Secret>::all(client.clone()),
-                    cfg.clone(),
-                    w,
-                    watch::keep,
-                    copy_sink(cache.clone(), apply),
-                    relist,
-                ),
-            };
-            (cache, ready)
+        let parts: Vec<Option<String>> = match scope.namespaces() {
+            None => vec![None],
+            Some(list) => list.iter().cloned().map(Some).collect(),
         };
-        let (configmaps, cm_ready) = one(Kind::ConfigMap, "configmap copies");
-        let (secrets, secret_ready) = one(Kind::Secret, "secret copies");
-        let mut ready = vec![cm_ready, secret_ready];
+        let mut ready = Vec::new();
+        let mut kind = |kind: Kind| {
+            let caches = (parts.iter()).map(|ns| {
+                let cache = Arc::new(CopyCache::new(cluster_name));
+                let w = Watch {
+                    cluster: context.to_string(),
+                    what: match kind {
+                        Kind::ConfigMap => "configmap copies",
+                        Kind::Secret => "secret copies",
+                    },
+                    tasks: tasks.clone(),
+                    // A namespace whose Role is missing holds nothing we can see: the others
+                    // go ahead (its writes are refused and reported).
+                    ready_if_forbidden: ns.is_some(),
+                };
+                ready.push(watch_copies(
+                    client,
+                    ns.as_deref(),
+                    kind,
+                    &cfg,
+                    w,
+                    &cache,
+                    &on,
+                ));
+                (ns.clone(), cache)
+            });
+            KindCopies::new(caches.collect())
+        };
+        let (configmaps, secrets) = (kind(Kind::ConfigMap), kind(Kind::Secret));
         let namespaces = follower.then(|| {
             // A follower namespace change may change what a selector picks: sweep this queue.
-            let relist = on_relist.clone();
-            let (store, ns_ready) =
-                watch_namespaces(client, context, &tasks, false, on_relist, move || relist());
+            let relist = on.relist.clone();
+            let (store, ns_ready) = match scope.namespaces() {
+                None => {
+                    watch_namespaces(client, context, &tasks, false, on.relist, move || relist())
+                }
+                Some(list) => {
+                    let (store, writer) = reflector::store();
+                    let names = list.iter().cloned().collect();
+                    let r = scoped::poll_namespaces(client, context, names, writer, &tasks, relist);
+                    (store, r)
+                }
+            };
             ready.push(ns_ready);
             store
         });
@@ -354,12 +372,56 @@ impl Copies {
         self.namespaces.as_ref().map(views).unwrap_or_default()
     }
 
-    /// The cache of one kind.
-    pub fn of(&self, kind: Kind) -> &CopyCache {
+    /// The copies of one kind.
+    pub fn of(&self, kind: Kind) -> &KindCopies {
         match kind {
             Kind::ConfigMap => &self.configmaps,
             Kind::Secret => &self.secrets,
         }
+    }
+}
+
+/// One watch of our copies of `kind`, cluster-wide or in `namespace`, into `cache`.
+fn watch_copies(
+    client: &Client,
+    namespace: Option<&str>,
+    kind: Kind,
+    cfg: &watcher::Config,
+    w: Watch,
+    cache: &Arc<CopyCache>,
+    on: &CopyEvents,
+) -> Ready {
+    let apply = {
+        let on_copy = on.copy.clone();
+        move |(namespace, name): copies::Origin| on_copy(SourceKey::new(kind, &namespace, &name))
+    };
+    let relist = {
+        let on_relist = on.relist.clone();
+        move || on_relist()
+    };
+    fn api<K: Syncable>(client: &Client, ns: Option<&str>) -> Api<K> {
+        match ns {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        }
+    }
+    match kind {
+        Kind::ConfigMap => watch::spawn(
+            api::<ConfigMap>(client, namespace),
+            cfg.clone(),
+            w,
+            watch::keep,
+            copy_sink(cache.clone(), apply),
+            relist,
+        ),
+        Kind::Secret => watch::spawn(
+            api::<Secret>(client, namespace),
+            cfg.clone(),
+            w,
+            watch::keep,
+            copy_sink(cache.clone(), apply),
+            relist,
+        ),
     }
 }
 

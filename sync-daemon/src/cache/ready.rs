@@ -11,6 +11,14 @@ impl Ready {
         Ready(vec![rx])
     }
 
+    /// Ready from the start (a cache that is never filled).
+    pub fn now() -> Ready {
+        let (tx, rx) = tokio::sync::watch::channel(true);
+        // The value stays readable after the sender is gone; `wait` sees `true` first.
+        drop(tx);
+        Ready(vec![rx])
+    }
+
     /// Ready when every one of `parts` is.
     pub fn all(parts: impl IntoIterator<Item = Ready>) -> Ready {
         Ready(parts.into_iter().flat_map(|r| r.0).collect())

@@ -18,6 +18,9 @@ pub struct Watch {
     /// e.g. "configmaps", "secret copies".
     pub what: &'static str,
     pub tasks: Tasks,
+    /// Count a refused (403) list as a full, empty one: a namespaced watch whose Role is
+    /// missing must not hold back the cluster's other namespaces. It is retried all the same.
+    pub ready_if_forbidden: bool,
 }
 
 /// The watch tasks of one cluster, stopped together when the cluster leaves the kubeconfig.
@@ -25,7 +28,7 @@ pub struct Watch {
 pub struct Tasks(Arc<Mutex<Vec<AbortHandle>>>);
 
 impl Tasks {
-    fn add(&self, task: AbortHandle) {
+    pub(crate) fn add(&self, task: AbortHandle) {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).push(task);
     }
 
@@ -68,6 +71,9 @@ where
                     }
                 }
                 Err(e) => {
+                    if watch.ready_if_forbidden && forbidden(&e) {
+                        ready_tx.send_replace(true);
+                    }
                     tracing::warn!(cluster = %watch.cluster, watch = watch.what, error = %crate::chain(&e), "watch failed, retrying")
                 }
             }
@@ -75,6 +81,17 @@ where
     });
     tasks.add(task.abort_handle());
     Ready::one(ready_rx)
+}
+
+/// Whether the API server refused the list or watch (RBAC).
+fn forbidden(e: &watcher::Error) -> bool {
+    match e {
+        watcher::Error::InitialListFailed(kube::Error::Api(s))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(s))
+        | watcher::Error::WatchFailed(kube::Error::Api(s)) => s.code == 403,
+        watcher::Error::WatchError(s) => s.code == 403,
+        _ => false,
+    }
 }
 
 /// For [`spawn`]'s `trim` when nothing is trimmed.

@@ -3,7 +3,7 @@
 use crate::cli::{duration, exit};
 use crate::controller::Config;
 use crate::ops::logging::LogFormat;
-use crate::plan::MetadataFilter;
+use crate::plan::{MetadataFilter, Scope};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -63,9 +63,35 @@ pub struct ClusterArgs {
     /// conflicts (repeatable)
     #[arg(long, value_name = "NAME", value_parser = label_value)]
     pub previous_cluster_name: Vec<String>,
+    /// Namespaced follower mode: in every follower, watch and write copies only in these
+    /// namespaces (one watch per namespace and kind; nothing cluster-wide, so Roles suffice);
+    /// a source wanting another follower namespace gets a NamespaceNotAllowed Event
+    #[arg(long, env = "FOLLOWER_NAMESPACES", value_name = "NS,...", value_delimiter = ',', value_parser = namespace_name)]
+    pub follower_namespaces: Vec<String>,
+    /// No intra-cluster sync: nothing is watched or written in the source cluster beyond the
+    /// sources (and Events on them); a `kubed.appscode.com/sync` annotation gets an
+    /// IntraClusterOff Event. With --config-source-namespace a Role in that namespace suffices
+    #[arg(long)]
+    pub no_intra_cluster: bool,
 }
 
 impl ClusterArgs {
+    /// Where followers' copies may be (`--follower-namespaces`).
+    pub fn follower_scope(&self) -> Scope {
+        match self.follower_namespaces.is_empty() {
+            true => Scope::Cluster,
+            false => Scope::Namespaces(self.follower_namespaces.iter().cloned().collect()),
+        }
+    }
+
+    /// Where intra-cluster copies may be (`--no-intra-cluster`: nowhere).
+    pub fn local_scope(&self) -> Scope {
+        match self.no_intra_cluster {
+            true => Scope::Namespaces(Default::default()),
+            false => Scope::Cluster,
+        }
+    }
+
     /// The metadata filter of --strip-metadata / --keep-metadata.
     pub fn metadata_filter(&self) -> MetadataFilter {
         // Each pattern was checked by `metadata_pattern` when the flags were parsed.
@@ -160,6 +186,8 @@ impl SyncArgs {
             create_namespaces: self.create_namespaces,
             adopt_existing: self.adopt_existing,
             previous_cluster_names: c.previous_cluster_name.clone(),
+            follower_scope: c.follower_scope(),
+            local_scope: c.local_scope(),
             resync_period: self.resync_period,
             workers: self.workers,
         }
@@ -252,6 +280,8 @@ mod tests {
             "strip-metadata",
             "keep-metadata",
             "previous-cluster-name",
+            "follower-namespaces",
+            "no-intra-cluster",
             "help",
         ];
         for a in run.get_arguments() {

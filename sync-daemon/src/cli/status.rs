@@ -16,7 +16,7 @@ use crate::plan::policy;
 use crate::plan::summary::CopySummary;
 use crate::plan::wanted::wanted_through;
 use crate::plan::{
-    Contexts, KeyPlan, Kind, NamespaceView, NotSource, ObjectView, Settings, Target,
+    Contexts, KeyPlan, Kind, NamespaceView, NotSource, ObjectView, Scope, Settings, Target,
 };
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use kube::api::{Api, ListParams};
@@ -139,7 +139,13 @@ async fn read_source(
             .map_err(list_err)?,
     );
     sources.retain(|v| ann::has_sync_keys(&v.annotations));
-    let namespaces = list_namespaces(&cl.source).await.map_err(list_err)?;
+    // Only intra-cluster selectors read them (and with --no-intra-cluster there may be no right).
+    let namespaces = match a.no_intra_cluster {
+        true => Vec::new(),
+        false => list_namespaces(&cl.source, &Scope::Cluster)
+            .await
+            .map_err(list_err)?,
+    };
     let followers = (cl.followers.iter())
         .flat_map(|f| {
             std::iter::once(f.context.clone()).chain(f.aliases.iter().map(|(n, _)| n.clone()))
@@ -153,6 +159,8 @@ async fn read_source(
             adopt_existing: false,
             previous_cluster_names: a.previous_cluster_name.clone(),
             metadata: a.metadata_filter(),
+            follower_scope: a.follower_scope(),
+            local_scope: a.local_scope(),
         },
         sources,
         namespaces,
@@ -162,11 +170,23 @@ async fn read_source(
     })
 }
 
-async fn list_namespaces(c: &Cluster) -> Result<Vec<NamespaceView>, kube::Error> {
-    let list = (Api::<Namespace>::all(c.client.clone()))
-        .list(&ListParams::default())
-        .await?;
-    Ok(list.items.iter().map(namespace_view).collect())
+/// The namespaces of `c` in `scope`: listed, or (a namespace list) each read by name, as a
+/// Role allows; one that is missing or refused is left out.
+async fn list_namespaces(c: &Cluster, scope: &Scope) -> Result<Vec<NamespaceView>, kube::Error> {
+    let api = Api::<Namespace>::all(c.client.clone());
+    let Some(names) = scope.namespaces() else {
+        let list = api.list(&ListParams::default()).await?;
+        return Ok(list.items.iter().map(namespace_view).collect());
+    };
+    let mut out = Vec::new();
+    for name in names {
+        match api.get_opt(name).await {
+            Ok(Some(ns)) => out.push(namespace_view(&ns)),
+            Ok(None) | Err(kube::Error::Api(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
 }
 
 async fn list_views<K: Syncable>(
@@ -233,7 +253,7 @@ async fn target_rows(w: &World, c: &Cluster, local: bool) -> Vec<Row> {
     let picks_namespaces =
         (w.sources.iter()).any(|s| s.annotations.contains_key(policy::FOLLOWER_NAMESPACES));
     let follower_ns = match (local, reachable && picks_namespaces) {
-        (false, true) => match list_namespaces(c).await {
+        (false, true) => match list_namespaces(c, &w.settings.follower_scope).await {
             Ok(ns) => ns,
             Err(e) => {
                 let t = w.target(c, local, &[]);
@@ -249,9 +269,13 @@ async fn target_rows(w: &World, c: &Cluster, local: bool) -> Vec<Row> {
     }
     let mut rows = Vec::new();
     for kind in [Kind::ConfigMap, Kind::Secret] {
+        let scope = match local {
+            true => &w.settings.local_scope,
+            false => &w.settings.follower_scope,
+        };
         let copies = match kind {
-            Kind::ConfigMap => list_copies::<ConfigMap>(w, c).await,
-            Kind::Secret => list_copies::<Secret>(w, c).await,
+            Kind::ConfigMap => list_copies::<ConfigMap>(w, c, scope).await,
+            Kind::Secret => list_copies::<Secret>(w, c, scope).await,
         };
         let copies = match copies {
             Ok(copies) => copies,
@@ -273,13 +297,28 @@ async fn target_rows(w: &World, c: &Cluster, local: bool) -> Vec<Row> {
     rows
 }
 
-/// Our copies of kind `K` in cluster `c`, summarised by the daemon's own copy cache.
-async fn list_copies<K: Syncable>(w: &World, c: &Cluster) -> Result<CopyCache, kube::Error> {
-    let api: Api<K> = Api::all(c.client.clone());
-    let items = api
-        .list(&ListParams::default().labels(&w.selector))
-        .await?
-        .items;
+/// Our copies of kind `K` in cluster `c` (in `scope`: cluster-wide, or in each listed namespace,
+/// one that refuses us holding nothing we can see), summarised by the daemon's own copy cache.
+async fn list_copies<K: Syncable>(
+    w: &World,
+    c: &Cluster,
+    scope: &Scope,
+) -> Result<CopyCache, kube::Error> {
+    let lp = ListParams::default().labels(&w.selector);
+    let items = match scope.namespaces() {
+        None => Api::<K>::all(c.client.clone()).list(&lp).await?.items,
+        Some(names) => {
+            let mut items = Vec::new();
+            for ns in names {
+                match Api::<K>::namespaced(c.client.clone(), ns).list(&lp).await {
+                    Ok(list) => items.extend(list.items),
+                    Err(kube::Error::Api(s)) if s.code == 403 => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            items
+        }
+    };
     let cache = CopyCache::new(&w.settings.cluster_name);
     cache.load(items);
     Ok(cache)

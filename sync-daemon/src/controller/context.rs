@@ -221,6 +221,8 @@ impl Context {
         }
         orphans.extend(sources.iter().cloned());
         orphans.sort_unstable();
+        // An origin with copies in two watched namespaces came once per namespace.
+        orphans.dedup();
         orphans.into()
     }
 

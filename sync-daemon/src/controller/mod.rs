@@ -33,6 +33,8 @@ pub struct Config {
     pub create_namespaces: bool,
     pub adopt_existing: bool,
     pub previous_cluster_names: Vec<String>,
+    pub follower_scope: crate::plan::Scope,
+    pub local_scope: crate::plan::Scope,
     pub resync_period: Duration,
     pub workers: u16,
 }

@@ -130,6 +130,7 @@ fn add(ctx: &Arc<Context>, cfg: &Config, cluster: Cluster) {
         idx,
         &ctx.settings.cluster_name,
         &ctx.selector,
+        &ctx.settings.follower_scope,
         &ctx.resync,
     );
     let signal = t.stop_signal();

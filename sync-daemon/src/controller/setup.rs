@@ -1,14 +1,14 @@
 //! Start-up wiring of the controller: the clusters from the kubeconfig, the source caches whose
 //! events queue keys in every target, one copy cache and queue per target cluster, the Event
 //! sink; all in one [`Context`].
-use crate::cache::{Copies, SourceEvents, Sources};
+use crate::cache::{Copies, CopyEvents, SourceEvents, Sources};
 use crate::clusters::{self, Cluster, Clusters};
 use crate::controller::context::{Context, Names, TargetCluster, Targets};
 use crate::controller::queue::Queue;
 use crate::controller::writer::Writer;
 use crate::controller::{Config, Runtime, StartError, cluster_name, skipped_secret_types};
 use crate::ops::events::EventSink;
-use crate::plan::{Settings, SourceKey};
+use crate::plan::{Scope, Settings, SourceKey};
 use std::sync::{Arc, RwLock};
 use tokio::sync::mpsc;
 
@@ -60,13 +60,18 @@ pub async fn start(
         &source.context,
         cfg.source_namespace.as_deref(),
         &skipped,
+        !cfg.local_scope.is_nothing(),
         source_events,
     );
     let selector = Copies::selector(&cluster_name, cfg.source_namespace.as_deref());
     let source_context = source.context.clone();
     let events = EventSink::new(source.client.clone(), rt.dry_run, rt.writing.clone());
     for (idx, cluster) in std::iter::once(source).chain(followers).enumerate() {
-        targets.push(target(cluster, idx, &cluster_name, &selector, &tx));
+        let scope = match idx {
+            0 => &cfg.local_scope,
+            _ => &cfg.follower_scope,
+        };
+        targets.push(target(cluster, idx, &cluster_name, &selector, scope, &tx));
     }
     let names = Names::of(&source_context, broken, &targets);
     let ctx = Context {
@@ -76,6 +81,8 @@ pub async fn start(
             adopt_existing: cfg.adopt_existing,
             previous_cluster_names: cfg.previous_cluster_names.clone(),
             metadata: cfg.metadata.clone(),
+            follower_scope: cfg.follower_scope.clone(),
+            local_scope: cfg.local_scope.clone(),
         },
         create_namespaces: cfg.create_namespaces,
         sources,
@@ -99,6 +106,7 @@ pub(crate) fn target(
     idx: usize,
     cluster_name: &str,
     selector: &str,
+    scope: &Scope,
     tx: &mpsc::UnboundedSender<Resync>,
 ) -> TargetCluster {
     let queue = Arc::new(Queue::default());
@@ -110,10 +118,13 @@ pub(crate) fn target(
         idx != 0,
         cluster_name,
         selector,
-        Arc::new(move |key: SourceKey| q.add(key)),
-        Arc::new(move || {
-            let _ = tx.send(Resync::One(idx));
-        }),
+        scope,
+        CopyEvents {
+            copy: Arc::new(move |key: SourceKey| q.add(key)),
+            relist: Arc::new(move || {
+                let _ = tx.send(Resync::One(idx));
+            }),
+        },
     );
     TargetCluster::new(cluster, idx == 0, copies, queue)
 }

@@ -3,6 +3,7 @@
 //! (the namespaces only a GET can decide), then [`KeyPlan::actions`].
 use crate::plan::diff::Action;
 use crate::plan::kinds::ObjectView;
+use crate::plan::scope;
 use crate::plan::source::{self, Contexts, NotSource, Problem, Settings, Source, classify};
 use crate::plan::summary::{self, CopySummary};
 use crate::plan::wanted::{Target, wanted};
@@ -15,13 +16,14 @@ pub struct KeyPlan<'a> {
     pub not_source: Option<NotSource>,
     /// Namespaces of the target that should hold a copy.
     pub wanted: BTreeSet<String>,
-    /// Reported on the source by its own cluster only (intra-cluster target), so once.
+    /// Reported on the source: its own problems by the source cluster's target only (so once);
+    /// wanted namespaces outside a cluster's [`Scope`](crate::plan::Scope) by that cluster.
     pub problems: Vec<Problem>,
 }
 
 impl<'a> KeyPlan<'a> {
-    /// `object`: the source object (`None`: deleted). Problems are collected for the source
-    /// cluster's own target ([`Target::Local`]) only.
+    /// `object`: the source object (`None`: deleted). The source's own problems are collected
+    /// for the source cluster's target ([`Target::Local`]) only.
     pub fn new(
         object: Option<&'a ObjectView>,
         target: &Target<'_>,
@@ -41,7 +43,7 @@ impl<'a> KeyPlan<'a> {
             let known = |c: &str| contexts.exists(c);
             crate::plan::annotations::resolve_contexts(&mut src.spec, &known);
         }
-        let problems = match target {
+        let mut problems = match target {
             Target::Local { .. } => source::problems(object, &classified, contexts),
             Target::Context { .. } => Vec::new(),
         };
@@ -53,6 +55,19 @@ impl<'a> KeyPlan<'a> {
             .as_ref()
             .map(|src| wanted(src, target))
             .unwrap_or_default();
+        // Namespaces outside the cluster's scope are not planned (not even read): reported.
+        let (wanted, outside) = match target {
+            Target::Local { .. } => s.local_scope.split(wanted),
+            Target::Context { .. } => s.follower_scope.split(wanted),
+        };
+        if !outside.is_empty() {
+            problems.push(match target {
+                Target::Local { .. } => scope::intra_cluster_off(&outside),
+                Target::Context { context, .. } => {
+                    scope::not_allowed(&s.follower_scope, context, &outside)
+                }
+            });
+        }
         KeyPlan {
             source,
             not_source,

@@ -22,6 +22,8 @@ pub(crate) fn settings() -> Settings {
             .into(),
         adopt_existing: false,
         metadata: Default::default(),
+        follower_scope: Default::default(),
+        local_scope: Default::default(),
     }
 }
 

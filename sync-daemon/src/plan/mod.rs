@@ -10,6 +10,7 @@ pub mod kinds;
 pub mod objects;
 pub mod outcome;
 pub mod policy;
+pub mod scope;
 pub mod selector;
 pub mod source;
 pub mod summary;
@@ -21,6 +22,7 @@ pub use key::SourceKey;
 pub use kinds::{Kind, NamespaceView, ObjectView, Payload};
 pub use outcome::{Failure, Next, Outcome};
 pub use policy::{MetadataFilter, OnDelete, Policy};
+pub use scope::Scope;
 pub use source::{Contexts, NotSource, Problem, Settings, Source};
 pub use wanted::Target;
 

@@ -377,3 +377,54 @@ fn unwanted_copies_are_released_or_deleted_alike_in_both_planners() {
         assert_eq!(full, vec![expect], "{name}");
     }
 }
+
+/// `--follower-namespaces` and `--no-intra-cluster`: wanted namespaces outside a cluster's scope
+/// are neither planned nor read there, and are reported on the source (once per target).
+#[test]
+fn namespaces_outside_a_scope_are_reported_not_planned() {
+    use crate::plan::decide::KeyPlan;
+    use crate::plan::scope::{INTRA_CLUSTER_OFF, NOT_ALLOWED, Scope};
+    use crate::plan::source::Contexts;
+    let scoped = |list: &[&str]| Scope::Namespaces(list.iter().map(|n| n.to_string()).collect());
+    let mut s = settings();
+    s.follower_scope = scoped(&["team-a", "team-b"]);
+    s.local_scope = scoped(&[]);
+    let followers = ["f1".to_string()];
+    let contexts = Contexts {
+        source: "mgmt",
+        broken: &[],
+        followers: &followers,
+    };
+    let o = source(&[
+        (ann::SYNC, ""),
+        (ann::SYNC_CONTEXTS, "f1/team-a,f1/kube-system,f1"),
+    ]);
+    let namespaces = [ns("prod"), ns("team-a"), ns("other")];
+    let follower = Target::Context {
+        context: "f1",
+        namespace: None,
+        aliases: &[],
+        namespaces: &namespaces,
+    };
+    let plan = KeyPlan::new(Some(&o), &follower, &s, &contexts);
+    assert_eq!(plan.wanted, BTreeSet::from(["team-a".to_string()]));
+    let reasons: Vec<&str> = plan.problems.iter().map(|p| p.reason).collect();
+    assert_eq!(reasons, [NOT_ALLOWED]);
+    assert!(
+        plan.problems[0].note.contains("kube-system, prod"),
+        "{:?}",
+        plan.problems
+    );
+    assert!(plan.to_read(&[], &s).iter().all(|n| n == "team-a"));
+    // Intra-cluster: nothing is planned, the sync annotation is reported.
+    let local = Target::Local {
+        namespaces: &namespaces,
+    };
+    let plan = KeyPlan::new(Some(&o), &local, &s, &contexts);
+    assert!(plan.wanted.is_empty());
+    assert!(plan.problems.iter().any(|p| p.reason == INTRA_CLUSTER_OFF));
+    // The default scopes change nothing.
+    let plan = KeyPlan::new(Some(&o), &follower, &settings(), &contexts);
+    assert_eq!(plan.wanted.len(), 3);
+    assert!(plan.problems.is_empty());
+}

@@ -18,6 +18,10 @@ pub struct Settings {
     pub previous_cluster_names: Vec<String>,
     /// Source labels/annotations no copy carries (GitOps ownership marks).
     pub metadata: crate::plan::policy::MetadataFilter,
+    /// Where followers' copies may be (`--follower-namespaces`).
+    pub follower_scope: crate::plan::scope::Scope,
+    /// Where intra-cluster copies may be (none with `--no-intra-cluster`).
+    pub local_scope: crate::plan::scope::Scope,
 }
 
 /// Why an object is not a source.
