@@ -3,12 +3,15 @@
 # Same policies as ../../follower-trust-policy.json and ../../eks-read-policy.json. What the role may do
 # inside the cluster is Kubernetes RBAC (manifests/follower), granted through aws-auth or an access entry.
 
+# hashicorp/aws 6.x (data.aws_region's `region`, new in 6.0, replaces its deprecated `name`), and the Terraform
+# it supports. Policies are attached with aws_iam_role_policy_attachment: aws_iam_role's inline_policy and
+# managed_policy_arns arguments are deprecated (`make lint` checks both, parsing this file).
 terraform {
-  required_version = ">= 1.3"
+  required_version = ">= 1.5.7"
   required_providers {
     aws = {
       source  = "hashicorp/aws"
-      version = ">= 5.0"
+      version = "~> 6.0"
     }
   }
 }
@@ -20,6 +23,7 @@ variable "mgmt_account_id" {
 
 data "aws_caller_identity" "current" {}
 data "aws_region" "current" {}
+data "aws_partition" "current" {}
 
 data "aws_iam_policy_document" "kubed_follower_trust" {
   statement {
@@ -28,7 +32,7 @@ data "aws_iam_policy_document" "kubed_follower_trust" {
     actions = ["sts:AssumeRole"]
     principals {
       type        = "AWS"
-      identifiers = ["arn:aws:iam::${var.mgmt_account_id}:role/kubed-master"]
+      identifiers = ["arn:${data.aws_partition.current.partition}:iam::${var.mgmt_account_id}:role/kubed-master"]
     }
   }
 }
@@ -44,7 +48,7 @@ data "aws_iam_policy_document" "kubed_follower" {
     sid       = "KubedEksDescribe"
     effect    = "Allow"
     actions   = ["eks:DescribeCluster"]
-    resources = ["arn:aws:eks:${data.aws_region.current.name}:${data.aws_caller_identity.current.account_id}:cluster/*"]
+    resources = ["arn:${data.aws_partition.current.partition}:eks:${data.aws_region.current.region}:${data.aws_caller_identity.current.account_id}:cluster/*"]
   }
 }
 

@@ -3,12 +3,15 @@
 # Same policies as ../../mgmt-trust-policy.json, ../../mgmt-assume-followers-policy.json and
 # ../../eks-read-policy.json; plain resources instead of the seed's terraform-aws-modules wrapper.
 
+# hashicorp/aws 6.x (data.aws_region's `region`, new in 6.0, replaces its deprecated `name`), and the Terraform
+# it supports. Policies are attached with aws_iam_role_policy_attachment: aws_iam_role's inline_policy and
+# managed_policy_arns arguments are deprecated (`make lint` checks both, parsing this file).
 terraform {
-  required_version = ">= 1.3"
+  required_version = ">= 1.5.7"
   required_providers {
     aws = {
       source  = "hashicorp/aws"
-      version = ">= 5.0"
+      version = "~> 6.0"
     }
   }
 }
@@ -24,23 +27,24 @@ variable "follower_account_ids" {
 }
 
 variable "namespace" {
-  description = "Namespace of the sync pod (manifests/mgmt)"
+  description = "Namespace of the sync pod (manifests/mgmt/base)"
   type        = string
   default     = "kubed-cross-sync"
 }
 
 variable "service_account" {
-  description = "ServiceAccount of the sync pod (manifests/mgmt)"
+  description = "ServiceAccount of the sync pod (manifests/mgmt/base)"
   type        = string
   default     = "kubed-cross-sync"
 }
 
 data "aws_caller_identity" "current" {}
 data "aws_region" "current" {}
+data "aws_partition" "current" {}
 
 locals {
   oidc_provider  = replace(var.cluster_oidc_issuer_url, "https://", "")
-  follower_roles = [for _, id in var.follower_account_ids : "arn:aws:iam::${id}:role/kubed-follower"]
+  follower_roles = [for _, id in var.follower_account_ids : "arn:${data.aws_partition.current.partition}:iam::${id}:role/kubed-follower"]
 }
 
 data "aws_iam_policy_document" "kubed_master_trust" {
@@ -50,7 +54,7 @@ data "aws_iam_policy_document" "kubed_master_trust" {
     actions = ["sts:AssumeRoleWithWebIdentity"]
     principals {
       type        = "Federated"
-      identifiers = ["arn:aws:iam::${data.aws_caller_identity.current.account_id}:oidc-provider/${local.oidc_provider}"]
+      identifiers = ["arn:${data.aws_partition.current.partition}:iam::${data.aws_caller_identity.current.account_id}:oidc-provider/${local.oidc_provider}"]
     }
     condition {
       test     = "StringEquals"
@@ -85,7 +89,7 @@ data "aws_iam_policy_document" "kubed_eks" {
     sid       = "KubedEksDescribe"
     effect    = "Allow"
     actions   = ["eks:DescribeCluster"]
-    resources = ["arn:aws:eks:${data.aws_region.current.name}:${data.aws_caller_identity.current.account_id}:cluster/*"]
+    resources = ["arn:${data.aws_partition.current.partition}:eks:${data.aws_region.current.region}:${data.aws_caller_identity.current.account_id}:cluster/*"]
   }
 }
 
@@ -116,6 +120,6 @@ resource "aws_iam_role_policy_attachment" "kubed_eks" {
 }
 
 output "role_arn" {
-  description = "Put this into the eks.amazonaws.com/role-arn annotation of manifests/mgmt/serviceaccount.yaml"
+  description = "The eks.amazonaws.com/role-arn of the ServiceAccount: your overlay of manifests/mgmt/base (manifests/mgmt/example/serviceaccount-irsa.yaml)"
   value       = aws_iam_role.kubed_master.arn
 }
