@@ -423,6 +423,13 @@ fn namespaces_outside_a_scope_are_reported_not_planned() {
     let plan = KeyPlan::new(Some(&o), &local, &s, &contexts);
     assert!(plan.wanted.is_empty());
     assert!(plan.problems.iter().any(|p| p.reason == INTRA_CLUSTER_OFF));
+    // ... even with no namespace known (they are not watched then).
+    let unwatched = Target::Local { namespaces: &[] };
+    let plan = KeyPlan::new(Some(&o), &unwatched, &s, &contexts);
+    assert!(plan.problems.iter().any(|p| p.reason == INTRA_CLUSTER_OFF));
+    let no_sync = source(&[(ann::SYNC_CONTEXTS, "f1/team-a")]);
+    let plan = KeyPlan::new(Some(&no_sync), &unwatched, &s, &contexts);
+    assert!(plan.problems.is_empty(), "{:?}", plan.problems);
     // The default scopes change nothing.
     let plan = KeyPlan::new(Some(&o), &follower, &settings(), &contexts);
     assert_eq!(plan.wanted.len(), 3);

@@ -71,13 +71,13 @@ pub fn not_allowed(scope: &Scope, context: &str, outside: &BTreeSet<String>) -> 
 }
 
 /// The problem of a `sync` annotation (intra-cluster copies) while intra-cluster sync is off.
-pub fn intra_cluster_off(outside: &BTreeSet<String>) -> Problem {
+pub fn intra_cluster_off() -> Problem {
     Problem {
         reason: INTRA_CLUSTER_OFF,
         note: format!(
-            "intra-cluster sync is off (--no-intra-cluster): no copy is made in {} namespace(s) \
-             of the source cluster",
-            outside.len()
+            "annotation {} asks for copies in the source cluster, but intra-cluster sync is off \
+             (--no-intra-cluster); none is made",
+            crate::plan::annotations::SYNC
         ),
         context: None,
     }
