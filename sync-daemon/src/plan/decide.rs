@@ -63,10 +63,11 @@ impl<'a> KeyPlan<'a> {
         match target {
             // Without intra-cluster sync the source cluster's namespaces are not even watched:
             // the annotation itself is the problem.
-            Target::Local { .. } if s.local_scope.is_nothing() => {
-                if source.as_ref().is_some_and(|src| src.spec.intra.is_some()) {
-                    problems.push(scope::intra_cluster_off());
-                }
+            Target::Local { .. }
+                if s.local_scope.is_nothing()
+                    && source.as_ref().is_some_and(|src| src.spec.intra.is_some()) =>
+            {
+                problems.push(scope::intra_cluster_off());
             }
             Target::Context { context, .. } if !outside.is_empty() => {
                 problems.push(scope::not_allowed(&s.follower_scope, context, &outside));
