@@ -150,6 +150,7 @@ pub(crate) async fn run() {
         "the daemon met a 403 (see {})",
         log.display()
     );
+    status_reports_the_same(&pod, &args, &n, &name);
     for (c, mark) in &marks {
         let events = audit::read(&tb.audit_log(c));
         let wide = cluster_wide(&events[*mark..]);
@@ -343,4 +344,64 @@ async fn one_verb_fewer(tb: &Testbed, pod: &PodFs, args: &[String], n: &Names) {
     }
     assert!(has(PROJECT2, n.team_b.clone()).await);
     let _ = cms.delete(&name, &DeleteParams::default()).await;
+}
+
+/// `status` with the daemon's cluster flags plans as the daemon did, through the same Roles: the
+/// allowed copies in sync, the outside namespaces and the sync annotation as `invalid` rows, no
+/// cluster refused or unreachable (its own requests are in the audit window checked after it).
+fn status_reports_the_same(pod: &PodFs, args: &[String], n: &Names, name: &str) {
+    let cluster_flags = [
+        "--kubeconfig-file",
+        "--source-context",
+        "--cluster-name",
+        "--config-source-namespace",
+        "--follower-namespaces",
+        "--no-intra-cluster",
+    ];
+    let mut status: Vec<String> = vec!["status".into(), "-o".into(), "json".into()];
+    status.extend(
+        (args.iter())
+            .filter(|a| cluster_flags.contains(&a.split('=').next().unwrap()))
+            .cloned(),
+    );
+    let out = pod.daemon(&status).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "status: {stderr}");
+    let doc: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("status -o json: {e}: {stderr}"));
+    let rows: Vec<&Value> = (doc["items"].as_array().unwrap().iter())
+        .filter(|r| r["name"] == name)
+        .collect();
+    let state = |ctx: &str, ns: &str| {
+        (rows.iter())
+            .find(|r| r["context"] == ctx && r["namespace"] == ns)
+            .map(|r| r["state"].as_str().unwrap().to_string())
+    };
+    for f in [PROJECT, PROJECT2] {
+        for ns in [&n.team_a, &n.team_b] {
+            assert_eq!(
+                state(f, ns).as_deref(),
+                Some("in-sync"),
+                "{f}/{ns}: {rows:#?}"
+            );
+        }
+        let invalid = (rows.iter()).any(|r| {
+            r["context"] == f
+                && r["state"] == "invalid"
+                && r["detail"]
+                    .as_str()
+                    .unwrap()
+                    .contains("NamespaceNotAllowed")
+                && r["detail"].as_str().unwrap().contains(&n.outside)
+        });
+        assert!(invalid, "no NamespaceNotAllowed row for {f}: {rows:#?}");
+    }
+    assert!(
+        (rows.iter()).any(|r| r["detail"].as_str().unwrap().contains("IntraClusterOff")),
+        "{rows:#?}"
+    );
+    assert!(
+        !(rows.iter()).any(|r| r["state"] == "target-unreachable"),
+        "{rows:#?}"
+    );
 }
