@@ -2,7 +2,7 @@
 # The seed scenario, end to end, on three local clusters (`make demo`):
 #   a management cluster (mc-mgmt-k8s, account 111111111111) mirrors a ConfigMap and a wildcard TLS
 #   Secret into two follower clusters in other accounts (mc-project-k8s, mc-project2-k8s), reaching them
-#   through an AWS web identity -> AssumeRole chain, exactly as the pod in manifests/mgmt does on EKS.
+#   through an AWS web identity -> AssumeRole chain, exactly as the pod of manifests/mgmt/example does on EKS.
 # Usage: scripts/demo.sh DIR   (DIR holds the testbed and the "pod"; everything is torn down at the end)
 # Needs: `make setup` done, and `cargo build -p e2e -p kubeconfig-gen -p sync-daemon` (make demo does both).
 set -euo pipefail
@@ -15,10 +15,14 @@ KCS_CACHE=${KCS_CACHE:-/var/cache/kubed-cross-sync}
 # run the clusters and its kubectl talks to them.
 export KUBE_TEST_ASSETS=${KUBE_TEST_ASSETS:-$(bash "$repo/scripts/kube-versions.sh" dir)}
 KUBECTL=${KCS_KUBECTL:-$KUBE_TEST_ASSETS/kubectl}
+# The manifests are rendered by kubectl 1.32's kustomize (v5) whatever the clusters' version, as `make lint`
+# renders them: kubectl 1.20's own kustomize (v2.0) cannot read them. The clusters' kubectl applies the result.
+KUSTOMIZE_KUBECTL=${KCS_KUSTOMIZE_KUBECTL:-$KCS_CACHE/kubectl-v1.32/kubectl}
 for b in testbed kubeconfig-gen sync-daemon; do
   [ -x "$BIN/$b" ] || { echo "demo: $BIN/$b is not built (cargo build -p e2e -p kubeconfig-gen -p sync-daemon)" >&2; exit 2; }
 done
 [ -x "$KUBECTL" ] || { echo "demo: no kubectl at $KUBECTL (run make setup, or set KCS_KUBECTL)" >&2; exit 2; }
+[ -x "$KUSTOMIZE_KUBECTL" ] || { echo "demo: no kubectl 1.32 at $KUSTOMIZE_KUBECTL (run make setup, or set KCS_KUSTOMIZE_KUBECTL)" >&2; exit 2; }
 
 # ------------------------------------------------------------------ presentation helpers
 bold=$'\033[1m'; dim=$'\033[2m'; green=$'\033[32m'; off=$'\033[0m'
@@ -52,6 +56,38 @@ wait_until() {
 
 # admin kubectl on the testbed (DIR/kubeconfig: one admin context per cluster)
 k() { "$KUBECTL" --kubeconfig "$DIR/kubeconfig" "$@"; }
+
+# drop_kind KIND: a multi-document YAML stream (kustomize's output) less the documents of that kind.
+drop_kind() {
+  awk -v kind="kind: $1" '
+    function flush() { if (doc != "" && !skip) { printf "%s%s", sep, doc; sep = "---\n" } doc = ""; skip = 0 }
+    $0 == "---" { flush(); next }
+    { doc = doc $0 "\n"; if ($0 == kind) skip = 1 }
+    END { flush() }'
+}
+# install CONTEXT DIR: `kubectl apply -k DIR`, rendered by kubectl 1.32 (KUSTOMIZE_KUBECTL) and applied by the
+# clusters' kubectl; before Kubernetes 1.21 less the PodDisruptionBudget (policy/v1 is 1.21+).
+install() {
+  local ctx=$1 dir=$2 minor
+  minor=$(k --context "$ctx" version -o json | jq -r '.serverVersion.minor' | tr -dc '0-9')
+  "$KUSTOMIZE_KUBECTL" kustomize "$repo/$dir" |
+    if [ "${minor:-0}" -lt 21 ]; then drop_kind PodDisruptionBudget; else cat; fi |
+    k --context "$ctx" apply -f -
+}
+# deploy_args LIST INDEX: the args of a container of the applied Deployment (LIST initContainers or containers)
+# as the kubelet passes them: $(VAR) expanded from the container's env, its values and the keys of the
+# settings ConfigMap it names. $(POD_NAMESPACE) (the downward API) is left for the caller.
+deploy_args() {
+  local deploy cms
+  deploy=$(k --context mc-mgmt-k8s -n kubed-cross-sync get deploy kubed-cross-sync -o json)
+  cms=$(k --context mc-mgmt-k8s -n kubed-cross-sync get configmap -o json)
+  jq -r --argjson cms "$cms" --arg list "$1" --argjson i "$2" '
+    .spec.template.spec[$list][$i] as $c
+    | ([$c.env[]? | {key: .name, value: (.value // (.valueFrom.configMapKeyRef as $r | if $r then
+          first($cms.items[] | select(.metadata.name == $r.name) | .data[$r.key]) else null end))}]
+       | map(select(.value != null)) | from_entries) as $env
+    | $c.args[] | gsub("\\$\\((?<v>[A-Za-z_][A-Za-z0-9_]*)\\)"; $env[.v] // "$(\(.v))")' <<<"$deploy"
+}
 
 # ------------------------------------------------------------------ teardown, whatever happens
 pids=()
@@ -93,10 +129,11 @@ podmap() { sed -e "s#/etc/kubed-cross-sync/aws#$pod/etc/kubed-cross-sync/aws#g" 
 # Native sidecars (an initContainer with restartPolicy) need Kubernetes 1.29+: older ones get the overlay
 # that makes kubeconfig-watch a plain container.
 minor=$(k --context mc-mgmt-k8s version -o json | jq -r '.serverVersion.minor' | tr -dc '0-9')
-mgmt=manifests/mgmt; if [ "${minor:-0}" -lt 29 ]; then mgmt=manifests/mgmt-plain-sidecar; fi
+mgmt=manifests/mgmt/example; if [ "${minor:-0}" -lt 29 ]; then mgmt=manifests/mgmt/example-plain-sidecar; fi
 step "Install the manifests: $mgmt in mc-mgmt-k8s, manifests/follower in both followers"
-k --context mc-mgmt-k8s apply -k "$repo/$mgmt" | sed 's/^/     /'
-for f in mc-project-k8s mc-project2-k8s; do k --context "$f" apply -k "$repo/manifests/follower" | sed "s/^/     $f: /"; done
+if [ "${minor:-0}" -lt 21 ]; then say "(Kubernetes 1.$minor: without the PodDisruptionBudget, whose policy/v1 needs 1.21)"; fi
+install mc-mgmt-k8s "$mgmt" | sed 's/^/     /'
+for f in mc-project-k8s mc-project2-k8s; do install "$f" manifests/follower | sed "s/^/     $f: /"; done
 say "(the Deployment never gets a node here; its pod is played by the processes below, with its args)"
 done_ "installed"
 
@@ -104,8 +141,7 @@ done_ "installed"
 step "kubeconfig-gen (the initContainer): AWS profiles -> EKS -> one kubeconfig"
 say "the profiles (seed-shaped: web identity root, one AssumeRole per follower account):"
 grep -v '^\s*$' "$pod/etc/kubed-cross-sync/aws/credentials" | sed 's/^/     | /'
-mapfile -t init_args < <(k --context mc-mgmt-k8s -n kubed-cross-sync get deploy kubed-cross-sync \
-  -o jsonpath='{.spec.template.spec.initContainers[0].args}' | jq -r '.[]' | podmap)
+mapfile -t init_args < <(deploy_args initContainers 0 | podmap)
 printf '%s   $ kubeconfig-gen %s%s\n' "$dim" "${init_args[*]}" "$off"
 "${pod_env[@]}" kubeconfig-gen "${init_args[@]}" 2>&1 | sed 's/^/     /'
 kc=$pod/srv/kubeconfig/kubeconfig
@@ -122,8 +158,7 @@ done_ "kubeconfig written: $("$KUBECTL" --kubeconfig "$kc" config get-contexts -
 # ------------------------------------------------------------------ 4. sync-daemon
 step "sync-daemon (the main container), with the Deployment's args"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-mapfile -t run_args < <(k --context mc-mgmt-k8s -n kubed-cross-sync get deploy kubed-cross-sync \
-  -o jsonpath='{.spec.template.spec.containers[0].args}' | jq -r '.[]' | podmap |
+mapfile -t run_args < <(deploy_args containers 0 | podmap |
   sed -e 's#^--metrics-addr=.*#--metrics-addr=127.0.0.1:'"$port"'#' -e 's#\$(POD_NAMESPACE)#kubed-cross-sync#' -e 's#^--log-format=json#--log-format=plain#')
 printf '%s   $ sync-daemon %s%s\n' "$dim" "${run_args[*]}" "$off"
 "${pod_env[@]}" sync-daemon "${run_args[@]}" >"$pod/sync-daemon.log" 2>&1 &

@@ -12,13 +12,19 @@ role_session_name = a-session-name-longer-than-sixty-four-characters-which-sts-r
 [no-token]\nrole_arn = arn:aws:iam::666666666666:role/kubed-master\nweb_identity_token_file = {dir}/missing-token\n\
 [mgmt-twin]\nrole_arn = arn:aws:iam::111111111111:role/kubed-follower\nsource_profile = mc-mgmt\nrole_session_name = twin\n";
 
-/// The init container's own arguments, read from manifests/mgmt/deployment.yaml, with the pod's
-/// paths moved into DIR and the exec command at the built binary (the image has it on PATH).
+/// The init container's own arguments, read from manifests/mgmt/base/deployment.yaml with the
+/// seed's settings (manifests/mgmt/example/settings.env: `$(KCS_MGMT_CONTEXT)` is mc-mgmt-k8s), the
+/// pod's paths moved into DIR and the exec command at the built binary (the image has it on PATH).
 fn pod_args(dir: &Path) -> Vec<String> {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../manifests/mgmt/deployment.yaml"
-    );
+    let manifests = concat!(env!("CARGO_MANIFEST_DIR"), "/../manifests/mgmt");
+    let path = format!("{manifests}/base/deployment.yaml");
+    let settings = std::fs::read_to_string(format!("{manifests}/example/settings.env")).unwrap();
+    let settings: Vec<(String, String)> = settings
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (format!("$({k})"), v.to_string()))
+        .collect();
     let doc: Value = serde_saphyr::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let init = doc["spec"]["template"]["spec"]["initContainers"]
         .as_array()
@@ -37,7 +43,9 @@ fn pod_args(dir: &Path) -> Vec<String> {
                     fill("--credentials-file={dir}/credentials", dir)
                 }
                 Some(("--kubeconfig", _)) => fill("--kubeconfig={dir}/kubeconfig", dir),
-                _ => a.to_string(),
+                _ => settings
+                    .iter()
+                    .fold(a.to_string(), |a, (var, value)| a.replace(var, value)),
             }
         })
         .collect();

@@ -26,14 +26,15 @@ impl PodFs {
         let mut env: Vec<(String, String)> = env_file.clone().into_iter().collect();
         let bin_dir = kubeconfig_gen.parent().unwrap().display().to_string();
         env.push(("PATH".into(), format!("{bin_dir}:/usr/bin:/bin"))); // the image's PATH has both binaries
-        for e in d.main["env"].as_array().unwrap() {
-            let value = match e["value"].as_str() {
-                Some("<AWS_REGION>") => env_file["AWS_REGION"].clone(),
-                Some(v) => v.to_string(),
-                None => d.ns.clone(), // POD_NAMESPACE, from the downward API
+        // The daemon's env (values, the settings ConfigMap's keys, POD_NAMESPACE): a superset of the
+        // init step's and the sidecar's, so that `command` expands their $(KCS_...) args too.
+        for (name, value) in d.env(d.main) {
+            let value = match value.as_str() {
+                "<AWS_REGION>" => env_file["AWS_REGION"].clone(),
+                _ => value,
             };
-            env.retain(|(k, _)| k != e["name"].as_str().unwrap());
-            env.push((e["name"].as_str().unwrap().to_string(), value));
+            env.retain(|(k, _)| *k != name);
+            env.push((name, value));
         }
         let env = env
             .into_iter()
@@ -74,11 +75,18 @@ impl PodFs {
         .replace("/srv/kubeconfig", &format!("{root}/srv/kubeconfig"))
     }
 
+    /// An arg of the Deployment as the kubelet passes it (`$(VAR)` expanded from the pod's env), with
+    /// its in-pod paths mapped.
+    fn arg(&self, a: &str) -> String {
+        let env: BTreeMap<String, String> = self.env.iter().cloned().collect();
+        Self::map(self.root.path(), &expand(a, &env))
+    }
+
     fn command(&self, program: &Path, args: &[String]) -> Command {
         let mut cmd = Command::new(program);
         cmd.env_clear()
             .envs(self.env.iter().cloned())
-            .args(args.iter().map(|a| Self::map(self.root.path(), a)));
+            .args(args.iter().map(|a| self.arg(a)));
         cmd
     }
 
@@ -87,7 +95,7 @@ impl PodFs {
         Daemon::bare()
             .env_clear()
             .envs(self.env.iter().cloned())
-            .args(args.iter().map(|a| Self::map(self.root.path(), a)))
+            .args(args.iter().map(|a| self.arg(a)))
     }
 }
 

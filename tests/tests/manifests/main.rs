@@ -1,5 +1,6 @@
-//! The packaging's manifests (manifests/), rendered by the kustomize of the clusters' own kubectl
-//! (1.20's kustomize v2 against v1.20 clusters, 1.32's kustomize v5 against v1.32) and applied for real:
+//! The packaging's manifests (manifests/), rendered by kubectl 1.32's kustomize (v5, as `make lint`
+//! renders them; kubectl 1.20's v2.0 cannot read them) and applied for real with the clusters' own
+//! kubectl, on v1.20 as on v1.32:
 //! - they agree with each other and with the IAM policies (paths, names, groups, the IRSA subject);
 //! - the follower RBAC grants the follower identity what sync-daemon does in a follower and nothing
 //!   else (impersonating that identity against a real apiserver, so a missing verb is a real 403);
@@ -41,16 +42,29 @@ fn repo() -> PathBuf {
         .to_path_buf()
 }
 
-/// `kubectl kustomize manifests/<overlay>` with the kubectl of the clusters' version (its built-in
-/// kustomize).
+/// The kubectl whose kustomize renders the manifests, whatever the clusters' version: 1.32's
+/// (kustomize v5), which `make setup` unpacks into the cache (scripts/setup.sh) and `make lint` and
+/// `make demo` use too; `KCS_KUSTOMIZE_KUBECTL` overrides it.
+fn kustomize_kubectl() -> PathBuf {
+    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+    var("KCS_KUSTOMIZE_KUBECTL").map_or_else(
+        || {
+            var("KCS_CACHE")
+                .map_or_else(|| PathBuf::from(e2e::assets::DEFAULT_CACHE), PathBuf::from)
+                .join("kubectl-v1.32/kubectl")
+        },
+        PathBuf::from,
+    )
+}
+
+/// `kubectl kustomize manifests/<overlay>` with kubectl 1.32 (`kustomize_kubectl`).
 fn render(overlay: &str) -> String {
-    let kubectl =
-        e2e::assets::kubectl_for_assets().unwrap_or_else(|e| panic!("{}", e2e::error_chain(&e)));
-    let out = Command::new(kubectl)
+    let kubectl = kustomize_kubectl();
+    let out = Command::new(&kubectl)
         .arg("kustomize")
         .arg(repo().join("manifests").join(overlay))
         .output()
-        .expect("run kubectl kustomize");
+        .unwrap_or_else(|e| panic!("run {} kustomize (make setup): {e}", kubectl.display()));
     assert!(
         out.status.success(),
         "kubectl kustomize manifests/{overlay} failed: {}",
@@ -131,23 +145,49 @@ fn ini(text: &str) -> BTreeMap<String, BTreeMap<String, String>> {
     out
 }
 
-/// The mgmt overlay a cluster of the assets' version applies: `mgmt` with its native sidecar from
-/// Kubernetes 1.29 on, `mgmt-plain-sidecar` before (an initContainer's restartPolicy does not exist
-/// there, and kubectl rejects the field).
-fn mgmt_overlay() -> &'static str {
+/// The Kubernetes version of the clusters under test (the assets' kube-apiserver).
+fn server_version() -> e2e::version::KubeVersion {
     let apiserver = e2e::assets::assets_dir().join("kube-apiserver");
-    let version = e2e::version::KubeVersion::of_binary(&apiserver)
-        .unwrap_or_else(|e| panic!("{}", e2e::error_chain(&e)));
-    if version.at_least(1, 29) {
-        "mgmt"
+    e2e::version::KubeVersion::of_binary(&apiserver)
+        .unwrap_or_else(|e| panic!("{}", e2e::error_chain(&e)))
+}
+
+/// The mgmt overlay a cluster of the assets' version applies: `mgmt/example` with its native sidecar
+/// from Kubernetes 1.29 on, `mgmt/example-plain-sidecar` before (an initContainer's restartPolicy
+/// does not exist there, and kubectl rejects the field).
+fn mgmt_overlay() -> &'static str {
+    if server_version().at_least(1, 29) {
+        "mgmt/example"
     } else {
-        "mgmt-plain-sidecar"
+        "mgmt/example-plain-sidecar"
     }
+}
+
+/// Rendered manifests less what the clusters' version cannot have, as the README tells an operator:
+/// the PodDisruptionBudget (policy/v1) before Kubernetes 1.21.
+fn for_server(yaml: &str) -> String {
+    if server_version().at_least(1, 21) {
+        return yaml.to_string();
+    }
+    yaml.split("\n---\n")
+        .filter(|doc| {
+            let pdb = doc.lines().any(|l| l == "kind: PodDisruptionBudget");
+            if pdb {
+                eprintln!(
+                    "NOTE: the PodDisruptionBudget is left out: policy/v1 needs Kubernetes 1.21"
+                );
+            }
+            !pdb
+        })
+        .collect::<Vec<_>>()
+        .join("\n---\n")
 }
 
 /// The mgmt Deployment's pod as rendered: its namespace, pod spec, init and daemon containers, and
 /// the kubeconfig-watch sidecar (an initContainer or a container, as the overlay has it).
 struct Deployed<'a> {
+    /// Every rendered object (the ConfigMaps the containers' env refers to).
+    docs: &'a [Value],
     ns: String,
     pod: &'a Value,
     init: &'a Value,
@@ -170,12 +210,47 @@ impl<'a> Deployed<'a> {
             .find(|c| c["name"] == "kubeconfig-watch")
             .expect("a kubeconfig-watch container");
         Deployed {
+            docs: mgmt,
             ns,
             pod,
             init: &pod["initContainers"][0],
             main: &pod["containers"][0],
             watch,
         }
+    }
+
+    /// A container's environment as the kubelet gives it: values, keys of the rendered ConfigMaps
+    /// (`configMapKeyRef`), the pod's namespace (`fieldRef`).
+    fn env(&self, container: &Value) -> BTreeMap<String, String> {
+        let mut env = BTreeMap::new();
+        for e in container["env"].as_array().into_iter().flatten() {
+            let name = e["name"].as_str().unwrap().to_string();
+            let from = &e["valueFrom"];
+            let value = if let Some(v) = e["value"].as_str() {
+                v.to_string()
+            } else if from["fieldRef"]["fieldPath"] == "metadata.namespace" {
+                self.ns.clone()
+            } else if let Some(cm) = from["configMapKeyRef"]["name"].as_str() {
+                let key = from["configMapKeyRef"]["key"].as_str().unwrap();
+                find(self.docs, "ConfigMap", cm)["data"][key]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{name}: ConfigMap {cm} has no key {key}"))
+                    .to_string()
+            } else {
+                panic!("{name}: a valueFrom this test does not know: {from}");
+            };
+            env.insert(name, value);
+        }
+        env
+    }
+
+    /// A container's args as the kubelet runs them: `$(VAR)` expanded from its env.
+    fn args(&self, container: &Value) -> Vec<String> {
+        let env = self.env(container);
+        strs(&container["args"])
+            .iter()
+            .map(|a| expand(a, &env))
+            .collect()
     }
 
     /// The ConfigMap of the profiles the pod mounts (volume aws-profiles).
@@ -192,6 +267,32 @@ impl<'a> Deployed<'a> {
     }
 }
 
+/// `$(VAR)` in `s` replaced by VAR's value in `env`, as the kubelet expands a container's command and
+/// args: `$$` is a `$`, and a reference to a variable the container lacks stays as written.
+fn expand(s: &str, env: &BTreeMap<String, String>) -> String {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i + 1..];
+        if let Some(t) = tail.strip_prefix('$') {
+            out.push('$');
+            rest = t;
+        } else if let Some((var, after)) = tail.strip_prefix('(').and_then(|t| t.split_once(')')) {
+            match env.get(var) {
+                Some(v) => out.push_str(v),
+                None => out.push_str(&format!("$({var})")),
+            }
+            rest = after;
+        } else {
+            out.push('$');
+            rest = tail;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 fn read_json(rel: &str) -> Value {
     serde_json::from_str(&std::fs::read_to_string(repo().join(rel)).unwrap()).unwrap()
 }
@@ -201,8 +302,10 @@ fn manifests_render_and_agree_with_each_other_and_the_iam_policies() {
     render::run();
 }
 
-/// `kubectl apply -f -` of rendered manifests into one testbed cluster, as admin.
+/// `kubectl apply -f -` of rendered manifests into one testbed cluster, as admin (less what its
+/// version cannot have: `for_server`).
 fn apply(tb: &Testbed, cluster: &str, yaml: &str) {
+    let yaml = for_server(yaml);
     let mut child = tb
         .kubectl()
         .args(["--context", cluster, "apply", "-f", "-"])
