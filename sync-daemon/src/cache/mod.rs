@@ -2,6 +2,7 @@
 //! and in each target cluster a compact summary of every copy we made there. One watch loop
 //! (`watch.rs`) feeds them all; callers are told which source keys an event concerns.
 pub mod copies;
+pub mod lookout;
 pub mod ready;
 pub mod relist;
 pub mod scoped;
@@ -265,6 +266,8 @@ pub struct Copies {
     pub namespaces: Option<Store<Namespace>>,
     /// Every watch holds a full list.
     pub ready: Ready,
+    /// Look-alikes in the way of a copy, watched until they go.
+    pub lookouts: lookout::Lookouts,
     tasks: Tasks,
 }
 
@@ -357,6 +360,7 @@ impl Copies {
             secrets,
             namespaces,
             ready: Ready::all(ready),
+            lookouts: lookout::Lookouts::new(client, context, on.copy),
             tasks,
         }
     }
@@ -365,6 +369,7 @@ impl Copies {
     /// contents for whoever still holds them; readiness turns false.
     pub fn stop(&self) {
         self.tasks.stop();
+        self.lookouts.stop();
     }
 
     /// A follower's namespaces, as the planner sees them (none in the source cluster).

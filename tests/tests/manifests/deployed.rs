@@ -5,14 +5,14 @@
 use super::*;
 
 /// The product binaries under test (`e2e::bins::product`).
-fn product_bin(name: &str) -> PathBuf {
+pub(crate) fn product_bin(name: &str) -> PathBuf {
     e2e::bins::product(name).unwrap_or_else(|e| panic!("{}", e2e::error_chain(&e)))
 }
 
 /// The pod's filesystem and environment on this machine: its in-pod paths (the mounted profiles, the
 /// kubeconfig emptyDir) mapped under a temporary directory, as the kubelet would mount them.
-struct PodFs {
-    root: tempfile::TempDir,
+pub(crate) struct PodFs {
+    pub(crate) root: tempfile::TempDir,
     env: Vec<(String, String)>,
 }
 
@@ -20,7 +20,7 @@ impl PodFs {
     /// What EKS and the kubelet give the pod: the profiles ConfigMap mounted (placeholders filled
     /// in with the testbed's accounts), the IRSA token, AWS_REGION; the AWS endpoints of the
     /// testbed.
-    fn new(tb: &Testbed, mgmt: &[Value], d: &Deployed, kubeconfig_gen: &Path) -> PodFs {
+    pub(crate) fn new(tb: &Testbed, mgmt: &[Value], d: &Deployed, kubeconfig_gen: &Path) -> PodFs {
         let root = tempfile::tempdir().unwrap();
         let env_file: BTreeMap<String, String> = tb.aws_env().into_iter().collect();
         let mut env: Vec<(String, String)> = env_file.clone().into_iter().collect();
@@ -82,7 +82,7 @@ impl PodFs {
         Self::map(self.root.path(), &expand(a, &env))
     }
 
-    fn command(&self, program: &Path, args: &[String]) -> Command {
+    pub(crate) fn command(&self, program: &Path, args: &[String]) -> Command {
         let mut cmd = Command::new(program);
         cmd.env_clear()
             .envs(self.env.iter().cloned())
@@ -91,7 +91,7 @@ impl PodFs {
     }
 
     /// sync-daemon with `args`, in the pod's environment only.
-    fn daemon(&self, args: &[String]) -> DaemonBuilder {
+    pub(crate) fn daemon(&self, args: &[String]) -> DaemonBuilder {
         Daemon::bare()
             .env_clear()
             .envs(self.env.iter().cloned())
@@ -107,7 +107,12 @@ async fn http_status(addr: &str, path: &str) -> Option<u16> {
 }
 
 /// `wait_for`, but a timeout shows the end of the daemon's log (the pod's temporary directory goes away).
-async fn wait_logged<F, Fut, T>(what: &str, deadline: Duration, log: &Path, mut f: F) -> T
+pub(crate) async fn wait_logged<F, Fut, T>(
+    what: &str,
+    deadline: Duration,
+    log: &Path,
+    mut f: F,
+) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,

@@ -10,6 +10,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step is a failed test
 
 mod deployed;
+mod namespaced;
 mod rbac;
 mod render;
 
@@ -349,4 +350,9 @@ async fn follower_rbac_grants_the_daemon_its_verbs_and_nothing_more() {
 #[tokio::test]
 async fn the_daemon_syncs_with_the_manifests_args_and_identities_and_not_with_one_verb_fewer() {
     deployed::run().await;
+}
+
+#[tokio::test]
+async fn namespaced_rbac_is_enough_and_nothing_cluster_wide_is_asked() {
+    namespaced::run().await;
 }

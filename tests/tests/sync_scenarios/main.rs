@@ -5,6 +5,7 @@
 //! other's sources or copies. Every wait is a condition with a deadline.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step is a failed test
 
+mod conflicts;
 mod lifecycle;
 mod policies;
 mod selector;
@@ -549,4 +550,11 @@ async fn refused_writes_back_off_and_are_reported() {
         started.elapsed()
     );
     w.cleanup(&[&ns]).await;
+}
+
+/// An unmanaged object in a copy's way is left alone (OriginConflict) and watched: once it is
+/// deleted, the copy is made within seconds, not at the next full sweep.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conflict_clears_as_soon_as_the_look_alike_goes() {
+    conflicts::run().await;
 }
