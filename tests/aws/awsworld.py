@@ -12,6 +12,8 @@ Steps: start moto on 127.0.0.1:moto_port; register every cluster as an EKS clust
 account and overwrite moto's fake endpoint and CA with the real ones (DescribeCluster is checked
 to return them); serve the verifier (verifier.py) over HTTPS on 127.0.0.1:verifier_port; write
 ready_file. SIGTERM or SIGINT stops both servers, removes ready_file and exits 0.
+Test-only: ``POST /testbed/eks-clusters`` on moto's port registers one more cluster the same way while the
+world runs (``with_testbed_routes``): a cluster that appears during a test.
 
 Exit codes: 0 stopped by signal; 2 bad config; 3 startup failed (port taken, EKS setup wrong).
 Logs (one line per event, never a token or a key) go to log_file.
@@ -95,8 +97,9 @@ class Moto:
         )
 
         app = DomainDispatcherApplication(create_backend_app)
-        self.server = make_server("127.0.0.1", port, app, threaded=True, request_handler=MotoRequestHandler)
         self.url = f"http://127.0.0.1:{port}"
+        app = with_testbed_routes(app, self.url)
+        self.server = make_server("127.0.0.1", port, app, threaded=True, request_handler=MotoRequestHandler)
         self.thread = threading.Thread(target=self.server.serve_forever, name="moto", daemon=True)
         self.thread.start()
 
@@ -122,25 +125,63 @@ def account_session(moto_url: str, region: str, account: str) -> boto3.Session:
 
 def register_clusters(world: World, moto_url: str) -> None:
     """One EKS cluster per testbed cluster, in its account, with the real endpoint and CA."""
+    for c in world.clusters:
+        register_cluster(moto_url, world.region, c)
+
+
+def register_cluster(moto_url: str, region: str, c: dict) -> dict:
+    """CreateCluster ``c["name"]`` in account ``c["account"]`` and ``region``, then give it the real endpoint
+    and CA (``c["endpoint"]``, the PEM file ``c["ca_file"]``); returns what DescribeCluster says."""
     from moto.eks.models import eks_backends
 
-    for c in world.clusters:
-        ca_pem = Path(c["ca_file"]).read_bytes()
-        ca_data = base64.b64encode(ca_pem).decode()
-        eks = account_session(moto_url, world.region, c["account"]).client("eks", endpoint_url=moto_url)
-        eks.create_cluster(
-            name=c["name"],
-            roleArn=f"arn:aws:iam::{c['account']}:role/eks-cluster",
-            resourcesVpcConfig={"subnetIds": []},
-        )
-        # moto invents endpoint and CA; the clients under test need the real ones.
-        state = eks_backends[c["account"]][world.region].clusters[c["name"]]
-        state.endpoint = c["endpoint"]
-        state.certificate_authority = {"data": ca_data}
-        got = eks.describe_cluster(name=c["name"])["cluster"]
-        if got["endpoint"] != c["endpoint"] or got["certificateAuthority"]["data"] != ca_data:
-            raise RuntimeError(f"DescribeCluster({c['name']}) does not return the real endpoint and CA")
-        log.info("EKS cluster %s registered in %s: %s (status %s)", c["name"], c["account"], got["arn"], got["status"])
+    ca_pem = Path(c["ca_file"]).read_bytes()
+    ca_data = base64.b64encode(ca_pem).decode()
+    eks = account_session(moto_url, region, c["account"]).client("eks", endpoint_url=moto_url)
+    eks.create_cluster(
+        name=c["name"],
+        roleArn=f"arn:aws:iam::{c['account']}:role/eks-cluster",
+        resourcesVpcConfig={"subnetIds": []},
+    )
+    # moto invents endpoint and CA; the clients under test need the real ones.
+    state = eks_backends[c["account"]][region].clusters[c["name"]]
+    state.endpoint = c["endpoint"]
+    state.certificate_authority = {"data": ca_data}
+    got = eks.describe_cluster(name=c["name"])["cluster"]
+    if got["endpoint"] != c["endpoint"] or got["certificateAuthority"]["data"] != ca_data:
+        raise RuntimeError(f"DescribeCluster({c['name']}) does not return the real endpoint and CA")
+    log.info("EKS cluster %s registered in %s: %s (status %s)", c["name"], c["account"], got["arn"], got["status"])
+    return got
+
+
+TESTBED_EKS_PATH = "/testbed/eks-clusters"
+
+
+def with_testbed_routes(moto_app, moto_url: str):
+    """moto's WSGI app plus one test-only route, because moto has no call that sets a cluster's endpoint or
+    CA: ``POST /testbed/eks-clusters`` with ``{"name", "account", "region", "endpoint", "ca_file"}`` registers
+    that EKS cluster as start-up does (``register_cluster``), so a test can make a cluster with a real
+    apiserver appear in the running world; moto's own DeleteCluster takes it away. Answers 200 with
+    DescribeCluster's cluster, 400 for a malformed body, 409 when moto refuses (the name is taken)."""
+
+    def app(environ, start_response):
+        if environ.get("PATH_INFO") != TESTBED_EKS_PATH:
+            return moto_app(environ, start_response)
+        status = "200 OK"
+        try:
+            if environ.get("REQUEST_METHOD") != "POST":
+                raise ValueError("POST only")
+            c = json.loads(environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0)))
+            region = str(c["region"])
+            body = json.dumps(register_cluster(moto_url, region, c), default=str)
+        except (ValueError, KeyError, TypeError, OSError) as e:
+            status, body = "400 Bad Request", json.dumps({"error": f"{e.__class__.__name__}: {e}"})
+        except Exception as e:  # botocore's ClientError: moto refused the CreateCluster
+            status, body = "409 Conflict", json.dumps({"error": f"{e.__class__.__name__}: {e}"})
+        data = body.encode()
+        start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
+        return [data]
+
+    return app
 
 
 def write_atomically(path: str, text: str) -> None:
