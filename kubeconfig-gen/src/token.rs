@@ -115,10 +115,32 @@ pub fn token_from_url(url: &str) -> String {
     )
 }
 
-/// 14 minutes ahead, but never past one minute before the signing credentials expire (a presigned
-/// URL dies with its credentials).
+/// Test-only: `KUBECONFIG_GEN_TEST_TOKEN_LIFETIME=SECONDS` (10 to 840) shortens the token's
+/// `expirationTimestamp`, so that a test sees a client renew its token several times within
+/// minutes (the token itself is the same; only the client's idea of when to renew changes).
+pub const TEST_LIFETIME_VAR: &str = "KUBECONFIG_GEN_TEST_TOKEN_LIFETIME";
+
+/// The lifetime written into a token: [`TOKEN_LIFETIME`], unless the test-only variable says less.
+pub fn lifetime() -> Duration {
+    crate::env::var(TEST_LIFETIME_VAR)
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|s| (10..=TOKEN_LIFETIME.as_secs()).contains(s))
+        .map_or(TOKEN_LIFETIME, Duration::from_secs)
+}
+
+/// [`lifetime`] ahead, but never past one minute before the signing credentials expire (a
+/// presigned URL dies with its credentials).
 pub fn expiration(now: SystemTime, credentials_expiry: Option<SystemTime>) -> SystemTime {
-    let by_lifetime = now + TOKEN_LIFETIME;
+    expiration_after(now, credentials_expiry, lifetime())
+}
+
+/// [`expiration`] with the lifetime given.
+pub fn expiration_after(
+    now: SystemTime,
+    credentials_expiry: Option<SystemTime>,
+    lifetime: Duration,
+) -> SystemTime {
+    let by_lifetime = now + lifetime;
     match credentials_expiry.and_then(|e| e.checked_sub(Duration::from_secs(60))) {
         Some(limit) if limit < by_lifetime => limit,
         _ => by_lifetime,

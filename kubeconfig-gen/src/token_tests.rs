@@ -81,8 +81,16 @@ fn expiration_is_14_minutes_or_credential_expiry_minus_one() {
         (Some(now + m(10)), now + m(9)),
     ];
     for (expiry, want) in cases {
-        assert_eq!(expiration(now, expiry), want, "{expiry:?}");
+        assert_eq!(
+            expiration_after(now, expiry, TOKEN_LIFETIME),
+            want,
+            "{expiry:?}"
+        );
     }
+    // The test-only lifetime is a maximum like the 14 minutes.
+    let s = Duration::from_secs;
+    assert_eq!(expiration_after(now, None, s(20)), now + s(20));
+    assert_eq!(expiration_after(now, Some(now + s(70)), s(20)), now + s(10));
 }
 
 #[test]

@@ -61,6 +61,12 @@ class World:
     clusters: list[dict]
 
 
+def token_max_age_file(world: World) -> str:
+    """The verifier's test-only knob: a file beside ready_file holding the seconds a token is
+    honoured (absent: STS's 15 minutes). See verifier.Verifier.token_lifetime."""
+    return os.path.join(os.path.dirname(world.ready_file), "token-max-age")
+
+
 def load_world(path: str) -> World:
     try:
         raw = json.loads(Path(path).read_text())
@@ -221,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
             ClusterConf(c["name"], c["account"], c["apiserver_url"], c["admin_token"], c["ca_file"])
             for c in world.clusters
         ]
-        server = VerifierServer(world.verifier_port, world.tls_cert_file, world.tls_key_file, Verifier(clusters, moto.url))
+        server = VerifierServer(world.verifier_port, world.tls_cert_file, world.tls_key_file, Verifier(clusters, moto.url, token_max_age_file(world)))
         threading.Thread(target=server.serve_forever, name="verifier", daemon=True).start()
         log.info("verifier listening on https://127.0.0.1:%d/authenticate", world.verifier_port)
     except Exception as e:

@@ -100,8 +100,9 @@ def decode_token(token: str) -> str:
         raise Rejected("token is not raw (unpadded) base64url") from None
 
 
-def parse_token(token: str, now: dt.datetime) -> ParsedToken:
-    """Every format check of the authenticator's Verify, in its order. ``now`` is timezone-aware UTC."""
+def parse_token(token: str, now: dt.datetime, lifetime: dt.timedelta = LIFETIME) -> ParsedToken:
+    """Every format check of the authenticator's Verify, in its order. ``now`` is timezone-aware UTC;
+    ``lifetime`` is how long after X-Amz-Date the URL is honoured (STS: 15 minutes)."""
     url = urlsplit(decode_token(token))
     if url.scheme != "https":
         raise Rejected(f"unexpected scheme {url.scheme!r} in pre-signed URL")
@@ -138,8 +139,9 @@ def parse_token(token: str, now: dt.datetime) -> ParsedToken:
         date = dt.datetime.strptime(params["x-amz-date"], _DATE_FORMAT).replace(tzinfo=dt.timezone.utc)
     except ValueError:
         raise Rejected("error parsing X-Amz-Date parameter") from None
-    if now > date + LIFETIME:
-        raise Rejected(f"X-Amz-Date parameter is expired (15 minute expiration) {date:%Y-%m-%dT%H:%M:%SZ}")
+    if now > date + lifetime:
+        minutes = lifetime.total_seconds() / 60
+        raise Rejected(f"X-Amz-Date parameter is expired ({minutes:g} minute expiration) {date:%Y-%m-%dT%H:%M:%SZ}")
     if date > now + FUTURE_SKEW:
         raise Rejected(f"X-Amz-Date parameter is in the future {date:%Y-%m-%dT%H:%M:%SZ}")
     access_key_id = params.get("x-amz-credential", "").split("/")[0]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import os
 import sys
 import unittest
 from pathlib import Path
@@ -145,6 +146,29 @@ class TokenFormatTest(unittest.TestCase):
             with self.subTest(name), self.assertRaises(Rejected) as ctx:
                 eks_token.parse_token(tok, now)
             self.assertIn(reason, str(ctx.exception))
+        # A shortened lifetime (the verifier's test-only knob): refused after it, accepted within.
+        short = dt.timedelta(seconds=20)
+        eks_token.parse_token(tok, date_of(self.url) + dt.timedelta(seconds=19), short)
+        with self.assertRaises(Rejected) as ctx:
+            eks_token.parse_token(tok, date_of(self.url) + dt.timedelta(seconds=21), short)
+        self.assertIn("0.333333 minute expiration", str(ctx.exception))
+
+    def test_max_age_file(self) -> None:
+        import tempfile
+
+        from verifier import Verifier
+
+        with tempfile.TemporaryDirectory() as d:
+            knob = os.path.join(d, "token-max-age")
+            v = Verifier([], "http://moto.invalid", knob)
+            self.assertEqual(v.token_lifetime(), eks_token.LIFETIME)
+            for text, want in [("30\n", dt.timedelta(seconds=30)), ("nope", eks_token.LIFETIME),
+                               ("0", eks_token.LIFETIME), ("100000", eks_token.LIFETIME)]:
+                with open(knob, "w", encoding="utf-8") as f:
+                    f.write(text)
+                self.assertEqual(v.token_lifetime(), want, text)
+            os.remove(knob)
+            self.assertEqual(v.token_lifetime(), eks_token.LIFETIME)
 
 
 class SignatureTest(unittest.TestCase):

@@ -77,9 +77,10 @@ def moto_key(access_key_id: str) -> IssuedKey | None:
 class Verifier:
     """Token checks for every cluster of the world."""
 
-    def __init__(self, clusters: list[ClusterConf], moto_url: str):
+    def __init__(self, clusters: list[ClusterConf], moto_url: str, max_age_file: str | None = None):
         self.clusters = {c.name: c for c in clusters}
         self.moto_url = moto_url
+        self.max_age_file = max_age_file
         self._cache: dict[str, tuple[float, list[aws_auth.Mapping] | str]] = {}
         self._lock = threading.Lock()
 
@@ -93,7 +94,7 @@ class Verifier:
             )
         if conf is None:
             raise eks_token.Rejected(f"unknown cluster {cluster!r}")
-        tok = eks_token.parse_token(token, dt.datetime.now(dt.timezone.utc))
+        tok = eks_token.parse_token(token, dt.datetime.now(dt.timezone.utc), self.token_lifetime())
         key = moto_key(tok.access_key_id)
         if key is None:
             raise eks_token.Rejected(f"access key {tok.access_key_id} was not issued by STS/IAM")
@@ -106,6 +107,20 @@ class Verifier:
         ident = self.caller_identity(tok, key)
         username, groups = aws_auth.map_identity(self.mappings(conf), ident)
         return aws_auth.user_info(ident, username, groups)
+
+    def token_lifetime(self) -> dt.timedelta:
+        """How long a token is honoured: STS's 15 minutes, unless the test-only file ``max_age_file``
+        holds a number of seconds (a test shortens it to see clients renew; deleting the file restores
+        15 minutes). Read on every request."""
+        if self.max_age_file:
+            try:
+                with open(self.max_age_file, encoding="utf-8") as f:
+                    seconds = int(f.read().strip())
+                if 0 < seconds < eks_token.LIFETIME.total_seconds():
+                    return dt.timedelta(seconds=seconds)
+            except (OSError, ValueError):
+                pass
+        return eks_token.LIFETIME
 
     def caller_identity(self, tok: eks_token.ParsedToken, key: IssuedKey) -> aws_auth.Identity:
         """POST GetCallerIdentity to moto as the token's key (a presigned GET would reach moto's S3)."""

@@ -3,7 +3,8 @@
 //! the API server rejects early (credentials revoked, a chained session cut short, clock skew)
 //! would be sent until it expires — up to 14 minutes of 401s. This layer replaces kube's exec
 //! handling for a context: it runs the plugin (see [`exec`]: a deadline, stderr captured),
-//! renews 60 s before expiry in the background while the current token is still sent, runs the
+//! renews 60 s before expiry (a quarter of a shorter token's lifetime) in the background while
+//! the current token is still sent, runs the
 //! plugin again after a 401, and backs off after failures (1 s doubling to 2 min) instead of
 //! running a failing plugin for every request. One run at a time per cluster; requests that
 //! need its result wait for it without holding any lock, and a hung plugin (killed at its
@@ -18,7 +19,9 @@ use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant, SystemTime};
 use tower::{Layer, Service};
 
-/// Renew this long before the token's expiry (kube's margin).
+/// Renew this long before the token's expiry (kube's margin), or a quarter of the token's
+/// lifetime when that is shorter (a 60 s margin on a 60 s token would run the plugin for every
+/// request).
 const MARGIN: Duration = Duration::from_secs(60);
 const BACKOFF_MIN: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(120);
@@ -28,6 +31,8 @@ type Run = Shared<BoxFuture<'static, Result<Token, ExecError>>>;
 #[derive(Default)]
 struct State {
     token: Option<Token>,
+    /// When the token is renewed in the background (see [`MARGIN`]); `None`: kept until a 401.
+    renew_at: Option<SystemTime>,
     /// The plugin run in progress, if any (awaited by whoever needs its token).
     running: Option<Run>,
     /// Consecutive failed runs, the last one's message, and when the next run may start.
@@ -86,9 +91,10 @@ impl ReauthLayer {
             let mut s = self.lock();
             let now = SystemTime::now();
             let backing_off = s.retry_at.is_some_and(|at| Instant::now() < at);
+            let fresh = s.renew_at.is_none_or(|at| now < at);
             match s.token.as_ref().map(|t| (t.value.clone(), t.expires)) {
                 // Fresh, or no expiry (kept until a 401).
-                Some((v, e)) if e.is_none_or(|e| now + MARGIN < e) => Next::Send(v),
+                Some((v, _)) if fresh => Next::Send(v),
                 // About to expire: renew in the background, send this one meanwhile.
                 Some((v, Some(e))) if now < e => {
                     if !backing_off {
@@ -134,6 +140,7 @@ impl ReauthLayer {
                 } else {
                     tracing::debug!(cluster = %self.context, "exec plugin credentials renewed");
                 }
+                s.renew_at = t.expires.map(|e| renew_at(SystemTime::now(), e));
                 s.token = Some(t.clone());
                 s.failures = 0;
                 s.retry_at = None;
@@ -167,6 +174,13 @@ impl ReauthLayer {
             s.token = None;
         }
     }
+}
+
+/// When a token obtained at `now` and expiring at `expires` is renewed: [`MARGIN`] before its
+/// expiry, or a quarter of its lifetime before when that is less.
+fn renew_at(now: SystemTime, expires: SystemTime) -> SystemTime {
+    let life = expires.duration_since(now).unwrap_or_default();
+    expires.checked_sub(MARGIN.min(life / 4)).unwrap_or(expires)
 }
 
 /// The pause after `failures` consecutive failed runs: 1 s, 2 s, 4 s, ... at most 2 min.
@@ -309,15 +323,19 @@ mod tests {
     #[tokio::test]
     async fn a_token_about_to_expire_is_sent_while_it_is_renewed() {
         let dir = tempdir();
-        // Expires in 30 s: inside the 60 s margin, still valid.
-        let soon = k8s_openapi::jiff::Timestamp::now() + std::time::Duration::from_secs(30);
+        // A 4 s token: renewed a quarter of its lifetime (1 s) before it expires.
+        let soon = k8s_openapi::jiff::Timestamp::now() + std::time::Duration::from_secs(4);
         let layer = ReauthLayer::new(
             counting(&dir, &soon.to_string()),
             "c",
             Duration::from_secs(10),
         );
         assert_eq!(layer.header().await.unwrap(), "Bearer t1");
-        // The next request does not wait: it sends t1 and starts a renewal.
+        // Fresh: sent as it is, no run.
+        assert_eq!(layer.header().await.unwrap(), "Bearer t1");
+        assert_eq!(runs(&dir), 1);
+        tokio::time::sleep(Duration::from_millis(3200)).await;
+        // Within the margin: the request does not wait, it sends t1 and starts a renewal.
         assert_eq!(layer.header().await.unwrap(), "Bearer t1");
         let run = layer.lock().running.clone();
         if let Some(run) = run {
@@ -325,6 +343,15 @@ mod tests {
         }
         assert_eq!(runs(&dir), 2);
         assert_eq!(layer.lock().token.as_ref().unwrap().value, "Bearer t2");
+    }
+
+    #[test]
+    fn the_margin_is_a_minute_or_a_quarter_of_a_short_lifetime() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let s = Duration::from_secs;
+        assert_eq!(renew_at(now, now + s(14 * 60)), now + s(13 * 60));
+        assert_eq!(renew_at(now, now + s(20)), now + s(15));
+        assert_eq!(renew_at(now, now - s(5)), now - s(5));
     }
 
     fn tempdir() -> std::path::PathBuf {

@@ -77,9 +77,15 @@ impl PodFs {
 
     /// An arg of the Deployment as the kubelet passes it (`$(VAR)` expanded from the pod's env), with
     /// its in-pod paths mapped.
-    fn arg(&self, a: &str) -> String {
+    pub(crate) fn arg(&self, a: &str) -> String {
         let env: BTreeMap<String, String> = self.env.iter().cloned().collect();
         Self::map(self.root.path(), &expand(a, &env))
+    }
+
+    /// Sets (or replaces) one variable of the pod's environment.
+    pub(crate) fn set_env(&mut self, name: &str, value: &str) {
+        self.env.retain(|(k, _)| k != name);
+        self.env.push((name.to_string(), value.to_string()));
     }
 
     pub(crate) fn command(&self, program: &Path, args: &[String]) -> Command {
@@ -100,7 +106,7 @@ impl PodFs {
 }
 
 /// The status of GET `path` on the daemon's admin server (a probe as the kubelet sends it).
-async fn http_status(addr: &str, path: &str) -> Option<u16> {
+pub(crate) async fn http_status(addr: &str, path: &str) -> Option<u16> {
     http_get(addr, path, Duration::from_secs(2))
         .await
         .map(|(code, _)| code)

@@ -10,6 +10,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step is a failed test
 
 mod deployed;
+mod lifetimes;
+#[path = "../kubeconfig_gen/moto_proxy.rs"]
+#[allow(dead_code)] // shared with the kubeconfig_gen tests, which use its fault modes
+mod moto_proxy;
 mod namespaced;
 mod rbac;
 mod render;
@@ -355,4 +359,14 @@ async fn the_daemon_syncs_with_the_manifests_args_and_identities_and_not_with_on
 #[tokio::test]
 async fn namespaced_rbac_is_enough_and_nothing_cluster_wide_is_asked() {
     namespaced::run().await;
+}
+
+/// The testbed's AWS environment (for the moto proxy).
+fn aws_env() -> Vec<(String, String)> {
+    Testbed::shared().aws_env()
+}
+
+#[tokio::test]
+async fn tokens_are_renewed_through_the_real_path_over_several_lifetimes() {
+    lifetimes::run().await;
 }
