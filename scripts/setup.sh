@@ -39,7 +39,7 @@ sec_mirror=$(mirror security)
 [ -n "$main_mirror" ] || { log "no Debian mirror in /etc/apt/sources.list{,.d}: cannot install anything"; exit 1; }
 
 # ---------------------------------------------------------------- Debian packages
-debs=(etcd-server golang-${GO_VERSION}-go rsync make jq faketime curl ca-certificates xz-utils
+debs=(etcd-server golang-${GO_VERSION}-go rsync make jq faketime curl ca-certificates xz-utils hyperfine
       golang-github-modern-go-reflect2-dev golang-github-json-iterator-go-dev dpkg-dev)
 missing=()
 for p in "${debs[@]}"; do
