@@ -8,13 +8,14 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::ProvideCredentials;
 use aws_runtime::env_config::file::{EnvConfigFileKind, EnvConfigFiles};
-use aws_sdk_eks::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_eks::error::ProvideErrorMetadata;
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use crate::deadline::{self, is_timeout, timeout_config};
 use crate::error::{Cause, Error, Result};
-use crate::profiles::{FileKind, ProfileError, Profiles, Source};
+use crate::profiles::{Chain, FileKind, Hop, ProfileError, Profiles, Source};
+use crate::sso;
 
 /// Where the two INI files are, and whether each is the SDK default (then the exec entry needs no
 /// variable for it).
@@ -155,8 +156,17 @@ impl Files {
     }
 }
 
-/// Checks what aws-config would only find out mid-chain: every web identity token file is readable.
-pub fn check_token_files(chain: &crate::profiles::Chain) -> Result<()> {
+/// The first of [`chain_problems`]: `generate`, `token` and `update-kubeconfig` stop at it
+/// before any AWS call.
+pub fn check_chain(chain: &Chain) -> Result<()> {
+    chain_problems(chain).into_iter().next().map_or(Ok(()), Err)
+}
+
+/// What aws-config would only find out mid-chain, or with a message that does not say what to do:
+/// an unreadable web identity token file, an SSO profile that yields a token but no credentials,
+/// and an SSO login that is missing or expired. `explain` lists them all beside the chain.
+pub fn chain_problems(chain: &Chain) -> Vec<Error> {
+    let mut problems = Vec::new();
     for (profile, path) in chain.token_files() {
         if let Err(source) = std::fs::File::open(path).and_then(|f| {
             if f.metadata()?.is_dir() {
@@ -165,15 +175,123 @@ pub fn check_token_files(chain: &crate::profiles::Chain) -> Result<()> {
                 Ok(())
             }
         }) {
-            return Err(ProfileError::TokenFile {
-                profile: profile.to_string(),
-                path: path.to_path_buf(),
-                source,
-            }
-            .into());
+            problems.push(
+                ProfileError::TokenFile {
+                    profile: profile.to_string(),
+                    path: path.to_path_buf(),
+                    source,
+                }
+                .into(),
+            );
         }
     }
-    Ok(())
+    let selected = chain.hops.last().map(Hop::profile).unwrap_or_default();
+    if let Some(Hop::Sso {
+        profile,
+        sso_session,
+        start_url,
+        account_id,
+        ..
+    }) = chain.hops.first()
+    {
+        if account_id.is_none() {
+            problems.push(
+                ProfileError::SsoTokenOnly {
+                    profile: profile.clone(),
+                }
+                .into(),
+            );
+        } else if let Some(home) = std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+            // Checked here rather than left to aws-config: for a legacy profile it never looks at
+            // `expiresAt` (the portal refuses the token, an UnauthorizedException), and for a
+            // missing file it says "failed to read" without the command that fixes it.
+            let path = sso::cache_path(Path::new(&home), sso_session.as_deref(), start_url);
+            let text = std::fs::read_to_string(&path).ok();
+            let state = sso::token_state(text.as_deref(), SystemTime::now(), sso_session.is_some());
+            let of = sso_subject(selected, profile, sso_session.as_deref());
+            let what = match state {
+                sso::TokenState::Missing => Some(format!(
+                    "not logged in to SSO{of} (no cached token {})",
+                    path.display()
+                )),
+                sso::TokenState::Expired { at } => Some(format!(
+                    "the SSO login{of} expired at {at} (cached token {})",
+                    path.display()
+                )),
+                sso::TokenState::Valid | sso::TokenState::Unknown => None,
+            };
+            if let Some(what) = what {
+                problems.push(Error::SsoLogin {
+                    profile: selected.to_string(),
+                    what,
+                    login: sso::login_command(profile),
+                });
+            }
+        }
+    }
+    problems
+}
+
+/// ` of profile B (sso-session S)` / ` (sso-session S)`: whose login it is, when it is not the
+/// selected profile's own or comes from a session.
+fn sso_subject(selected: &str, sso_profile: &str, session: Option<&str>) -> String {
+    let mut out = String::new();
+    if selected != sso_profile {
+        out.push_str(&format!(" of profile {sso_profile}"));
+    }
+    if let Some(s) = session {
+        out.push_str(&format!(" (sso-session {s})"));
+    }
+    out
+}
+
+/// A credentials failure that is the SSO login's (the portal refused the cached token, or the
+/// SDK's token provider could not use or refresh it), as the same advice as a missing login.
+fn sso_failure(
+    files: &Files,
+    profile: &str,
+    err: &(dyn std::error::Error + 'static),
+) -> Option<Error> {
+    type RoleCredentialsError = aws_sdk_sso::error::SdkError<
+        aws_sdk_sso::operation::get_role_credentials::GetRoleCredentialsError,
+        aws_smithy_runtime_api::client::orchestrator::HttpResponse,
+    >;
+    let mut refused = false;
+    let mut token = false;
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cur {
+        if let Some(sdk) = e.downcast_ref::<RoleCredentialsError>() {
+            refused |= sdk.code() == Some("UnauthorizedException");
+        }
+        token |= e.is::<aws_credential_types::provider::error::TokenError>();
+        cur = e.source();
+    }
+    if !refused && !token {
+        return None;
+    }
+    let chain = files.load().ok()?.chain(profile).ok()?;
+    let Some(Hop::Sso {
+        profile: sso_profile,
+        sso_session,
+        ..
+    }) = chain.hops.first()
+    else {
+        return None;
+    };
+    let of = sso_subject(profile, sso_profile, sso_session.as_deref());
+    let what = if refused {
+        format!("the SSO portal refused the cached token{of} (logged out, revoked or expired)")
+    } else {
+        format!(
+            "the cached SSO token{of} cannot be used: {}",
+            crate::error::chain(err)
+        )
+    };
+    Some(Error::SsoLogin {
+        profile: profile.to_string(),
+        what,
+        login: sso::login_command(sso_profile),
+    })
 }
 
 /// An SDK config for one profile: region fixed, credentials from the profile chain only (never the
@@ -225,7 +343,7 @@ fn or_timeout(
     at: Call<'_>,
     otherwise: impl FnOnce(Cause) -> Error,
 ) -> Error {
-    let cause = Cause(DisplayErrorContext(err).to_string());
+    let cause = Cause(crate::error::chain(err));
     if !is_timeout(err) {
         return otherwise(cause);
     }
@@ -288,6 +406,11 @@ fn credentials_error(
     timeout: Duration,
     err: &(dyn std::error::Error + 'static),
 ) -> Error {
+    if !is_timeout(err)
+        && let Some(e) = sso_failure(files, profile, err)
+    {
+        return e;
+    }
     let at = Call {
         profile,
         call: format!("credentials (STS in {region})"),
@@ -467,4 +590,38 @@ pub async fn describe_cluster(
             .and_then(|ca| ca.data)
             .ok_or_else(|| missing("certificateAuthority.data"))?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_smithy_runtime_api::client::result::{ConnectorError, SdkError};
+
+    /// An SDK failure reads as its Display chain: no `DispatchFailure(...)` Debug dump.
+    #[test]
+    fn sdk_causes_are_displayed_not_debugged() {
+        let err: SdkError<std::io::Error, ()> = SdkError::dispatch_failure(ConnectorError::io(
+            std::io::Error::other("connection refused").into(),
+        ));
+        let at = Call {
+            profile: "p",
+            call: "credentials (STS in r)".into(),
+            service: "sts",
+            region: "r",
+            timeout: Duration::from_secs(1),
+            profile_endpoint: None,
+        };
+        let mapped = or_timeout(&err, at, |source| Error::Credentials {
+            profile: "p".into(),
+            source,
+        });
+        let text = mapped.render();
+        assert_eq!(
+            text,
+            "error: profile p: cannot get AWS credentials: dispatch failure: io error: connection refused"
+        );
+        for debug in ["DispatchFailure", "ConnectorError", "{", "kind:"] {
+            assert!(!text.contains(debug), "{text}");
+        }
+    }
 }

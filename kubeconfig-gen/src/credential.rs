@@ -56,7 +56,7 @@ pub(crate) fn region(
         Some(p) => {
             let profiles = files.read_profiles()?;
             let chain = profiles.chain(p)?;
-            aws::check_token_files(&chain)?;
+            aws::check_chain(&chain)?;
             resolve_region(flag, &env::var, || profiles.configured_region(p)).ok_or_else(|| {
                 Error::NoRegion {
                     profile: p.to_string(),

@@ -25,8 +25,9 @@ pub mod exit {
     pub const TIMEOUT: u8 = 8;
 }
 
-/// A cause rendered to text at the AWS SDK boundary (SDK errors are large generic types; their
-/// `DisplayErrorContext` text is what a reader needs, and it never contains credentials).
+/// A cause rendered to text at the AWS SDK boundary (SDK errors are large generic types): the
+/// Display of each error in the source chain, never a Debug dump (`DisplayErrorContext` appends
+/// one, `DispatchFailure(...)`, which the issue showed users for SSO).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct Cause(pub String);
@@ -41,6 +42,16 @@ pub enum Error {
 
     #[error("profile {profile}: no region (set `region` in the profile, AWS_REGION or --region)")]
     NoRegion { profile: String },
+
+    /// An SSO hop without a usable login: the cached token is missing, expired beyond refresh,
+    /// or refused by the portal. `what` says which, naming the cache file and the session.
+    #[error("profile {profile}: {what}; run `{login}`")]
+    SsoLogin {
+        profile: String,
+        what: String,
+        /// `aws sso login --profile P`, P being the profile that holds the SSO settings.
+        login: String,
+    },
 
     #[error("profile {profile}: cannot get AWS credentials")]
     Credentials {
@@ -227,7 +238,9 @@ impl Error {
             | Error::ContextCollision { .. }
             | Error::DuplicateContext { .. } => exit::USAGE,
             Error::Profile(_) | Error::NoRegion { .. } => exit::PROFILE,
-            Error::Credentials { .. } | Error::Sign { .. } => exit::CREDENTIALS,
+            Error::Credentials { .. } | Error::SsoLogin { .. } | Error::Sign { .. } => {
+                exit::CREDENTIALS
+            }
             Error::ListClusters { .. }
             | Error::ClusterNotFound { .. }
             | Error::DescribeCluster { .. }

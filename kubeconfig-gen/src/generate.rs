@@ -103,7 +103,7 @@ fn plan_profile(
     clusters: Option<Vec<Asked>>,
 ) -> Result<Vec<Plan>> {
     let chain = profiles.chain(profile)?;
-    aws::check_token_files(&chain)?;
+    aws::check_chain(&chain)?;
     let default = || {
         resolve_region(regions.flag, &env::var, || {
             profiles.configured_region(profile)

@@ -82,8 +82,26 @@ pub enum ProfileError {
         "profile {profile}: credential_source {value} is not one of Environment, Ec2InstanceMetadata, EcsContainer"
     )]
     BadCredentialSource { profile: String, value: String },
-    #[error("profile {profile}: {message}")]
+    /// The SDK's own words for SSO settings it rejects (smithy-rs `sso_from_profile`).
+    #[error("profile {profile}: invalid SSO configuration: {message}")]
     Sso { profile: String, message: String },
+    #[error("sso-session named `{session}` (referenced by profile `{profile}`) was not found")]
+    MissingSsoSession { profile: String, session: String },
+    /// aws-config ignores `mfa_serial`: the AssumeRole would go out without a code and be denied
+    /// by a role that requires MFA, with an error that never mentions MFA.
+    #[error(
+        "profile {profile}: mfa_serial is set, but MFA is not supported (kubeconfig-gen runs unattended and cannot ask for a code); assume the role from a profile without mfa_serial, or use SSO or credential_process"
+    )]
+    MfaUnsupported { profile: String },
+    /// The SDK resolves such a profile (a token provider), but it yields no AWS credentials.
+    #[error(
+        "profile {profile}: sso_session without sso_account_id and sso_role_name gives an SSO access token, not AWS credentials; set both"
+    )]
+    SsoTokenOnly { profile: String },
+    #[error(
+        "profile {profile}: login_session is not supported (use SSO, credential_process or keys)"
+    )]
+    LoginSessionUnsupported { profile: String },
 }
 
 /// A section that was read but does not define a profile, and why (AWS rules, §1 of eks-auth.md).
@@ -157,9 +175,19 @@ pub enum Hop {
     CredentialProcess {
         profile: String,
     },
+    /// IAM Identity Center: the token `aws sso login` cached, exchanged for role credentials.
+    /// `account_id`/`role_name` absent (a bare `sso_session`) is a token-only profile, which the
+    /// SDK resolves but which yields no AWS credentials (a problem, see `sso::problems`).
     Sso {
         profile: String,
-        source: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        sso_session: Option<String>,
+        start_url: String,
+        sso_region: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        account_id: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        role_name: Option<String>,
     },
 }
 
@@ -202,6 +230,8 @@ impl Chain {
 #[derive(Debug, Clone, Default)]
 pub struct Profiles {
     pub profiles: BTreeMap<String, Profile>,
+    /// `[sso-session NAME]` sections of the config file: NAME → keys.
+    pub sso_sessions: BTreeMap<String, BTreeMap<String, String>>,
     pub ignored: Vec<Ignored>,
 }
 
@@ -240,6 +270,7 @@ fn valid_key(key: &str) -> bool {
 
 enum Section {
     Profile { name: String, prefixed: bool },
+    SsoSession(String),
     Other,
     Ignored(&'static str),
 }
@@ -264,7 +295,9 @@ fn classify(kind: FileKind, raw: &str) -> (Section, String) {
                     name: trimmed.clone(),
                     prefixed: false,
                 }
-            } else if after_prefix("sso-session").is_some() || after_prefix("services").is_some() {
+            } else if let Some(name) = after_prefix("sso-session") {
+                Section::SsoSession(name)
+            } else if after_prefix("services").is_some() {
                 Section::Other
             } else {
                 Section::Ignored("the config file takes [profile NAME]; a bare [NAME] is ignored")
@@ -329,6 +362,16 @@ impl Profiles {
                 let (class, trimmed) = classify(src.kind, raw);
                 let name = match class {
                     Section::Other => continue,
+                    Section::SsoSession(name) => {
+                        let session = out.sso_sessions.entry(name).or_default();
+                        for (key, value) in props.iter() {
+                            let key = key.trim().to_ascii_lowercase();
+                            if valid_key(&key) {
+                                session.insert(key, value.trim().to_string());
+                            }
+                        }
+                        continue;
+                    }
                     Section::Ignored(reason) => {
                         out.ignore(src, &trimmed, reason);
                         continue;
@@ -408,12 +451,23 @@ impl Profiles {
     }
 
     /// Profiles that can produce credentials on their own or through a chain: everything except
-    /// config-only profiles (no credential information at all).
+    /// config-only profiles (no credential information at all) and SSO token-only profiles.
     pub fn credential_profiles(&self) -> Vec<&str> {
         self.profiles
             .keys()
             .map(String::as_str)
-            .filter(|p| !matches!(self.chain(p), Err(ProfileError::NoCredentials(ref n)) if n == p))
+            .filter(|p| match self.chain(p) {
+                Err(ProfileError::NoCredentials(ref n)) => n != p,
+                // A bare `sso_session` profile holds an SSO token for tools, not AWS credentials.
+                Ok(c) => !matches!(
+                    c.hops.as_slice(),
+                    [Hop::Sso {
+                        account_id: None,
+                        ..
+                    }]
+                ),
+                Err(_) => true,
+            })
             .collect()
     }
 
@@ -458,13 +512,17 @@ impl Profiles {
             let role_arn = profile.get("role_arn");
             let web_identity = profile.get("web_identity_token_file");
             let Some(role_arn) = role_arn.filter(|_| web_identity.is_none()) else {
-                break base_hop(profile)?;
+                break base_hop(self, profile)?;
             };
             let source_profile = profile.get("source_profile");
             let credential_source = profile.get("credential_source");
             let next = match (source_profile, credential_source) {
                 (Some(_), Some(_)) => return Err(ProfileError::BothSources(current)),
                 (None, None) => return Err(ProfileError::NoSource(current)),
+                // Only where awscli would use it: on a profile whose role is assumed.
+                _ if profile.get("mfa_serial").is_some() => {
+                    return Err(ProfileError::MfaUnsupported { profile: current });
+                }
                 (Some(sp), None) => sp.to_string(),
                 (None, Some(cs)) => {
                     links.push(assume_role(profile, role_arn, cs));
@@ -473,14 +531,14 @@ impl Profiles {
             };
             links.push(assume_role(profile, role_arn, &next));
             if next == current {
-                // Self reference: own static keys, then own role. Without keys it is a loop.
-                match profile.static_keys() {
+                // Self reference: the profile's own base (keys, SSO, a process), then its own
+                // role. Without any it is a loop (botocore's word; the SDK says "no credentials").
+                match base_hop(self, profile) {
                     Err(ProfileError::NoCredentials(_)) => {
                         return Err(ProfileError::Loop(vec![current.clone(), current]));
                     }
-                    other => other?,
+                    other => break other?,
                 }
-                break static_hop(profile);
             }
             current = next;
         };
@@ -536,7 +594,7 @@ fn named_source(profile: &Profile, value: &str) -> Result<Hop, ProfileError> {
     }
 }
 
-fn base_hop(profile: &Profile) -> Result<Hop, ProfileError> {
+fn base_hop(profiles: &Profiles, profile: &Profile) -> Result<Hop, ProfileError> {
     let name = profile.name.clone();
     if let Some(cs) = profile.get("credential_source") {
         return named_source(profile, cs);
@@ -552,40 +610,17 @@ fn base_hop(profile: &Profile) -> Result<Hop, ProfileError> {
             session_name: profile.get("role_session_name").map(str::to_string),
         });
     }
-    if let Some(hop) = sso_hop(profile)? {
+    if let Some(hop) = crate::sso::hop(profiles, profile)? {
         return Ok(hop);
+    }
+    if profile.get("login_session").is_some() {
+        return Err(ProfileError::LoginSessionUnsupported { profile: name });
     }
     if profile.get("credential_process").is_some() {
         return Ok(Hop::CredentialProcess { profile: name });
     }
     profile.static_keys()?;
     Ok(static_hop(profile))
-}
-
-fn sso_hop(profile: &Profile) -> Result<Option<Hop>, ProfileError> {
-    let err = |message: &str| ProfileError::Sso {
-        profile: profile.name.clone(),
-        message: message.to_string(),
-    };
-    if let Some(session) = profile.get("sso_session") {
-        return Ok(Some(Hop::Sso {
-            profile: profile.name.clone(),
-            source: format!("sso-session {session}"),
-        }));
-    }
-    match (profile.get("sso_account_id"), profile.get("sso_role_name")) {
-        (None, None) => Ok(None),
-        (Some(_), None) => Err(err(
-            "if `sso_account_id` is set, then `sso_role_name` must also be set",
-        )),
-        (None, Some(_)) => Err(err(
-            "if `sso_role_name` is set, then `sso_account_id` must also be set",
-        )),
-        (Some(_), Some(_)) => Ok(Some(Hop::Sso {
-            profile: profile.name.clone(),
-            source: profile.get("sso_start_url").unwrap_or_default().to_string(),
-        })),
-    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,241 @@
+//! IAM Identity Center (SSO) profiles: the SDK's rules for their settings (pure), and the state
+//! of the token `aws sso login` cached, so a missing or expired login is named before any call.
+//! aws-config does the credential fetch itself (`SsoCredentialsProvider`, the `sso` feature).
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use crate::profiles::{Hop, Profile, ProfileError, Profiles};
+
+/// The SSO hop of PROFILE, or `None` when it has no SSO key at all. The rules and messages are
+/// smithy-rs's `sso_from_profile` (aws-config 1.13): any of the five keys makes an SSO profile;
+/// with `sso_session`, the start URL and region come from `[sso-session NAME]` only.
+pub(crate) fn hop(profiles: &Profiles, profile: &Profile) -> Result<Option<Hop>, ProfileError> {
+    const KEYS: [&str; 5] = [
+        "sso_account_id",
+        "sso_region",
+        "sso_role_name",
+        "sso_start_url",
+        "sso_session",
+    ];
+    if KEYS.iter().all(|k| profile.get(k).is_none()) {
+        return Ok(None);
+    }
+    let name = &profile.name;
+    let invalid = |message: String| ProfileError::Sso {
+        profile: name.clone(),
+        message,
+    };
+    let session = profile.get("sso_session");
+    let (start_url, region) = match session {
+        Some(session) => {
+            for key in ["sso_start_url", "sso_region"] {
+                if profile.get(key).is_some() {
+                    return Err(invalid(format!(
+                        "`{key}` can only be specified in the [sso-session] config when a session name is given"
+                    )));
+                }
+            }
+            let Some(section) = profiles.sso_sessions.get(session) else {
+                return Err(ProfileError::MissingSsoSession {
+                    profile: name.clone(),
+                    session: session.to_string(),
+                });
+            };
+            let get = |k: &str| section.get(k).map(String::as_str);
+            (get("sso_start_url"), get("sso_region"))
+        }
+        None => (profile.get("sso_start_url"), profile.get("sso_region")),
+    };
+    let (account_id, role_name) = (profile.get("sso_account_id"), profile.get("sso_role_name"));
+    match (account_id, role_name) {
+        (Some(_), None) => {
+            return Err(invalid(
+                "if `sso_account_id` is set, then `sso_role_name` must also be set".into(),
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(invalid(
+                "if `sso_role_name` is set, then `sso_account_id` must also be set".into(),
+            ));
+        }
+        _ => {}
+    }
+    let missing = |key: &'static str| match session {
+        Some(s) => invalid(format!("`{key}` is missing from [sso-session {s}]")),
+        None => ProfileError::MissingKey {
+            profile: name.clone(),
+            key,
+        },
+    };
+    let region = region.ok_or_else(|| missing("sso_region"))?;
+    let start_url = start_url.ok_or_else(|| missing("sso_start_url"))?;
+    Ok(Some(Hop::Sso {
+        profile: name.clone(),
+        sso_session: session.map(str::to_string),
+        start_url: start_url.to_string(),
+        sso_region: region.to_string(),
+        account_id: account_id.map(str::to_string),
+        role_name: role_name.map(str::to_string),
+    }))
+}
+
+/// Where `aws sso login` caches the token of an SSO hop: `~/.aws/sso/cache/<sha1>.json`, the
+/// SHA-1 of the session name (or of the start URL for a legacy profile without a session).
+pub fn cache_path(home: &Path, session: Option<&str>, start_url: &str) -> PathBuf {
+    use sha1::{Digest, Sha1};
+    let key = session.unwrap_or(start_url);
+    let hex: String = Sha1::digest(key.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    home.join(".aws/sso/cache").join(format!("{hex}.json"))
+}
+
+/// What the cached token file says, without its secrets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenState {
+    Missing,
+    /// Unreadable or not the JSON `aws sso login` writes: left to the SDK, which names the fault.
+    Unknown,
+    Valid,
+    /// Expired, and the SDK cannot refresh it (no refresh token and client registration, or the
+    /// registration expired too). `at` is the file's `expiresAt`, verbatim.
+    Expired {
+        at: String,
+    },
+}
+
+/// The state of a cached token file's TEXT (`None`: no file) at NOW. An expired token that the
+/// SDK could refresh through SSO OIDC counts as valid: the SDK tries, and a failure is mapped
+/// to the same advice afterwards.
+pub fn token_state(text: Option<&str>, now: SystemTime, session: bool) -> TokenState {
+    let Some(text) = text else {
+        return TokenState::Missing;
+    };
+    let Ok(doc) = serde_json::from_str::<serde_json::Value>(text) else {
+        return TokenState::Unknown;
+    };
+    let field = |k: &str| doc.get(k).and_then(serde_json::Value::as_str);
+    let (Some(_), Some(expires)) = (field("accessToken"), field("expiresAt")) else {
+        return TokenState::Unknown;
+    };
+    let Some(expires_at) = parse_time(expires) else {
+        return TokenState::Unknown;
+    };
+    if expires_at > now {
+        return TokenState::Valid;
+    }
+    // Refresh exists for sessions only (the legacy form has no OIDC registration).
+    let registration_valid = field("registrationExpiresAt")
+        .and_then(parse_time)
+        .is_some_and(|t| t > now);
+    let refreshable = session
+        && registration_valid
+        && ["refreshToken", "clientId", "clientSecret"]
+            .iter()
+            .all(|k| field(k).is_some());
+    if refreshable {
+        TokenState::Valid
+    } else {
+        TokenState::Expired {
+            at: expires.to_string(),
+        }
+    }
+}
+
+fn parse_time(text: &str) -> Option<SystemTime> {
+    let t =
+        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
+    Some(SystemTime::from(t))
+}
+
+/// The login to run for an SSO hop: awscli v2 logs in the profile that holds the SSO settings
+/// (with a session, that logs in the session for every profile sharing it).
+pub fn login_command(hop_profile: &str) -> String {
+    format!("aws sso login --profile {hop_profile}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn cache_file_names_are_the_sdks() {
+        // smithy-rs `sso/cache.rs` test vectors: SHA-1 of the session name / start URL.
+        let home = Path::new("/home/me");
+        let cases = [
+            (
+                Some("admin"),
+                "https://ignored",
+                "d033e22ae348aeb5660fc2140aec35850c4da997",
+            ),
+            (
+                Some("dev-scopes"),
+                "https://ignored",
+                "75e4d41276d8bd17f85986fc6cccef29fd725ce3",
+            ),
+            (
+                None,
+                "https://d-92671207e4.awsapps.com/start",
+                "13f9d35043871d073ab260e020f0ffde092cb14b",
+            ),
+        ];
+        for (session, start_url, sha1) in cases {
+            assert_eq!(
+                cache_path(home, session, start_url),
+                home.join(format!(".aws/sso/cache/{sha1}.json"))
+            );
+        }
+    }
+
+    #[test]
+    fn token_states() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000); // 2027-01-15
+        let token = |expires: &str, extra: &str| {
+            format!(r#"{{"accessToken":"secret","expiresAt":"{expires}"{extra}}}"#)
+        };
+        let refresh = r#","refreshToken":"r","clientId":"c","clientSecret":"s","registrationExpiresAt":"2030-01-01T00:00:00Z""#;
+        let old_registration = r#","refreshToken":"r","clientId":"c","clientSecret":"s","registrationExpiresAt":"2020-01-01T00:00:00Z""#;
+        let expired = |at: &str| TokenState::Expired { at: at.into() };
+        let cases: Vec<(Option<String>, bool, TokenState)> = vec![
+            (None, true, TokenState::Missing),
+            (Some("not json".into()), true, TokenState::Unknown),
+            (
+                Some(r#"{"expiresAt":"2030-01-01T00:00:00Z"}"#.into()),
+                true,
+                TokenState::Unknown,
+            ),
+            (Some(token("soon", "")), true, TokenState::Unknown),
+            (
+                Some(token("2030-01-01T00:00:00Z", "")),
+                true,
+                TokenState::Valid,
+            ),
+            (
+                Some(token("2020-01-01T00:00:00Z", "")),
+                true,
+                expired("2020-01-01T00:00:00Z"),
+            ),
+            (
+                Some(token("2020-01-01T00:00:00Z", refresh)),
+                true,
+                TokenState::Valid,
+            ),
+            // Legacy profiles cannot refresh, whatever the file holds.
+            (
+                Some(token("2020-01-01T00:00:00Z", refresh)),
+                false,
+                expired("2020-01-01T00:00:00Z"),
+            ),
+            (
+                Some(token("2020-01-01T00:00:00Z", old_registration)),
+                true,
+                expired("2020-01-01T00:00:00Z"),
+            ),
+        ];
+        for (text, session, want) in cases {
+            assert_eq!(token_state(text.as_deref(), now, session), want, "{text:?}");
+        }
+    }
+}
