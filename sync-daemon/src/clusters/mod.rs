@@ -2,6 +2,7 @@
 //! --source-context or current-context) and the followers; refuses a follower that is the source.
 pub mod client;
 pub mod exec;
+pub mod identity;
 pub mod kubeconfig;
 pub mod ratelimit;
 pub mod reauth;
@@ -9,6 +10,7 @@ pub mod reauth;
 pub use kubeconfig::{normalise_server, source_context};
 
 use client::clients;
+use identity::Identity;
 use kube::Client;
 use kube::config::{Config, KubeConfigOptions, Kubeconfig};
 use kubeconfig::server_of;
@@ -60,6 +62,17 @@ pub struct Cluster {
     /// A digest of the kubeconfig entries this cluster was built from (its contexts, their
     /// cluster and user entries): a reload rebuilds the cluster only when it changes.
     pub fingerprint: String,
+    /// What the cluster is (the uid of its kube-system namespace), when it could be read.
+    pub identity: Identity,
+    /// The context's server, normalised (`None` in-cluster).
+    pub server: Option<String>,
+}
+
+impl Cluster {
+    /// Whether the identity is still to be read (see [`identity::pending`]).
+    pub fn identity_pending(&self) -> bool {
+        self.identity == Identity::Unknown && identity::pending(self.server.as_deref())
+    }
 }
 
 pub struct Clusters {
@@ -102,6 +115,8 @@ async fn context_cluster(kc: &Kubeconfig, name: &str) -> Result<Cluster, Cluster
         client,
         watch_client,
         fingerprint: fingerprint(kc, &[name]),
+        identity: Identity::Unknown,
+        server: server_of(kc, name),
     })
 }
 
@@ -124,6 +139,8 @@ pub async fn load(
                 client,
                 watch_client,
                 fingerprint: String::new(),
+                identity: Identity::Unknown,
+                server: None,
             },
             followers: Vec::new(),
             broken: Vec::new(),
@@ -153,6 +170,9 @@ pub async fn load(
             Err(e) => broken.push((c.name.clone(), crate::chain(&e))),
         }
     }
+    let source_server = server_of(&kc, &source_name);
+    let mut followers = by_identity(source, &source_server, followers, &servers).await?;
+    let source = followers.remove(0);
     for f in &mut followers {
         let mut names = vec![f.context.as_str()];
         names.extend(f.aliases.iter().map(|(n, _)| n.as_str()));
@@ -163,6 +183,52 @@ pub async fn load(
         followers,
         broken,
     })
+}
+
+/// Reads every cluster's identity (concurrently, each with a deadline) and merges followers
+/// that are one cluster behind different URLs: the later becomes aliases of the first. A
+/// follower that is the source cluster is refused. Returns the source first, then the followers.
+async fn by_identity(
+    source: Cluster,
+    source_server: &Option<String>,
+    followers: Vec<Cluster>,
+    servers: &[Option<String>],
+) -> Result<Vec<Cluster>, ClusterError> {
+    let mut all: Vec<Cluster> = std::iter::once(source).chain(followers).collect();
+    let urls: Vec<&Option<String>> = std::iter::once(source_server).chain(servers).collect();
+    let ids = futures::future::join_all(
+        (all.iter().zip(&urls)).map(|(c, url)| identity::identify(url.as_deref(), &c.client)),
+    )
+    .await;
+    for (c, id) in all.iter_mut().zip(ids) {
+        c.identity = id;
+    }
+    let mut out: Vec<Cluster> = Vec::with_capacity(all.len());
+    for c in all {
+        let same = (c.identity.uid())
+            .and_then(|uid| (out.iter()).position(|o| o.identity.uid() == Some(uid)));
+        match same {
+            Some(0) => {
+                return Err(ClusterError::SourceIsTarget {
+                    source_context: out[0].context.clone(),
+                    other: c.context.clone(),
+                    server: format!(
+                        "the same cluster: kube-system uid {}",
+                        c.identity.uid().unwrap_or_default()
+                    ),
+                });
+            }
+            Some(i) => {
+                tracing::info!(context = %c.context, same_as = %out[i].context, "context reaches the same cluster as another by a different URL: one follower");
+                out[i]
+                    .aliases
+                    .push((c.context.clone(), c.namespace.clone()));
+                out[i].aliases.extend(c.aliases);
+            }
+            None => out.push(c),
+        }
+    }
+    Ok(out)
 }
 
 /// A digest of the named contexts and of the cluster and user entries they use (as written in

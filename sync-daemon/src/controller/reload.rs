@@ -24,6 +24,8 @@ use std::time::Duration;
 
 /// How often the kubeconfig file is read.
 pub const INTERVAL: Duration = Duration::from_secs(5);
+/// How often it is loaded again, unchanged, while a follower's identity is still to be read.
+pub const REPROBE: Duration = Duration::from_secs(30);
 
 /// Follows the kubeconfig file until the source cluster's entries change (the error); never
 /// returns without a kubeconfig file.
@@ -35,13 +37,17 @@ pub async fn watch(ctx: Arc<Context>, cfg: Config) -> StartError {
     let mut seen = digest(&path);
     let mut tick = tokio::time::interval(INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut loaded_at = tokio::time::Instant::now();
     loop {
         tick.tick().await;
         let now = digest(&path);
-        if now == seen {
+        // Unchanged, unless a follower's identity is still to be read: then the file is loaded
+        // again every REPROBE, so that one cluster reached by two URLs becomes one follower.
+        if now == seen && !(loaded_at.elapsed() >= REPROBE && identities_pending(&ctx)) {
             continue;
         }
         seen = now;
+        loaded_at = tokio::time::Instant::now();
         let loaded = clusters::load(Some(&path), cfg.source_context.as_deref()).await;
         let new = match loaded {
             Ok(new) => new,
@@ -55,6 +61,11 @@ pub async fn watch(ctx: Arc<Context>, cfg: Config) -> StartError {
         }
         apply(&ctx, &cfg, new.followers, new.broken);
     }
+}
+
+/// Whether a follower's identity could not be read yet (it was down, say).
+fn identities_pending(ctx: &Context) -> bool {
+    (ctx.targets.live().into_iter()).any(|(_, t)| !t.local && t.cluster.identity_pending())
 }
 
 /// The file's digest; `None` while it cannot be read (a rename in progress, a missing mount).

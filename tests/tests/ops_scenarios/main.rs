@@ -6,6 +6,7 @@
 
 mod agree;
 mod commands;
+mod identity;
 mod leader;
 mod logs;
 mod observability;
@@ -72,6 +73,11 @@ async fn wait_cm_data(c: &Client, ns: &str, name: &str, want: &str, limit: Durat
 #[tokio::test(flavor = "multi_thread")]
 async fn status_agrees_with_run_for_aliases_and_terminating_namespaces() {
     agree::status_agrees_with_run_for_aliases_and_terminating_namespaces().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_cluster_by_two_urls_is_one_follower() {
+    identity::one_cluster_by_two_urls_is_one_follower().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
