@@ -8,14 +8,20 @@ use crate::cli::{Cli, Command, EksCommand, FileArgs, GenerateArgs, TokenArgs, Up
 use crate::error::{Result, exit};
 use crate::{aws, credential, env, explain, generate, output, update};
 
-/// Logs on stderr: `KUBECONFIG_GEN_LOG`, else `RUST_LOG`, else `warn`. Colour only when stderr
+/// Logs on stderr: `KUBECONFIG_GEN_LOG`, else `RUST_LOG`, else `warn` (aws-config's profile
+/// provider: `error`). Colour only when stderr
 /// is a terminal and `NO_COLOR` is unset (escape codes filled the init container's log). A
 /// closed stderr is ignored: the subscriber would otherwise report it with `eprintln!`, a panic.
 fn init_logging() {
     use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_env("KUBECONFIG_GEN_LOG")
         .or_else(|_| tracing_subscriber::EnvFilter::try_from_env("RUST_LOG"))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        // aws-config's profile provider warns of every failed chain with a Debug dump of the
+        // error (`ProviderError(ServiceError { raw: Response { ... } })`) just before returning
+        // it; the error is ours to report, once and by its Display chain.
+        .unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new("warn,aws_config::profile::credentials=error")
+        });
     let colour = std::io::stderr().is_terminal() && env::var("NO_COLOR").is_none();
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)

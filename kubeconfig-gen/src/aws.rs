@@ -208,14 +208,14 @@ pub fn chain_problems(chain: &Chain) -> Vec<Error> {
             let path = sso::cache_path(Path::new(&home), sso_session.as_deref(), start_url);
             let text = std::fs::read_to_string(&path).ok();
             let state = sso::token_state(text.as_deref(), SystemTime::now(), sso_session.is_some());
-            let of = sso_subject(selected, profile, sso_session.as_deref());
+            let of = sso_subject(selected, profile, sso_session.as_deref(), start_url);
             let what = match state {
                 sso::TokenState::Missing => Some(format!(
-                    "not logged in to SSO{of} (no cached token {})",
+                    "not logged in to SSO {of}: no cached token {}",
                     path.display()
                 )),
                 sso::TokenState::Expired { at } => Some(format!(
-                    "the SSO login{of} expired at {at} (cached token {})",
+                    "the SSO login {of} expired at {at} (cached token {})",
                     path.display()
                 )),
                 sso::TokenState::Valid | sso::TokenState::Unknown => None,
@@ -232,17 +232,23 @@ pub fn chain_problems(chain: &Chain) -> Vec<Error> {
     problems
 }
 
-/// ` of profile B (sso-session S)` / ` (sso-session S)`: whose login it is, when it is not the
-/// selected profile's own or comes from a session.
-fn sso_subject(selected: &str, sso_profile: &str, session: Option<&str>) -> String {
-    let mut out = String::new();
+/// `(profile B, sso-session S)` / `(sso_start_url U)`: whose login it is (the profile only when
+/// it is not the selected one).
+fn sso_subject(
+    selected: &str,
+    sso_profile: &str,
+    session: Option<&str>,
+    start_url: &str,
+) -> String {
+    let mut parts = Vec::new();
     if selected != sso_profile {
-        out.push_str(&format!(" of profile {sso_profile}"));
+        parts.push(format!("profile {sso_profile}"));
     }
-    if let Some(s) = session {
-        out.push_str(&format!(" (sso-session {s})"));
-    }
-    out
+    parts.push(match session {
+        Some(s) => format!("sso-session {s}"),
+        None => format!("sso_start_url {start_url}"),
+    });
+    format!("({})", parts.join(", "))
 }
 
 /// A credentials failure that is the SSO login's (the portal refused the cached token, or the
@@ -273,17 +279,18 @@ fn sso_failure(
     let Some(Hop::Sso {
         profile: sso_profile,
         sso_session,
+        start_url,
         ..
     }) = chain.hops.first()
     else {
         return None;
     };
-    let of = sso_subject(profile, sso_profile, sso_session.as_deref());
+    let of = sso_subject(profile, sso_profile, sso_session.as_deref(), start_url);
     let what = if refused {
-        format!("the SSO portal refused the cached token{of} (logged out, revoked or expired)")
+        format!("the SSO portal refused the cached token {of} (logged out, revoked or expired)")
     } else {
         format!(
-            "the cached SSO token{of} cannot be used: {}",
+            "the cached SSO token {of} cannot be used: {}",
             crate::error::chain(err)
         )
     };

@@ -410,3 +410,8 @@ mod regions;
 mod update;
 #[path = "kubeconfig_gen/watch.rs"]
 mod watch;
+// Laptop credentials (SSO through a fake portal, credential_process, credential_source).
+#[path = "kubeconfig_gen/laptop.rs"]
+mod laptop;
+#[path = "kubeconfig_gen/sso_portal.rs"]
+mod sso_portal;
