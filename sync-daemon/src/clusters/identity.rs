@@ -15,6 +15,10 @@ use std::time::Duration;
 
 /// Deadline of one identity read (they run concurrently, at start and at a kubeconfig reload).
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a start or reload waits for the reads: a cluster that has not answered by then (a
+/// hung credential plugin, say) is known by its URL for now, so it delays the others by this
+/// much at most; its read goes on, and a later reload uses what it learned.
+pub const WAIT: Duration = Duration::from_secs(2);
 
 /// A cluster's identity as far as it could be read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +45,34 @@ static LEARNED: Mutex<BTreeMap<String, String>> = Mutex::new(BTreeMap::new());
 
 fn learned() -> std::sync::MutexGuard<'static, BTreeMap<String, String>> {
     LEARNED.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// [`identify`] for each `(server, client)`, concurrently, waiting [`WAIT`] at most: the
+/// identities in the same order ([`Identity::Unknown`] for a read still running).
+pub async fn identify_all(
+    clusters: impl Iterator<Item = (Option<String>, Client)>,
+) -> Vec<Identity> {
+    let reads: Vec<(Option<String>, tokio::task::JoinHandle<Identity>)> = clusters
+        .map(|(server, client)| {
+            let s = server.clone();
+            let read = tokio::spawn(async move { identify(s.as_deref(), &client).await });
+            (server, read)
+        })
+        .collect();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut out = Vec::with_capacity(reads.len());
+    for (server, read) in reads {
+        // A read past the deadline is left running (dropping its handle detaches it): what it
+        // learns is remembered for the next load.
+        out.push(match tokio::time::timeout_at(deadline, read).await {
+            Ok(Ok(id)) => id,
+            _ => match server.and_then(|s| learned().get(&s).cloned()) {
+                Some(uid) => Identity::Uid(uid),
+                None => Identity::Unknown,
+            },
+        });
+    }
+    out
 }
 
 /// Whether the cluster at `server` has no identity learned yet (a reload asks again).

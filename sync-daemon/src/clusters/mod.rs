@@ -195,9 +195,14 @@ async fn by_identity(
     servers: &[Option<String>],
 ) -> Result<Vec<Cluster>, ClusterError> {
     let mut all: Vec<Cluster> = std::iter::once(source).chain(followers).collect();
-    let urls: Vec<&Option<String>> = std::iter::once(source_server).chain(servers).collect();
-    let ids = futures::future::join_all(
-        (all.iter().zip(&urls)).map(|(c, url)| identity::identify(url.as_deref(), &c.client)),
+    let urls: Vec<Option<String>> = std::iter::once(source_server)
+        .chain(servers)
+        .cloned()
+        .collect();
+    let ids = identity::identify_all(
+        all.iter()
+            .zip(&urls)
+            .map(|(c, u)| (u.clone(), c.client.clone())),
     )
     .await;
     for (c, id) in all.iter_mut().zip(ids) {

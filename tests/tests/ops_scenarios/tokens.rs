@@ -81,7 +81,8 @@ pub(crate) async fn fast_expiring_exec_tokens_never_fail_a_sync() {
     let w = World::shared().await;
     let ns = unique_ns("ops-token");
     w.ns_everywhere(&ns).await;
-    let (kc, count) = exec_kubeconfig(&w, &ns, "+62 seconds", false);
+    // 4 s tokens: renewed a quarter of their lifetime (1 s) before they expire.
+    let (kc, count) = exec_kubeconfig(&w, &ns, "+4 seconds", false);
     let mut d = start(w.tb.dir(), &ns, &run_args(&kc, &ns, &[]), &[]);
     wait_ready(&mut d).await;
     let calls = || {
@@ -101,7 +102,7 @@ pub(crate) async fn fast_expiring_exec_tokens_never_fail_a_sync() {
     let start_calls = calls();
     // Several token lifetimes: one change every ~3 s, each must reach both followers.
     for i in 1..=6 {
-        tokio::time::sleep(Duration::from_secs(3)).await; // let the ~2 s tokens expire
+        tokio::time::sleep(Duration::from_secs(3)).await; // past the renewal point of the 4 s tokens
         merge::<ConfigMap>(&w.mgmt, &ns, "cfg", json!({"data": {"k": i.to_string()}}))
             .await
             .unwrap();
