@@ -9,7 +9,10 @@ use crate::kubeconfig::ExecStyle;
 const EXIT_CODES: &str = "Exit codes: 0 ok · 1 cannot start (no async runtime: out of file \
 descriptors or threads) · 2 usage (bad flags, duplicate or ambiguous contexts) · \
 3 profile/config (unreadable or malformed INI, unknown or missing source_profile, loop, chain \
-deeper than 32 hops, missing token file, no region) · 4 AWS credentials/STS · 5 EKS (cluster not found, access denied) · \
+deeper than 32 hops, missing token file, no region, invalid SSO settings, mfa_serial on an assumed \
+role, login_session) · 4 AWS credentials/STS (also: no SSO login, an expired or refused one — the \
+message names the `aws sso login` to run — and a failing credential_process) · 5 EKS (cluster not \
+found, access denied) · \
 6 kubeconfig/output (cannot read, parse or write the kubeconfig; cannot write stdout, also a closed \
 pipe) · 7 partial (--keep-going wrote what succeeded, but not the management context) · 8 timeout \
 (an AWS endpoint did not answer within --timeout). With --watch these are the first round's; \
@@ -40,7 +43,11 @@ pub enum Command {
     Generate(GenerateArgs),
     /// Print an ExecCredential with an EKS token (the kubectl exec plugin; `aws eks get-token`'s output).
     Token(TokenArgs),
-    /// Print each profile's credential chain as JSON, without calling AWS.
+    /// Print each profile's credential chain as JSON, without calling AWS: static keys, role
+    /// chains, web identity, credential_source (Environment, Ec2InstanceMetadata, EcsContainer =
+    /// EKS Pod Identity), credential_process and SSO (sso_session or legacy sso_start_url), checked
+    /// as the AWS SDKs check them. What would stop a valid chain at run time (an unreadable token
+    /// file, no or an expired SSO login) is listed as `problems` beside it.
     Explain(ExplainArgs),
     /// `aws eks update-kubeconfig`'s shape for one cluster, with kubeconfig-gen as the exec plugin.
     UpdateKubeconfig(UpdateArgs),

@@ -446,13 +446,17 @@ async fn credential_process_generate_and_kubectl() {
 }
 
 /// credential_source: Environment (keys in the environment assume the role) and EcsContainer,
-/// which is EKS Pod Identity: AWS_CONTAINER_CREDENTIALS_FULL_URI + the token file.
-#[test]
-fn credential_source_environment_and_pod_identity() {
+/// which is EKS Pod Identity: AWS_CONTAINER_CREDENTIALS_FULL_URI + the token file. The README's
+/// Pod Identity install (a root profile of `credential_source = EcsContainer` alone, followers
+/// chained from it) is generated and used through the exec plugin.
+#[tokio::test]
+async fn credential_source_environment_and_pod_identity() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let config = "[profile from-env]\nrole_arn = arn:aws:iam::222222222222:role/kubed-follower\ncredential_source = Environment\nrole_session_name = from-env\n\
-                  [profile pod]\nrole_arn = arn:aws:iam::333333333333:role/kubed-follower\ncredential_source = EcsContainer\nrole_session_name = pod\n";
+                  [profile mc-project2]\nrole_arn = arn:aws:iam::333333333333:role/kubed-follower\nsource_profile = mc-mgmt\nrole_session_name = mc-project2\n\
+                  [profile mc-mgmt]\ncredential_source = EcsContainer\n\
+                  [profile mc-project]\nrole_arn = arn:aws:iam::222222222222:role/kubed-follower\nsource_profile = mc-mgmt\nrole_session_name = mc-project\n";
     let base = assume_role("arn:aws:iam::111111111111:role/kubed-master", "laptop");
     let out = run_case(
         d,
@@ -484,22 +488,45 @@ fn credential_source_environment_and_pod_identity() {
     std::fs::write(&token_file, agent_token).unwrap();
     let uri = leak(format!("{}/v1/credentials", agent.url));
     let file = leak(token_file.display().to_string());
+    let agent_env = [
+        ("AWS_CONTAINER_CREDENTIALS_FULL_URI", uri),
+        ("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", file),
+    ];
+    let path = d.join("kubeconfig");
     let out = run_case(
         d,
         "",
         config,
-        &args(&["generate", "--profile", "pod", "--kubeconfig", "-"]),
-        &[
-            ("AWS_CONTAINER_CREDENTIALS_FULL_URI", uri),
-            ("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", file),
-        ],
+        &args(&[
+            "generate",
+            "--cluster",
+            "mc-mgmt:mc-mgmt-k8s",
+            "--cluster",
+            "mc-project:mc-project-k8s",
+            "--cluster",
+            "mc-project2:mc-project2-k8s",
+            "--kubeconfig",
+            path.to_str().unwrap(),
+            "--exec-command",
+            binary().to_str().unwrap(),
+        ]),
+        &agent_env,
     );
     let stderr = text(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    assert!(
-        stderr.contains("context mc-project2-k8s: profile pod, account 333333333333"),
-        "{stderr}"
-    );
+    for want in [
+        "context mc-mgmt-k8s: profile mc-mgmt, account 111111111111",
+        "context mc-project-k8s: profile mc-project, account 222222222222",
+        "context mc-project2-k8s: profile mc-project2, account 333333333333",
+        "current-context mc-mgmt-k8s",
+    ] {
+        assert!(stderr.contains(want), "{want}: {stderr}");
+    }
+    let env = plugin_env(d, &agent_env);
+    for (context, _, _) in CLUSTERS {
+        allow_list_namespaces(context).await;
+        kubectl_lists_namespaces(d, &path, context, &env).await;
+    }
     let seen = agent.seen();
     assert!(
         !seen.is_empty()
