@@ -400,6 +400,8 @@ mod cases;
 mod deadline;
 #[path = "kubeconfig_gen/files.rs"]
 mod files;
+#[path = "kubeconfig_gen/follower.rs"]
+mod follower;
 #[path = "kubeconfig_gen/moto_proxy.rs"]
 mod moto_proxy;
 #[path = "kubeconfig_gen/partial.rs"]

@@ -15,19 +15,19 @@ use super::moto_proxy::{Mode, Moto, described, listed};
 use super::*;
 use rustix::process::{Pid, Signal, kill_process};
 
-const INTERVAL: Duration = Duration::from_secs(10);
+pub(super) const INTERVAL: Duration = Duration::from_secs(10);
 /// "Within about two intervals": two, plus the slack of a round's own calls.
 const TWO_ROUNDS: Duration = Duration::from_secs(25);
 
 /// `kubeconfig-gen generate --watch` with its stderr collected line by line.
-struct Watcher {
+pub(super) struct Watcher {
     child: Child,
     log: Arc<Mutex<String>>,
 }
 
 impl Watcher {
     /// Runs in DIR (DIR/credentials, DIR/config, writing DIR/kubeconfig) against ENDPOINT.
-    fn start(dir: &Path, endpoint: &str, args: &[&str]) -> Watcher {
+    pub(super) fn start(dir: &Path, endpoint: &str, args: &[&str]) -> Watcher {
         let mut env: Vec<(String, String)> = aws_env()
             .into_iter()
             .filter(|(k, _)| {
@@ -72,12 +72,12 @@ impl Watcher {
         Watcher { child, log }
     }
 
-    fn log(&self) -> String {
+    pub(super) fn log(&self) -> String {
         self.log.lock().unwrap().clone()
     }
 
     /// Waits until the log from byte FROM on satisfies DONE.
-    async fn wait_log(
+    pub(super) async fn wait_log(
         &self,
         what: &str,
         within: Duration,
@@ -91,7 +91,7 @@ impl Watcher {
         .await;
     }
 
-    fn running(&mut self) -> bool {
+    pub(super) fn running(&mut self) -> bool {
         self.child.try_wait().unwrap().is_none()
     }
 
@@ -134,7 +134,7 @@ fn stamp(path: &Path) -> (u64, i64, i64) {
     (m.ino(), m.mtime(), m.mtime_nsec())
 }
 
-fn contexts_of(path: &Path) -> Vec<String> {
+pub(super) fn contexts_of(path: &Path) -> Vec<String> {
     let mut names: Vec<String> = Kubeconfig::read_from(path)
         .unwrap()
         .contexts
@@ -161,7 +161,7 @@ fn no_leftovers(dir: &Path) {
 
 /// An account of this run only (moto lets the chain assume a role in any account): its clusters
 /// are seen by no other test, and a reused testbed holds none of them yet.
-fn fresh_account() -> String {
+pub(super) fn fresh_account() -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -173,7 +173,7 @@ fn fresh_account() -> String {
 }
 
 /// `aws eks ARGS` as PROFILE of DIR/credentials, straight to moto.
-fn aws_eks(dir: &Path, profile: &str, args: &[&str]) {
+pub(super) fn aws_eks(dir: &Path, profile: &str, args: &[&str]) {
     let mut env = aws_env();
     env.retain(|(k, _)| k != "AWS_SHARED_CREDENTIALS_FILE");
     env.push((
