@@ -291,7 +291,7 @@ fn sso_failure(
     } else {
         format!(
             "the cached SSO token {of} cannot be used: {}",
-            crate::error::chain(err)
+            crate::sdk_error::describe(err)
         )
     };
     Some(Error::SsoLogin {
@@ -350,7 +350,7 @@ fn or_timeout(
     at: Call<'_>,
     otherwise: impl FnOnce(Cause) -> Error,
 ) -> Error {
-    let cause = Cause(crate::error::chain(err));
+    let cause = Cause(crate::sdk_error::describe(err));
     if !is_timeout(err) {
         return otherwise(cause);
     }

@@ -15,6 +15,7 @@ pub mod kubeconfig;
 pub mod outcome;
 pub mod output;
 pub mod profiles;
+pub mod sdk_error;
 pub mod sso;
 pub mod token;
 pub mod update;
