@@ -10,11 +10,11 @@ use aws_credential_types::provider::ProvideCredentials;
 use aws_runtime::env_config::file::{EnvConfigFileKind, EnvConfigFiles};
 use aws_sdk_eks::error::ProvideErrorMetadata;
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use crate::deadline::{self, is_timeout, timeout_config};
 use crate::error::{Cause, Error, Result};
-use crate::profiles::{Chain, FileKind, Hop, ProfileError, Profiles, Source};
+use crate::profiles::{Chain, FileKind, ProfileError, Profiles, Source};
 use crate::sso;
 
 /// Where the two INI files are, and whether each is the SDK default (then the exec entry needs no
@@ -185,120 +185,18 @@ pub fn chain_problems(chain: &Chain) -> Vec<Error> {
             );
         }
     }
-    let selected = chain.hops.last().map(Hop::profile).unwrap_or_default();
-    if let Some(Hop::Sso {
-        profile,
-        sso_session,
-        start_url,
-        account_id,
-        ..
-    }) = chain.hops.first()
-    {
-        if account_id.is_none() {
-            problems.push(
-                ProfileError::SsoTokenOnly {
-                    profile: profile.clone(),
-                }
-                .into(),
-            );
-        } else if let Some(home) = std::env::var_os("HOME").filter(|h| !h.is_empty()) {
-            // Checked here rather than left to aws-config: for a legacy profile it never looks at
-            // `expiresAt` (the portal refuses the token, an UnauthorizedException), and for a
-            // missing file it says "failed to read" without the command that fixes it.
-            let path = sso::cache_path(Path::new(&home), sso_session.as_deref(), start_url);
-            let text = std::fs::read_to_string(&path).ok();
-            let state = sso::token_state(text.as_deref(), SystemTime::now(), sso_session.is_some());
-            let of = sso_subject(selected, profile, sso_session.as_deref(), start_url);
-            let what = match state {
-                sso::TokenState::Missing => Some(format!(
-                    "not logged in to SSO {of}: no cached token {}",
-                    path.display()
-                )),
-                sso::TokenState::Expired { at } => Some(format!(
-                    "the SSO login {of} expired at {at} (cached token {})",
-                    path.display()
-                )),
-                sso::TokenState::Valid | sso::TokenState::Unknown => None,
-            };
-            if let Some(what) = what {
-                problems.push(Error::SsoLogin {
-                    profile: selected.to_string(),
-                    what,
-                    login: sso::login_command(profile),
-                });
-            }
-        }
-    }
+    problems.extend(sso::login_problem(chain));
     problems
 }
 
-/// `(profile B, sso-session S)` / `(sso_start_url U)`: whose login it is (the profile only when
-/// it is not the selected one).
-fn sso_subject(
-    selected: &str,
-    sso_profile: &str,
-    session: Option<&str>,
-    start_url: &str,
-) -> String {
-    let mut parts = Vec::new();
-    if selected != sso_profile {
-        parts.push(format!("profile {sso_profile}"));
-    }
-    parts.push(match session {
-        Some(s) => format!("sso-session {s}"),
-        None => format!("sso_start_url {start_url}"),
-    });
-    format!("({})", parts.join(", "))
-}
-
-/// A credentials failure that is the SSO login's (the portal refused the cached token, or the
-/// SDK's token provider could not use or refresh it), as the same advice as a missing login.
+/// A credentials failure of PROFILE that is its SSO login's, as the advice of a missing login.
 fn sso_failure(
     files: &Files,
     profile: &str,
     err: &(dyn std::error::Error + 'static),
 ) -> Option<Error> {
-    type RoleCredentialsError = aws_sdk_sso::error::SdkError<
-        aws_sdk_sso::operation::get_role_credentials::GetRoleCredentialsError,
-        aws_smithy_runtime_api::client::orchestrator::HttpResponse,
-    >;
-    let mut refused = false;
-    let mut token = false;
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(e) = cur {
-        if let Some(sdk) = e.downcast_ref::<RoleCredentialsError>() {
-            refused |= sdk.code() == Some("UnauthorizedException");
-        }
-        token |= e.is::<aws_credential_types::provider::error::TokenError>();
-        cur = e.source();
-    }
-    if !refused && !token {
-        return None;
-    }
     let chain = files.load().ok()?.chain(profile).ok()?;
-    let Some(Hop::Sso {
-        profile: sso_profile,
-        sso_session,
-        start_url,
-        ..
-    }) = chain.hops.first()
-    else {
-        return None;
-    };
-    let of = sso_subject(profile, sso_profile, sso_session.as_deref(), start_url);
-    let what = if refused {
-        format!("the SSO portal refused the cached token {of} (logged out, revoked or expired)")
-    } else {
-        format!(
-            "the cached SSO token {of} cannot be used: {}",
-            crate::sdk_error::describe(err)
-        )
-    };
-    Some(Error::SsoLogin {
-        profile: profile.to_string(),
-        what,
-        login: sso::login_command(sso_profile),
-    })
+    sso::login_failure(&chain, err)
 }
 
 /// An SDK config for one profile: region fixed, credentials from the profile chain only (never the

@@ -1,10 +1,14 @@
 //! IAM Identity Center (SSO) profiles: the SDK's rules for their settings (pure), and the state
-//! of the token `aws sso login` cached, so a missing or expired login is named before any call.
-//! aws-config does the credential fetch itself (`SsoCredentialsProvider`, the `sso` feature).
+//! of the token `aws sso login` cached, so a missing or expired login is named before any call,
+//! with the login to run. aws-config does the credential fetch itself (`SsoCredentialsProvider`,
+//! the `sso` feature); a failure of it that is the login's gets the same advice.
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use crate::profiles::{Hop, Profile, ProfileError, Profiles};
+use aws_sdk_sso::error::ProvideErrorMetadata;
+
+use crate::error::Error;
+use crate::profiles::{Chain, Hop, Profile, ProfileError, Profiles};
 
 /// The SSO hop of PROFILE, or `None` when it has no SSO key at all. The rules and messages are
 /// smithy-rs's `sso_from_profile` (aws-config 1.13): any of the five keys makes an SSO profile;
@@ -153,6 +157,113 @@ fn parse_time(text: &str) -> Option<SystemTime> {
 /// (with a session, that logs in the session for every profile sharing it).
 pub fn login_command(hop_profile: &str) -> String {
     format!("aws sso login --profile {hop_profile}")
+}
+
+/// The SSO problem of CHAIN, if its base is SSO: a profile without account and role (a token,
+/// not credentials), or no usable login in the cache.
+///
+/// Checked here rather than left to aws-config: for a legacy profile it never looks at
+/// `expiresAt` (the portal refuses the token, an UnauthorizedException), and for a missing file
+/// it says "failed to read" without the command that fixes it.
+pub fn login_problem(chain: &Chain) -> Option<Error> {
+    let Some(Hop::Sso {
+        profile,
+        sso_session,
+        start_url,
+        account_id,
+        ..
+    }) = chain.hops.first()
+    else {
+        return None;
+    };
+    if account_id.is_none() {
+        return Some(
+            ProfileError::SsoTokenOnly {
+                profile: profile.clone(),
+            }
+            .into(),
+        );
+    }
+    let home = std::env::var_os("HOME").filter(|h| !h.is_empty())?;
+    let selected = chain.hops.last().map(Hop::profile).unwrap_or_default();
+    let path = cache_path(Path::new(&home), sso_session.as_deref(), start_url);
+    let text = std::fs::read_to_string(&path).ok();
+    let of = subject(selected, profile, sso_session.as_deref(), start_url);
+    let what = match token_state(text.as_deref(), SystemTime::now(), sso_session.is_some()) {
+        TokenState::Missing => format!(
+            "not logged in to SSO {of}: no cached token {}",
+            path.display()
+        ),
+        TokenState::Expired { at } => format!(
+            "the SSO login {of} expired at {at} (cached token {})",
+            path.display()
+        ),
+        TokenState::Valid | TokenState::Unknown => return None,
+    };
+    Some(Error::SsoLogin {
+        profile: selected.to_string(),
+        what,
+        login: login_command(profile),
+    })
+}
+
+/// A credentials failure of CHAIN that is its SSO login's (the portal refused the cached token,
+/// or the SDK's token provider could not use or refresh it), as the advice of a missing login.
+pub fn login_failure(chain: &Chain, err: &(dyn std::error::Error + 'static)) -> Option<Error> {
+    type RoleCredentialsError = aws_sdk_sso::error::SdkError<
+        aws_sdk_sso::operation::get_role_credentials::GetRoleCredentialsError,
+        aws_smithy_runtime_api::client::orchestrator::HttpResponse,
+    >;
+    let Some(Hop::Sso {
+        profile: sso_profile,
+        sso_session,
+        start_url,
+        ..
+    }) = chain.hops.first()
+    else {
+        return None;
+    };
+    let mut refused = false;
+    let mut token = false;
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cur {
+        if let Some(sdk) = e.downcast_ref::<RoleCredentialsError>() {
+            refused |= sdk.code() == Some("UnauthorizedException");
+        }
+        token |= e.is::<aws_credential_types::provider::error::TokenError>();
+        cur = e.source();
+    }
+    let selected = chain.hops.last().map(Hop::profile).unwrap_or_default();
+    let of = subject(selected, sso_profile, sso_session.as_deref(), start_url);
+    let what = if refused {
+        format!("the SSO portal refused the cached token {of} (logged out, revoked or expired)")
+    } else if token {
+        format!(
+            "the cached SSO token {of} cannot be used: {}",
+            crate::sdk_error::describe(err)
+        )
+    } else {
+        return None;
+    };
+    Some(Error::SsoLogin {
+        profile: selected.to_string(),
+        what,
+        login: login_command(sso_profile),
+    })
+}
+
+/// `(profile B, sso-session S)` / `(sso_start_url U)`: whose login it is (the profile only when
+/// it is not the selected one).
+fn subject(selected: &str, sso_profile: &str, session: Option<&str>, start_url: &str) -> String {
+    let mut parts = Vec::new();
+    if selected != sso_profile {
+        parts.push(format!("profile {sso_profile}"));
+    }
+    parts.push(match session {
+        Some(s) => format!("sso-session {s}"),
+        None => format!("sso_start_url {start_url}"),
+    });
+    format!("({})", parts.join(", "))
 }
 
 #[cfg(test)]
