@@ -3,13 +3,14 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use tracing_subscriber::prelude::*;
 
 use crate::cli::{Cli, Command, EksCommand, FileArgs, GenerateArgs, TokenArgs, UpdateArgs};
 use crate::error::{Result, exit};
 use crate::{aws, credential, env, explain, generate, output, update};
 
 /// Logs on stderr: `KUBECONFIG_GEN_LOG`, else `RUST_LOG`, else `warn` (aws-config's profile
-/// provider: `error`). Colour only when stderr
+/// provider: `error`; the wire never at trace, see `WIRE_TARGETS`). Colour only when stderr
 /// is a terminal and `NO_COLOR` is unset (escape codes filled the init container's log). A
 /// closed stderr is ignored: the subscriber would otherwise report it with `eprintln!`, a panic.
 fn init_logging() {
@@ -29,7 +30,35 @@ fn init_logging() {
         .with_ansi(colour)
         .log_internal_errors(false)
         .with_target(false)
+        .finish()
+        .with(tracing_subscriber::filter::filter_fn(|m| {
+            allowed(m.target(), m.level())
+        }))
         .try_init();
+}
+
+/// Targets whose trace events are dropped whatever the filter says: the SDK's orchestrator
+/// traces each request and response whole (an SSO request carries the access token in a header
+/// the SDK does not mark sensitive, `x-amz-sso_bearer_token`), and the HTTP/TLS crates dump
+/// headers and frames.
+const WIRE_TARGETS: &[&str] = &[
+    "aws_smithy_runtime::client::orchestrator",
+    "aws_smithy_http_client",
+    "hyper",
+    "hyper_util",
+    "h2",
+    "rustls",
+    "tokio_rustls",
+];
+
+fn allowed(target: &str, level: &tracing::Level) -> bool {
+    *level != tracing::Level::TRACE
+        || !WIRE_TARGETS.iter().any(|t| {
+            target == *t
+                || target
+                    .strip_prefix(t)
+                    .is_some_and(|rest| rest.starts_with("::"))
+        })
 }
 
 pub fn main() -> ExitCode {
@@ -157,6 +186,35 @@ async fn run(cli: Cli) -> Result<()> {
                 timeout: cli.timeout,
             })
             .await
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tracing::Level;
+
+    #[test]
+    fn the_wire_never_logs_at_trace() {
+        let cases = [
+            (
+                "aws_smithy_runtime::client::orchestrator",
+                Level::TRACE,
+                false,
+            ),
+            (
+                "aws_smithy_runtime::client::orchestrator",
+                Level::DEBUG,
+                true,
+            ),
+            ("aws_smithy_runtime::client::retries", Level::TRACE, true),
+            ("hyper_util::client::legacy", Level::TRACE, false),
+            ("hyperx", Level::TRACE, true),
+            ("kubeconfig_gen::generate", Level::TRACE, true),
+        ];
+        for (target, level, want) in cases {
+            assert_eq!(allowed(target, &level), want, "{target} {level}");
         }
     }
 }

@@ -205,6 +205,29 @@ async fn sso_login_generate_and_kubectl() {
         "the exec plugin asked the portal"
     );
 
+    // The exec plugin at trace level: neither the SSO access token nor the keys it bought.
+    let mut trace_env = env.clone();
+    trace_env.extend([
+        ("AWS_PROFILE".to_string(), "dev".to_string()),
+        ("KUBECONFIG_GEN_LOG".to_string(), "trace".to_string()),
+    ]);
+    let out = clean(&binary(), d, &trace_env)
+        .args(["token", "--cluster-name", "mc-project-k8s"])
+        .output()
+        .unwrap();
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("TRACE"), "trace logging is on");
+    no_secret_or_debug("token at trace", &stderr);
+    let secrets = portal.secrets();
+    assert!(!secrets.is_empty());
+    for secret in secrets {
+        assert!(
+            !stderr.contains(&secret),
+            "a key the portal handed out is in the trace log"
+        );
+    }
+
     // `explain` shows the SSO hop and the cache file it reads.
     let out = run_case(d, "", CONFIG, &args(&["explain", "--profile", "dev"]), &[]);
     assert!(out.status.success(), "{}", text(&out.stderr));

@@ -28,6 +28,8 @@ pub(super) struct Seen {
 pub(super) struct Portal {
     pub(super) url: String,
     seen: Arc<Mutex<Vec<Seen>>>,
+    /// The secret keys and session tokens handed out, for the tests that look for leaks.
+    secrets: Arc<Mutex<Vec<String>>>,
 }
 
 /// Temporary keys from moto.
@@ -53,27 +55,32 @@ impl Portal {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let seen = Arc::new(Mutex::new(Vec::new()));
+        let secrets = Arc::new(Mutex::new(Vec::new()));
         let config = Arc::new(Config {
             sso_tokens: sso_tokens.iter().map(|t| t.to_string()).collect(),
             pod_identity: pod_identity.map(|(t, r)| (t.to_string(), r.to_string())),
         });
-        let s = seen.clone();
+        let (s, k) = (seen.clone(), secrets.clone());
         std::thread::spawn(move || {
             for conn in listener.incoming().flatten() {
-                let (s, config) = (s.clone(), config.clone());
-                std::thread::spawn(move || serve(conn, &config, &s));
+                let (s, k, config) = (s.clone(), k.clone(), config.clone());
+                std::thread::spawn(move || serve(conn, &config, &s, &k));
             }
         });
-        Portal { url, seen }
+        Portal { url, seen, secrets }
     }
 
     pub(super) fn seen(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
     }
+
+    pub(super) fn secrets(&self) -> Vec<String> {
+        self.secrets.lock().unwrap().clone()
+    }
 }
 
 /// One request per connection (`Connection: close`): the SDK opens another for the next.
-fn serve(conn: TcpStream, config: &Config, seen: &Mutex<Vec<Seen>>) {
+fn serve(conn: TcpStream, config: &Config, seen: &Mutex<Vec<Seen>>, secrets: &Mutex<Vec<String>>) {
     let mut reader = BufReader::new(conn.try_clone().unwrap());
     let mut line = String::new();
     if reader.read_line(&mut line).is_err() {
@@ -116,6 +123,7 @@ fn serve(conn: TcpStream, config: &Config, seen: &Mutex<Vec<Seen>>) {
                 ),
                 (true, Some(role), Some(account)) => {
                     let keys = assume_role(&format!("arn:aws:iam::{account}:role/{role}"), "sso-user");
+                    secrets.lock().unwrap().extend([keys.secret_access_key.clone(), keys.session_token.clone()]);
                     let ms = time::OffsetDateTime::parse(
                         &keys.expiration,
                         &time::format_description::well_known::Rfc3339,
@@ -150,6 +158,10 @@ fn serve(conn: TcpStream, config: &Config, seen: &Mutex<Vec<Seen>>) {
             match known {
                 Some((_, role)) => {
                     let keys = assume_role(role, "pod-identity");
+                    secrets
+                        .lock()
+                        .unwrap()
+                        .extend([keys.secret_access_key.clone(), keys.session_token.clone()]);
                     let doc = serde_json::json!({
                         "AccessKeyId": keys.access_key_id,
                         "SecretAccessKey": keys.secret_access_key,
