@@ -3,7 +3,7 @@
 //! (the namespaces only a GET can decide), then [`KeyPlan::actions`].
 use crate::plan::diff::Action;
 use crate::plan::kinds::ObjectView;
-use crate::plan::scope;
+use crate::plan::scope::{self, Scope};
 use crate::plan::source::{self, Contexts, NotSource, Problem, Settings, Source, classify};
 use crate::plan::summary::{self, CopySummary};
 use crate::plan::wanted::{Target, wanted};
@@ -67,10 +67,10 @@ impl<'a> KeyPlan<'a> {
                 if s.local_scope.is_nothing()
                     && source.as_ref().is_some_and(|src| src.spec.intra.is_some()) =>
             {
-                problems.push(scope::intra_cluster_off());
+                problems.push(intra_cluster_off());
             }
             Target::Context { context, .. } if !outside.is_empty() => {
-                problems.push(scope::not_allowed(&s.follower_scope, context, &outside));
+                problems.push(not_allowed(&s.follower_scope, context, &outside));
             }
             _ => {}
         }
@@ -96,5 +96,32 @@ impl<'a> KeyPlan<'a> {
         s: &Settings,
     ) -> Vec<Action> {
         summary::plan_copies(self.source.as_ref(), &self.wanted, copies, read, s)
+    }
+}
+
+/// The problem of follower namespaces a source wants outside the follower scope.
+fn not_allowed(allowed: &Scope, context: &str, outside: &BTreeSet<String>) -> Problem {
+    let names = outside.iter().cloned().collect::<Vec<_>>().join(", ");
+    Problem {
+        reason: scope::NOT_ALLOWED,
+        note: format!(
+            "context {context}: namespace(s) {names} not in --follower-namespaces ({}); no copy \
+             is made there",
+            allowed.listed()
+        ),
+        context: Some(context.to_string()),
+    }
+}
+
+/// The problem of a `sync` annotation (intra-cluster copies) while intra-cluster sync is off.
+fn intra_cluster_off() -> Problem {
+    Problem {
+        reason: scope::INTRA_CLUSTER_OFF,
+        note: format!(
+            "annotation {} asks for copies in the source cluster, but intra-cluster sync is off \
+             (--no-intra-cluster); none is made",
+            crate::plan::annotations::SYNC
+        ),
+        context: None,
     }
 }

@@ -2,7 +2,6 @@
 //! some namespaces (`--follower-namespaces` in followers; none at all in the source cluster with
 //! `--no-intra-cluster`). Wanted namespaces outside the scope are not planned there: they are
 //! reported on the source instead, so a Role-only install says what it cannot do.
-use crate::plan::source::Problem;
 use std::collections::BTreeSet;
 
 /// The namespaces a cluster's copies may live in.
@@ -48,38 +47,11 @@ impl Scope {
     }
 
     /// The flag's value as the problem notes quote it.
-    fn listed(&self) -> String {
+    pub fn listed(&self) -> String {
         match self {
             Scope::Cluster => String::new(),
             Scope::Namespaces(list) => list.iter().cloned().collect::<Vec<_>>().join(","),
         }
-    }
-}
-
-/// The problem of follower namespaces a source wants outside the follower scope.
-pub fn not_allowed(scope: &Scope, context: &str, outside: &BTreeSet<String>) -> Problem {
-    let names = outside.iter().cloned().collect::<Vec<_>>().join(", ");
-    Problem {
-        reason: NOT_ALLOWED,
-        note: format!(
-            "context {context}: namespace(s) {names} not in --follower-namespaces ({}); no copy \
-             is made there",
-            scope.listed()
-        ),
-        context: Some(context.to_string()),
-    }
-}
-
-/// The problem of a `sync` annotation (intra-cluster copies) while intra-cluster sync is off.
-pub fn intra_cluster_off() -> Problem {
-    Problem {
-        reason: INTRA_CLUSTER_OFF,
-        note: format!(
-            "annotation {} asks for copies in the source cluster, but intra-cluster sync is off \
-             (--no-intra-cluster); none is made",
-            crate::plan::annotations::SYNC
-        ),
-        context: None,
     }
 }
 
@@ -97,11 +69,7 @@ mod tests {
         let (inside, outside) = scope.split(set(&["team-a", "default", "team-c"]));
         assert_eq!(inside, set(&["team-a"]));
         assert_eq!(outside, set(&["default", "team-c"]));
-        let p = not_allowed(&scope, "arn:aws:eks:r:1:cluster/x", &outside);
-        assert_eq!(p.reason, NOT_ALLOWED);
-        assert!(p.note.contains("default, team-c"), "{}", p.note);
-        assert!(p.note.contains("(team-a,team-b)"), "{}", p.note);
-        assert_eq!(p.context.as_deref(), Some("arn:aws:eks:r:1:cluster/x"));
+        assert_eq!(scope.listed(), "team-a,team-b");
     }
 
     #[test]
