@@ -3,7 +3,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use crate::profiles::ProfileError;
+use crate::profile_types::ProfileError;
 
 /// Exit codes (documented in the README and `--help`).
 pub mod exit {

@@ -14,6 +14,7 @@ pub mod generate;
 pub mod kubeconfig;
 pub mod outcome;
 pub mod output;
+pub mod profile_types;
 pub mod profiles;
 pub mod sdk_error;
 pub mod sso;
