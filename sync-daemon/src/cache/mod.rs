@@ -2,6 +2,7 @@
 //! and in each target cluster a compact summary of every copy we made there. One watch loop
 //! (`watch.rs`) feeds them all; callers are told which source keys an event concerns.
 pub mod copies;
+mod index;
 pub mod lookout;
 pub mod ready;
 pub mod relist;
