@@ -76,15 +76,6 @@ impl Lookouts {
         }
     }
 
-    /// Look-alikes watched now.
-    pub fn len(&self) -> usize {
-        Self::lock(&self.running).len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Stops every lookout (the cluster left the kubeconfig).
     pub fn stop(&self) {
         for (_, (_, task)) in Self::lock(&self.running).drain() {

@@ -3,7 +3,7 @@
 //! so one namespace's re-list never empties another's), seen together; and the allowed
 //! namespaces' own objects, read by name (a Role may grant `get` on its own namespace, never a
 //! cluster-wide list or watch).
-use crate::cache::copies::{CopyCache, Origin};
+use crate::cache::copies::CopyCache;
 use crate::cache::ready::Ready;
 use crate::plan::objects::Syncable;
 use crate::plan::summary::CopySummary;
@@ -12,6 +12,7 @@ use kube::Client;
 use kube::api::Api;
 use kube::runtime::reflector::store::Writer;
 use kube::runtime::watcher;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -67,19 +68,6 @@ impl KindCopies {
             c.each_origin(&mut f);
         }
     }
-
-    /// Every origin with a cached copy (once per part, see [`KindCopies::each_origin`]).
-    pub fn origins(&self) -> Vec<Origin> {
-        (self.parts.iter()).flat_map(|(_, c)| c.origins()).collect()
-    }
-
-    pub fn len(&self) -> usize {
-        self.parts.iter().map(|(_, c)| c.len()).sum()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 /// How often the allowed namespaces of a follower are read again (their labels may choose
@@ -87,9 +75,14 @@ impl KindCopies {
 /// cluster-wide watch that sees changes at once.
 pub const NAMESPACE_POLL: Duration = Duration::from_secs(30);
 
-/// Reads `names` (each by GET) into `writer` now and every [`NAMESPACE_POLL`]: the store holds
-/// those that exist and may be read; `on_change` hears a change after the first round. The
-/// returned readiness turns true after the first round, and the task joins `tasks`.
+/// Deadline of one namespace read (the watch client it goes through has none short enough).
+const READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Reads `names` (each by GET, with [`READ_TIMEOUT`]) into `writer` now and every
+/// [`NAMESPACE_POLL`]: the store holds those that exist and may be read (404 and 403 leave one
+/// out); a read that fails otherwise (timeout, 5xx, transport) keeps what the last round saw, so
+/// an outage never looks like a namespace gone. `on_change` hears a change after the first
+/// round. The returned readiness turns true after the first round; the task joins `tasks`.
 pub(crate) fn poll_namespaces(
     client: &Client,
     cluster: &str,
@@ -102,40 +95,51 @@ pub(crate) fn poll_namespaces(
     let api: Api<Namespace> = Api::all(client.clone());
     let cluster = cluster.to_string();
     let task = tokio::spawn(async move {
-        let mut last: Option<Vec<(String, Option<String>)>> = None;
+        let mut known: BTreeMap<String, Namespace> = BTreeMap::new();
+        let mut first = true;
         loop {
-            let mut found = Vec::new();
+            let mut changed = first;
             for name in &names {
-                match api.get_opt(name).await {
-                    Ok(Some(mut ns)) => {
+                let read = tokio::time::timeout(READ_TIMEOUT, api.get_opt(name)).await;
+                let now = match read {
+                    Ok(Ok(Some(mut ns))) => {
                         ns.metadata.managed_fields = None;
-                        found.push(ns);
+                        Some(ns)
                     }
-                    Ok(None) => {}
-                    Err(e) => {
-                        tracing::warn!(cluster = %cluster, namespace = %name, error = %crate::chain(&e), "cannot read an allowed follower namespace (does its Role grant get on namespaces?)")
+                    Ok(Ok(None)) => None,
+                    Ok(Err(kube::Error::Api(s))) if s.code == 403 => {
+                        tracing::warn!(cluster = %cluster, namespace = %name, "an allowed follower namespace cannot be read (does its Role grant get on namespaces?)");
+                        None
                     }
+                    Ok(Err(e)) => {
+                        tracing::debug!(cluster = %cluster, namespace = %name, error = %crate::chain(&e), "namespace read failed; keeping what was seen");
+                        continue;
+                    }
+                    Err(_) => continue,
+                };
+                let rv =
+                    |n: Option<&Namespace>| n.and_then(|n| n.metadata.resource_version.clone());
+                if rv(known.get(name)) != rv(now.as_ref())
+                    || known.contains_key(name) != now.is_some()
+                {
+                    changed = true;
                 }
+                match now {
+                    Some(ns) => known.insert(name.clone(), ns),
+                    None => known.remove(name),
+                };
             }
-            let seen: Vec<(String, Option<String>)> = (found.iter())
-                .map(|n| {
-                    (
-                        n.metadata.name.clone().unwrap_or_default(),
-                        n.metadata.resource_version.clone(),
-                    )
-                })
-                .collect();
-            if last.as_ref() != Some(&seen) {
+            if changed {
                 writer.apply_watcher_event(&watcher::Event::Init);
-                for ns in found {
-                    writer.apply_watcher_event(&watcher::Event::InitApply(ns));
+                for ns in known.values() {
+                    writer.apply_watcher_event(&watcher::Event::InitApply(ns.clone()));
                 }
                 writer.apply_watcher_event(&watcher::Event::InitDone);
-                if last.is_some() {
+                if !first {
                     on_change();
                 }
-                last = Some(seen);
             }
+            first = false;
             ready_tx.send_replace(true);
             tokio::time::sleep(NAMESPACE_POLL).await;
         }
@@ -188,10 +192,12 @@ mod tests {
             .collect();
         at.sort();
         assert_eq!(at, ["a", "b"]);
-        assert_eq!(k.len(), 2);
+        assert_eq!(k.copies_of("src", "cert").len(), 2);
         k.record_deleted("a", "cert");
         assert_eq!(k.copies_of("src", "cert").len(), 1);
-        assert_eq!(k.origins(), [("src".to_string(), "cert".to_string())]);
+        let mut origins = Vec::new();
+        k.each_origin(|o| origins.push(o.to_string()));
+        assert_eq!(origins, ["src/cert"]);
     }
 
     #[test]
