@@ -88,6 +88,17 @@ impl PodFs {
         self.env.push((name.to_string(), value.to_string()));
     }
 
+    /// The initContainer `init` with its own args: kubeconfig-gen writes the pod's kubeconfig.
+    pub(crate) fn run_init(&self, kubeconfig_gen: &Path, init: &Value) {
+        let init_args = strs(&init["args"]);
+        let out = self.command(kubeconfig_gen, &init_args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "kubeconfig-gen {init_args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     pub(crate) fn command(&self, program: &Path, args: &[String]) -> Command {
         let mut cmd = Command::new(program);
         cmd.env_clear()
@@ -166,14 +177,7 @@ pub(crate) async fn run() {
 
     let pod = PodFs::new(tb, &mgmt, &d, &kubeconfig_gen);
 
-    // The initContainer, with its own args.
-    let init_args = strs(&init["args"]);
-    let out = pod.command(&kubeconfig_gen, &init_args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "kubeconfig-gen {init_args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    pod.run_init(&kubeconfig_gen, init);
 
     watch_sidecar_keeps_the_file(&pod, &kubeconfig_gen, &strs(&d.watch["args"]));
 

@@ -52,13 +52,7 @@ pub(crate) async fn run() {
         "KUBECONFIG_GEN_TEST_TOKEN_LIFETIME",
         &TOKEN_LIFETIME_S.to_string(),
     );
-    let init_args = strs(&d.init["args"]);
-    let out = pod.command(&kubeconfig_gen, &init_args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    pod.run_init(&kubeconfig_gen, d.init);
 
     let ns = strs(&d.main["args"])
         .iter()

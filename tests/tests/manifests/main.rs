@@ -310,10 +310,20 @@ fn manifests_render_and_agree_with_each_other_and_the_iam_policies() {
 /// `kubectl apply -f -` of rendered manifests into one testbed cluster, as admin (less what its
 /// version cannot have: `for_server`).
 fn apply(tb: &Testbed, cluster: &str, yaml: &str) {
+    apply_in(tb, cluster, None, yaml);
+}
+
+/// [`apply`], objects without a namespace landing in `namespace` (`kubectl apply -n`).
+fn apply_in(tb: &Testbed, cluster: &str, namespace: Option<&str>, yaml: &str) {
     let yaml = for_server(yaml);
+    let mut args = vec!["--context", cluster];
+    if let Some(ns) = namespace {
+        args.extend(["-n", ns]);
+    }
+    args.extend(["apply", "-f", "-"]);
     let mut child = tb
         .kubectl()
-        .args(["--context", cluster, "apply", "-f", "-"])
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

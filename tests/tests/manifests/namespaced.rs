@@ -8,30 +8,6 @@ use super::deployed::{PodFs, product_bin, wait_logged};
 use super::*;
 use e2e::audit::{DAEMON_AGENT, Event};
 
-/// `kubectl apply -n NS -f -` of rendered manifests (objects without a namespace land in `ns`).
-fn apply_in(tb: &Testbed, cluster: &str, ns: &str, yaml: &str) {
-    let mut child = tb
-        .kubectl()
-        .args(["--context", cluster, "-n", ns, "apply", "-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(yaml.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "kubectl apply -n {ns} to {cluster} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// Removes a ClusterRoleBinding (absent is fine): our groups keep only the namespaced grants.
 async fn unbind(tb: &Testbed, cluster: &str, name: &str) {
     let crbs: Api<k8s_openapi::api::rbac::v1::ClusterRoleBinding> =
@@ -84,7 +60,7 @@ pub(crate) async fn run() {
     k8s::ensure_ns(&tb.admin_client(MGMT).await, &n.src, &[])
         .await
         .unwrap();
-    apply_in(tb, MGMT, &n.src, &render("source-push-only"));
+    apply_in(tb, MGMT, Some(&n.src), &render("source-push-only"));
     for f in [PROJECT, PROJECT2] {
         let admin = tb.admin_client(f).await;
         for ns in [&n.team_a, &n.team_b, &n.outside] {
@@ -93,19 +69,13 @@ pub(crate) async fn run() {
                 .unwrap();
         }
         for ns in [&n.team_a, &n.team_b] {
-            apply_in(tb, f, ns, &render("follower/namespaced"));
+            apply_in(tb, f, Some(ns), &render("follower/namespaced"));
         }
     }
 
     // The kubeconfig, as the initContainer writes it.
     let pod = PodFs::new(tb, &mgmt, &d, &kubeconfig_gen);
-    let init_args = strs(&d.init["args"]);
-    let out = pod.command(&kubeconfig_gen, &init_args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    pod.run_init(&kubeconfig_gen, d.init);
 
     // The Deployment's daemon args, in the least-privilege mode (no Lease: a single replica here).
     let metrics = format!("127.0.0.1:{}", e2e::procs::free_port().unwrap());
@@ -284,7 +254,7 @@ async fn one_verb_fewer(tb: &Testbed, pod: &PodFs, args: &[String], n: &Names) {
         "  - update\n  - patch\n  - delete\n",
     );
     assert!(!role.contains("- create"), "the Role lost its create verb");
-    apply_in(tb, PROJECT2, &n.team_b, &role);
+    apply_in(tb, PROJECT2, Some(&n.team_b), &role);
     let src = tb.admin_client(MGMT).await;
     let name = unique_ns("one-verb-fewer");
     let contexts = format!(
@@ -329,7 +299,7 @@ async fn one_verb_fewer(tb: &Testbed, pod: &PodFs, args: &[String], n: &Names) {
     ] {
         assert!(has(f, ns.clone()).await, "{f}/{ns} still gets its copy");
     }
-    apply_in(tb, PROJECT2, &n.team_b, &render("follower/namespaced"));
+    apply_in(tb, PROJECT2, Some(&n.team_b), &render("follower/namespaced"));
     let end = Instant::now() + Duration::from_secs(30);
     loop {
         let out = pod.daemon(&once).output().unwrap();
