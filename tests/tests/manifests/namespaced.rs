@@ -299,7 +299,12 @@ async fn one_verb_fewer(tb: &Testbed, pod: &PodFs, args: &[String], n: &Names) {
     ] {
         assert!(has(f, ns.clone()).await, "{f}/{ns} still gets its copy");
     }
-    apply_in(tb, PROJECT2, Some(&n.team_b), &render("follower/namespaced"));
+    apply_in(
+        tb,
+        PROJECT2,
+        Some(&n.team_b),
+        &render("follower/namespaced"),
+    );
     let end = Instant::now() + Duration::from_secs(30);
     loop {
         let out = pod.daemon(&once).output().unwrap();
