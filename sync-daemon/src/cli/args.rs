@@ -166,7 +166,7 @@ pub struct SyncArgs {
     #[arg(long)]
     pub adopt_existing: bool,
     /// Reconciles in flight per target cluster (a source is never reconciled twice at once)
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub workers: u16,
     #[command(flatten)]
     pub ops: OpsArgs,
@@ -227,10 +227,11 @@ pub struct OpsArgs {
     /// kubed's klog verbosity: 0-3 info, 4-5 debug, 6+ trace (RUST_LOG, when set, wins)
     #[arg(long = "v", value_name = "LEVEL")]
     pub verbosity: Option<u8>,
-    /// Client-side requests per second per cluster (default 50; kubed's 1e6 means no limit)
+    /// A fixed client-side rate per cluster, requests per second (default: none; the cluster's
+    /// 429 + Retry-After pauses it instead; kubed's 1e6 means no limit)
     #[arg(long, value_parser = qps)]
     pub qps: Option<f32>,
-    /// Requests allowed at once above --qps per cluster (default 100)
+    /// Requests allowed at once above --qps per cluster (default 100; only with --qps)
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub burst: Option<u32>,
     /// kubed's --kubeconfig for the source cluster (accepted; the source is --source-context,

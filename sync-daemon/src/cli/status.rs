@@ -13,7 +13,7 @@ use crate::controller::{self, StartError};
 use crate::plan::annotations as ann;
 use crate::plan::objects::{self, Syncable, namespace_view};
 use crate::plan::policy;
-use crate::plan::summary::CopySummary;
+use crate::plan::summary::{CopySummary, Missing};
 use crate::plan::wanted::wanted_through;
 use crate::plan::{
     Contexts, KeyPlan, Kind, NamespaceView, NotSource, ObjectView, Scope, Settings, Target,
@@ -349,7 +349,7 @@ async fn source_rows(
     let refs: Vec<&CopySummary> = summaries.iter().collect();
     let mut read = BTreeMap::new();
     let mut missing_ns = Vec::new();
-    for ns in plan.to_read(&refs, s) {
+    for ns in plan.to_read(&refs, s, Missing::Read) {
         match get_view(c, src, &ns).await {
             Ok(found) => {
                 if found.is_none() && namespace_missing(c, &ns).await {

@@ -8,8 +8,8 @@ use crate::controller::errors::SyncError;
 use crate::ops::hooks::Synced;
 use crate::plan::objects::{self, Syncable};
 use crate::plan::policy::FOLLOWER_NAMESPACES;
-use crate::plan::summary::CopySummary;
-use crate::plan::{Action, KeyPlan, Kind, ObjectView, Outcome, Problem, SourceKey};
+use crate::plan::summary::{CopySummary, Missing};
+use crate::plan::{KeyPlan, Kind, ObjectView, Outcome, Problem, SourceKey};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::Api;
 use std::collections::{BTreeMap, BTreeSet};
@@ -48,18 +48,14 @@ impl Context {
         // Plan, reading by name only what the caches cannot decide.
         let names = self.names();
         let plan = KeyPlan::new(view.as_ref(), &t.target(&namespaces), s, &names.contexts());
-        let read = read_by_name::<K>(t, key, plan.to_read(&copies, s)).await?;
+        let read = read_by_name::<K>(t, key, plan.to_read(&copies, s, Missing::Create)).await?;
         let actions = plan.actions(&copies, &read, s);
-        let conflicts: Vec<String> = (actions.iter())
-            .filter(|a| matches!(a, Action::Conflict { .. }))
-            .map(|a| a.namespace().to_string())
-            .collect();
         // Write.
-        let mut problems = plan.problems.clone();
-        let written = self.write_all::<K>(t, key, actions, &mut problems).await;
+        let mut written = (self.write_all::<K>(t, key, actions, plan.problems.clone())).await;
         // A look-alike in the way is watched until it goes (then this key runs again).
-        t.copies.lookouts.keep(key, &conflicts);
+        t.copies.lookouts.keep(key, &written.conflicts);
         // Report.
+        let problems = std::mem::take(&mut written.problems);
         let outcome = written.outcome.with_problems(!problems.is_empty());
         self.report(idx, &t.cluster.context, key, object.as_ref(), problems)
             .await;

@@ -3,6 +3,7 @@
 //! into the reconcile's. Conflicts and missing namespaces become problems on the source.
 use crate::controller::context::{Context, TargetCluster};
 use crate::controller::errors::SyncError;
+use crate::plan::diff;
 use crate::plan::objects::{self, Syncable};
 use crate::plan::{Action, ObjectView, Outcome, Problem, SourceKey};
 use kube::api::Api;
@@ -30,6 +31,10 @@ pub(crate) struct Written {
     pub wrote: bool,
     /// Namespaces where a copy is created (the first sync there).
     pub created: Vec<String>,
+    /// The plan's problems and those the writes found (reported on the source).
+    pub problems: Vec<Problem>,
+    /// Namespaces where a look-alike is in the way (planned, or found by a refused create).
+    pub conflicts: Vec<String>,
 }
 
 impl Context {
@@ -38,7 +43,7 @@ impl Context {
         t: &TargetCluster,
         key: &SourceKey,
         actions: Vec<Action>,
-        problems: &mut Vec<Problem>,
+        problems: Vec<Problem>,
     ) -> Written {
         let mut w = Written {
             outcome: Outcome::CONVERGED,
@@ -50,16 +55,18 @@ impl Context {
                     _ => None,
                 })
                 .collect(),
+            problems,
+            conflicts: Vec::new(),
         };
         for action in actions {
-            match self.execute::<K>(t, key, action, problems).await {
+            match self.execute::<K>(t, key, action, &mut w).await {
                 Ok(o) => w.outcome = w.outcome.and(o),
                 Err(e) => {
                     // Keep going: one bad namespace must not block the others.
                     self.hooks.error(&t.cluster.context, e.category());
                     if e.is_refusal() {
                         // Reported on the source (a Warning Event, once per distinct text).
-                        problems.push(Problem {
+                        w.problems.push(Problem {
                             reason: "WriteRefused",
                             note: crate::chain(&e),
                             context: None,
@@ -84,7 +91,7 @@ impl Context {
         t: &TargetCluster,
         key: &SourceKey,
         action: Action,
-        problems: &mut Vec<Problem>,
+        w: &mut Written,
     ) -> Result<Outcome, SyncError> {
         let ctx = &t.cluster.context;
         let write_err = |op: &'static str, ns: &str, source: kube::Error| SyncError::Write {
@@ -99,7 +106,8 @@ impl Context {
             Action::Noop { .. } => Ok(Outcome::CONVERGED),
             Action::Conflict { namespace, reason } => {
                 self.hooks.conflict(ctx, K::KIND);
-                problems.push(Problem {
+                w.conflicts.push(namespace.clone());
+                w.problems.push(Problem {
                     reason: "OriginConflict",
                     note: format!(
                         "{} {namespace}/{} in context {ctx} left untouched: {reason}",
@@ -136,7 +144,7 @@ impl Context {
                 tracing::info!(cluster = %ctx, source = %key, namespace = %namespace, dry_run = self.writer.dry_run, "copy released (on-delete: retain): kept, no longer managed");
                 Ok(Outcome::CONVERGED)
             }
-            Action::Create(desired) => self.create::<K>(t, key, &desired, problems).await,
+            Action::Create(desired) => self.create::<K>(t, key, &desired, w).await,
             Action::TakeOver { desired, uid, from } => {
                 tracing::info!(cluster = %ctx, source = %key, namespace = %desired.namespace, previous = %from, dry_run = self.writer.dry_run, "taking over a copy made under a previous cluster name");
                 self.update::<K>(t, key, &desired, uid, &[]).await
@@ -155,7 +163,7 @@ impl Context {
                     return Ok(Outcome::RetryAfter(Duration::from_secs(2)));
                 }
                 tracing::info!(cluster = %ctx, source = %key, namespace = %desired.namespace, dry_run = self.writer.dry_run, "copy deleted for re-creation (immutable or type change)");
-                self.create::<K>(t, key, &desired, problems).await
+                self.create::<K>(t, key, &desired, w).await
             }
         }
     }
@@ -185,27 +193,37 @@ impl Context {
         // A forced apply takes every field: the uid precondition keeps it on the very object we
         // observed (server-side apply never records uid as owned).
         obj.meta_mut().uid = uid.clone();
-        match self.writer.apply(&api, &obj, true).await {
+        let stored = match self.writer.apply(&api, &obj, true).await {
             Err(kube::Error::Api(s)) if uid_mismatch(&s) => {
                 tracing::info!(cluster = %ctx, source = %key, namespace = %ns, "the copy was replaced since it was observed; looking again");
                 return Ok(Outcome::RetryAfter(STALE_RETRY));
             }
-            r => {
-                if let Some(stored) = r.map_err(|e| write_err("apply", e))? {
-                    t.copies.of(K::KIND).record(&stored);
+            r => r.map_err(|e| write_err("apply", e))?,
+        };
+        self.hooks.write(ctx, K::KIND, "update");
+        let mut remove = extra_keys.to_vec();
+        if let Some(stored) = stored {
+            t.copies.of(K::KIND).record(&stored);
+            // A copy made by POST: what only that POST owned and the source dropped since.
+            for k in objects::post_leftovers(&stored, desired) {
+                if !remove.contains(&k) {
+                    remove.push(k);
                 }
             }
         }
-        self.hooks.write(ctx, K::KIND, "update");
-        if !extra_keys.is_empty() {
+        if !remove.is_empty() {
             let removed = (self.writer)
-                .remove_keys(&api, key.name(), uid.as_deref(), extra_keys)
+                .remove_keys(&api, key.name(), uid.as_deref(), &remove)
                 .await;
             match removed {
                 Err(kube::Error::Api(s)) if uid_mismatch(&s) => {
                     return Ok(Outcome::RetryAfter(STALE_RETRY));
                 }
-                r => r.map_err(|e| write_err("patch", e))?,
+                r => {
+                    if let Some(stored) = r.map_err(|e| write_err("patch", e))? {
+                        t.copies.of(K::KIND).record(&stored);
+                    }
+                }
             }
             self.hooks.write(ctx, K::KIND, "remove_keys");
         }
@@ -213,14 +231,15 @@ impl Context {
         Ok(Outcome::CONVERGED)
     }
 
-    /// Creates a copy (non-forced apply: if an object appeared meanwhile, apply conflicts instead
-    /// of taking it over). A missing namespace is reported, or created with --create-namespaces.
+    /// Creates a copy by POST. If something by that name is there after all (409), it is read
+    /// and planned in full (ours: updated; unmanaged or foreign: a conflict). A missing namespace
+    /// is reported, or created with --create-namespaces.
     async fn create<K: Syncable>(
         &self,
         t: &TargetCluster,
         key: &SourceKey,
         desired: &ObjectView,
-        problems: &mut Vec<Problem>,
+        w: &mut Written,
     ) -> Result<Outcome, SyncError> {
         let ctx = &t.cluster.context;
         let ns = &desired.namespace;
@@ -228,7 +247,7 @@ impl Context {
         let obj: K = objects::build(desired);
         let mut created_ns = false;
         loop {
-            match self.writer.apply(&api, &obj, false).await {
+            match self.writer.create(&api, &obj).await {
                 Ok(stored) => {
                     if let Some(stored) = stored {
                         t.copies.of(K::KIND).record(&stored);
@@ -252,7 +271,7 @@ impl Context {
                     created_ns = true;
                 }
                 Err(kube::Error::Api(s)) if s.code == 404 => {
-                    problems.push(Problem {
+                    w.problems.push(Problem {
                         reason: "NamespaceMissing",
                         note: format!(
                             "namespace {ns} does not exist in context {ctx}; copy not created"
@@ -261,6 +280,9 @@ impl Context {
                     });
                     self.hooks.error(ctx, "namespace_missing");
                     return Ok(Outcome::RetryAfter(NAMESPACE_RETRY));
+                }
+                Err(kube::Error::Api(s)) if s.code == 409 => {
+                    return self.replan::<K>(t, key, desired, w).await;
                 }
                 Err(kube::Error::Api(s))
                     if s.code == 403 && s.message.contains("being terminated") =>
@@ -279,6 +301,44 @@ impl Context {
                     });
                 }
             }
+        }
+    }
+
+    /// After a create refused with 409: reads what is there and plans it as the full planner
+    /// would (the conflict rules), then does that instead. Nothing there any more (deleted
+    /// meanwhile): looked at again shortly.
+    async fn replan<K: Syncable>(
+        &self,
+        t: &TargetCluster,
+        key: &SourceKey,
+        desired: &ObjectView,
+        w: &mut Written,
+    ) -> Result<Outcome, SyncError> {
+        let ctx = &t.cluster.context;
+        let ns = &desired.namespace;
+        let api: Api<K> = Api::namespaced(t.cluster.client.clone(), ns);
+        let found = api
+            .get_opt(key.name())
+            .await
+            .map_err(|source| SyncError::Get {
+                cluster: ctx.clone(),
+                kind: K::KIND,
+                namespace: ns.clone(),
+                name: key.name().to_string(),
+                source,
+            })?;
+        let Some(found) = found else {
+            return Ok(Outcome::RetryAfter(STALE_RETRY));
+        };
+        tracing::debug!(cluster = %ctx, source = %key, namespace = %ns, "create found an object by that name; planning it in full");
+        match diff::diff(
+            desired.clone(),
+            Some(&objects::view(&found)),
+            &self.settings,
+        ) {
+            // Only a create is not planned again (the object is there): no loop.
+            Action::Create(_) => Ok(Outcome::RetryAfter(STALE_RETRY)),
+            action => Box::pin(self.execute::<K>(t, key, action, w)).await,
         }
     }
 }

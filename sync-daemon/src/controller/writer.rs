@@ -1,13 +1,20 @@
 //! Every write the daemon makes goes through [`Writer`], so a dry-run (log, don't write) can
 //! replace it without touching the reconcile logic.
 //!
-//! Write strategy: server-side apply with the fixed field manager `kubed-cross-sync`, forced only
-//! on objects that pass the ownership test (or with --adopt-existing). Apply owns exactly the
-//! fields we set: labels/annotations other managers added on the target (a follower's own
-//! `kubed.appscode.com/sync`) survive, a hand edit of a field we set is taken back by the forced
-//! apply, and a label we stop setting is removed. Hand-added data keys are not ours, so apply
-//! would keep them: those are removed with a merge patch (`null`). Create/replace with
-//! resourceVersion would need a GET before each write and would drop target-only keys.
+//! Write strategy: a new copy is created with POST (one request, and the API server refuses it
+//! with 409 when anything by that name is there, so nothing unmanaged is ever merged into);
+//! every later write is a server-side apply with the fixed field manager `kubed-cross-sync`,
+//! forced only on objects that pass the ownership test (or with --adopt-existing). Apply owns
+//! exactly the fields we set: labels/annotations other managers added on the target (a
+//! follower's own `kubed.appscode.com/sync`) survive, a hand edit of a field we set is taken back
+//! by the forced apply, and a label we stop setting is removed. Hand-added data keys are not
+//! ours, so apply would keep them: those are removed with a merge patch (`null`).
+//!
+//! A POST records our manager as the owner of every field through an *Update* entry, which a
+//! later apply cannot remove fields from (to server-side apply it is another manager). So after
+//! each apply, what that entry alone owns and the desired copy omits (a label or key the source
+//! dropped since the copy was made) is removed with the same merge patch as hand-added keys: an
+//! extra write only when something must go, never a managedFields rewrite.
 use crate::plan::annotations as ann;
 use crate::plan::objects::{FIELD_MANAGER, Syncable};
 use crate::plan::policy;
@@ -40,7 +47,27 @@ impl Writer {
         api.patch(&name, &pp, &Patch::Apply(obj)).await.map(Some)
     }
 
-    /// Removes data/binaryData keys someone else added (merge patch with `null` values). With
+    /// Creates `obj` (POST). A 409 means something by that name is there already; the caller
+    /// reads it and decides (never merged into, as a non-forced apply would).
+    pub async fn create<K: Syncable>(
+        &self,
+        api: &Api<K>,
+        obj: &K,
+    ) -> Result<Option<K>, kube::Error> {
+        if self.dry_run {
+            let name = kube::ResourceExt::name_any(obj);
+            tracing::info!(kind = K::KIND.as_str(), namespace = api.namespace().unwrap_or_default(), name = %name, "dry run: would create");
+            return Ok(None);
+        }
+        let pp = PostParams {
+            field_manager: Some(FIELD_MANAGER.to_string()),
+            ..Default::default()
+        };
+        api.create(&pp, obj).await.map(Some)
+    }
+
+    /// Removes keys (merge patch with `null` values; the object as stored, `None` in dry-run): `data`/`binaryData` keys someone else
+    /// added, and `labels`/`annotations`/payload keys only a POST of ours owned. With
     /// `uid`, the patch carries it: on any other object by that name the API server refuses it
     /// (uid is immutable), so it never lands on an object made in place of ours.
     pub async fn remove_keys<K: Syncable>(
@@ -49,30 +76,17 @@ impl Writer {
         name: &str,
         uid: Option<&str>,
         keys: &[(&'static str, String)],
-    ) -> Result<(), kube::Error> {
+    ) -> Result<Option<K>, kube::Error> {
         if self.dry_run {
             tracing::info!(kind = K::KIND.as_str(), namespace = api.namespace().unwrap_or_default(), name = %name, keys = keys.len(), "dry run: would remove keys");
-            return Ok(());
+            return Ok(None);
         }
-        let mut body = Map::new();
-        for (field, key) in keys {
-            let section = body
-                .entry(*field)
-                .or_insert_with(|| Value::Object(Map::new()));
-            if let Value::Object(m) = section {
-                m.insert(key.clone(), Value::Null);
-            }
-        }
-        if let Some(uid) = uid {
-            body.insert("metadata".into(), serde_json::json!({ "uid": uid }));
-        }
+        let body = removal_patch(uid, keys);
         let pp = PatchParams {
             field_manager: Some(FIELD_MANAGER.to_string()),
             ..Default::default()
         };
-        api.patch(name, &pp, &Patch::Merge(Value::Object(body)))
-            .await
-            .map(|_| ())
+        api.patch(name, &pp, &Patch::Merge(body)).await.map(Some)
     }
 
     /// Deletes `name` if its uid is still `uid` (so a re-created unrelated object is never hit).
@@ -155,8 +169,32 @@ impl Writer {
     }
 }
 
+/// The merge patch that removes `keys` (`labels` and `annotations` under `metadata`, payload
+/// sections at the top), carrying `uid` as a precondition.
+fn removal_patch(uid: Option<&str>, keys: &[(&'static str, String)]) -> Value {
+    let mut body = Map::new();
+    let mut meta = Map::new();
+    if let Some(uid) = uid {
+        meta.insert("uid".into(), uid.into());
+    }
+    for (field, key) in keys {
+        let parent = match *field {
+            "labels" | "annotations" => &mut meta,
+            _ => &mut body,
+        };
+        let section = (parent.entry(*field)).or_insert_with(|| Value::Object(Map::new()));
+        if let Value::Object(m) = section {
+            m.insert(key.clone(), Value::Null);
+        }
+    }
+    if !meta.is_empty() {
+        body.insert("metadata".into(), Value::Object(meta));
+    }
+    Value::Object(body)
+}
+
 /// The merge patch that releases a copy: `null` for our markers, the managedFields without our
-/// Apply entry (a list holding one empty entry when nothing else is left: the API server ignores
+/// entries (Apply, and the Update entry of a copy never updated since its POST) (a list holding one empty entry when nothing else is left: the API server ignores
 /// an empty list), and uid + resourceVersion as preconditions.
 fn release_patch(
     managed: &[ManagedFieldsEntry],
@@ -165,10 +203,7 @@ fn release_patch(
 ) -> Value {
     let others: Vec<&ManagedFieldsEntry> = managed
         .iter()
-        .filter(|e| {
-            !(e.manager.as_deref() == Some(FIELD_MANAGER)
-                && e.operation.as_deref() == Some("Apply"))
-        })
+        .filter(|e| e.manager.as_deref() != Some(FIELD_MANAGER))
         .collect();
     let managed_fields = match others.is_empty() {
         true => json!([{}]),
@@ -210,10 +245,33 @@ mod tests {
     }
 
     #[test]
-    fn a_release_drops_our_markers_and_our_apply_entry_only() {
+    fn a_removal_patch_puts_metadata_keys_under_metadata() {
+        let keys = [
+            ("labels", "gone".to_string()),
+            ("annotations", "note".to_string()),
+            ("data", "k".to_string()),
+            ("binaryData", "b".to_string()),
+        ];
+        assert_eq!(
+            removal_patch(Some("u-1"), &keys),
+            json!({
+                "metadata": {"uid": "u-1", "labels": {"gone": null}, "annotations": {"note": null}},
+                "data": {"k": null},
+                "binaryData": {"b": null},
+            })
+        );
+        assert_eq!(
+            removal_patch(None, &keys[2..3]),
+            json!({"data": {"k": null}})
+        );
+    }
+
+    #[test]
+    fn a_release_drops_our_markers_and_our_entries_only() {
         let p = release_patch(
             &[
                 entry(FIELD_MANAGER, "Apply"),
+                entry(FIELD_MANAGER, "Update"),
                 entry("kubectl-edit", "Update"),
             ],
             Some("u-1"),

@@ -1,5 +1,5 @@
 //! The `run` command's [`Hooks`]: metrics, plus the Events the controller does not raise itself —
-//! `Synced` (first copy made in a target namespace, batched: one per source per second) and
+//! `Synced` (first copies made, batched: at most one Event per second) and
 //! `FollowerUnreachable` (a cluster down for longer than --unreachable-after, on every source
 //! that names it).
 use crate::cache::Sources;
@@ -118,11 +118,17 @@ impl Hooks for Ops {
     }
 }
 
-/// How long first-copy notices are gathered into one `Synced` Event per source.
+/// How long first-copy notices are gathered into one `Synced` Event.
 const SYNCED_BATCH: Duration = Duration::from_secs(1);
 const SYNCED_BATCH_MAX: usize = 10_000;
+/// Sources named in a batch Event's note (the rest are counted).
+const SYNCED_NAMED: usize = 10;
 
-/// One `Synced` Event per source of the batch, naming every context and namespace it reached.
+/// At most one `Synced` Event per batch. A batch of one source (the common case: a new source, a
+/// new namespace) is reported on that source, naming every context and namespace it reached. A
+/// batch of many (a cold start, a new follower) is one Event on the first source that still
+/// exists, counting the copies per context and naming the first sources; each copy made is in
+/// the log ("copy created").
 fn synced_events(sources: &Sources, batch: Vec<FirstSync>) -> Vec<(ObjectReference, Event)> {
     let mut by_source: BTreeMap<SourceKey, BTreeMap<String, BTreeSet<String>>> = BTreeMap::new();
     for f in batch {
@@ -133,10 +139,15 @@ fn synced_events(sources: &Sources, batch: Vec<FirstSync>) -> Vec<(ObjectReferen
             .or_default()
             .extend(f.namespaces);
     }
-    by_source
-        .into_iter()
-        .filter_map(|(key, reached)| Some((sources.object_ref(&key)?, synced_event(&reached))))
-        .collect()
+    let mut refs = (by_source.keys()).filter_map(|key| Some((key, sources.object_ref(key)?)));
+    let Some((first, reference)) = refs.next() else {
+        return Vec::new();
+    };
+    let ev = match by_source.len() {
+        1 => synced_event(&by_source[first]),
+        _ => batch_event(&by_source),
+    };
+    vec![(reference, ev)]
 }
 
 fn synced_event(reached: &BTreeMap<String, BTreeSet<String>>) -> Event {
@@ -147,7 +158,39 @@ fn synced_event(reached: &BTreeMap<String, BTreeSet<String>>) -> Event {
             format!("namespace(s) {} in context {cluster}", ns.join(", "))
         })
         .collect();
-    let mut note = format!("copied to {}", parts.join("; "));
+    synced(format!("copied to {}", parts.join("; ")))
+}
+
+/// The note of a batch of first copies of several sources.
+fn batch_event(by_source: &BTreeMap<SourceKey, BTreeMap<String, BTreeSet<String>>>) -> Event {
+    let mut per_context: BTreeMap<&str, usize> = BTreeMap::new();
+    for reached in by_source.values() {
+        for (cluster, namespaces) in reached {
+            *per_context.entry(cluster).or_default() += namespaces.len();
+        }
+    }
+    let counts: Vec<String> = (per_context.iter())
+        .map(|(c, n)| format!("{n} in context {c}"))
+        .collect();
+    let named: Vec<String> = by_source
+        .keys()
+        .take(SYNCED_NAMED)
+        .map(ToString::to_string)
+        .collect();
+    let more = by_source.len().saturating_sub(SYNCED_NAMED);
+    let rest = match more {
+        0 => String::new(),
+        n => format!(" and {n} more"),
+    };
+    synced(format!(
+        "first copies of {} sources made ({}): {}{rest}",
+        by_source.len(),
+        counts.join(", "),
+        named.join(", ")
+    ))
+}
+
+fn synced(mut note: String) -> Event {
     if note.len() > 1000 {
         // Event notes are capped (1 KiB); the contexts are listed in order, the rest elided.
         note = crate::ops::events::truncate(&note, 990);
@@ -235,5 +278,23 @@ mod tests {
             .collect();
         let long = synced_event(&many).note.unwrap();
         assert!(long.len() <= 1000 && long.ends_with('…'), "{}", long.len());
+    }
+
+    #[test]
+    fn a_batch_of_many_sources_is_one_note() {
+        let by_source: BTreeMap<SourceKey, BTreeMap<String, BTreeSet<String>>> = (0..25)
+            .map(|i| {
+                let key = SourceKey::new(Kind::ConfigMap, "src", &format!("cm-{i:02}"));
+                let ns = BTreeSet::from(["a".to_string(), "b".to_string()]);
+                (key, BTreeMap::from([("f1".to_string(), ns)]))
+            })
+            .collect();
+        let note = batch_event(&by_source).note.unwrap();
+        assert!(
+            note.starts_with("first copies of 25 sources made (50 in context f1): "),
+            "{note}"
+        );
+        assert!(note.contains("cm-09") && !note.contains("cm-10"), "{note}");
+        assert!(note.ends_with(" and 15 more"), "{note}");
     }
 }

@@ -83,8 +83,13 @@ impl<'a> KeyPlan<'a> {
     }
 
     /// Wanted namespaces whose object must be read first (see [`summary::needs_read`]).
-    pub fn to_read(&self, copies: &[&CopySummary], s: &Settings) -> BTreeSet<String> {
-        summary::needs_read(self.source.as_ref(), &self.wanted, copies, s)
+    pub fn to_read(
+        &self,
+        copies: &[&CopySummary],
+        s: &Settings,
+        missing: summary::Missing,
+    ) -> BTreeSet<String> {
+        summary::needs_read(self.source.as_ref(), &self.wanted, copies, s, missing)
     }
 
     /// The actions, from the copies' summaries and the objects read by name

@@ -149,8 +149,8 @@ pub fn our_metadata_keys(entries: &[ManagedFieldsEntry]) -> (BTreeSet<String>, B
     (ours.labels, ours.annotations)
 }
 
-/// Keys (labels, annotations, `data`/`binaryData`) that our Apply entry owns and no other
-/// manager shares: what server-side apply removes when our next apply omits them.
+/// Keys (labels, annotations, `data`/`binaryData`) that our entries own and no other manager
+/// shares: what server-side apply removes when our next apply omits them.
 pub fn owned_keys(entries: &[ManagedFieldsEntry]) -> OwnedKeys {
     let (mut ours, mut others) = (OwnedKeys::default(), OwnedKeys::default());
     for e in entries {
@@ -160,6 +160,64 @@ pub fn owned_keys(entries: &[ManagedFieldsEntry]) -> OwnedKeys {
     ours.annotations.retain(|k| !others.annotations.contains(k));
     ours.payload.retain(|k| !others.payload.contains(k));
     ours
+}
+
+/// Keys that only the Update entry of our field manager owns (a copy created by POST, whose
+/// fields no later apply of ours took over): server-side apply cannot remove them, so the
+/// writer does when the desired copy omits them.
+pub fn post_owned_keys(entries: &[ManagedFieldsEntry]) -> OwnedKeys {
+    let (mut posted, mut others) = (OwnedKeys::default(), OwnedKeys::default());
+    for e in entries {
+        let update = e.operation.as_deref() == Some("Update");
+        match (e.manager.as_deref() == Some(FIELD_MANAGER), update) {
+            (true, true) => collect(e, &mut posted),
+            (true, false) => {}
+            (false, _) => collect(e, &mut others),
+        }
+    }
+    posted.labels.retain(|k| !others.labels.contains(k));
+    posted
+        .annotations
+        .retain(|k| !others.annotations.contains(k));
+    posted.payload.retain(|k| !others.payload.contains(k));
+    posted
+}
+
+/// What a stored copy has that the desired one omits and only our POST owned, as
+/// `(section, key)` for a removal patch (sections `labels`, `annotations`, `data`, `binaryData`).
+pub fn post_leftovers<K: Syncable>(
+    stored: &K,
+    desired: &ObjectView,
+) -> Vec<(&'static str, String)> {
+    let m = stored.meta();
+    let owned = post_owned_keys(m.managed_fields.as_deref().unwrap_or(&[]));
+    if owned == OwnedKeys::default() {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    let meta = [
+        ("labels", &m.labels, &desired.labels, &owned.labels),
+        (
+            "annotations",
+            &m.annotations,
+            &desired.annotations,
+            &owned.annotations,
+        ),
+    ];
+    for (section, have, want, ours) in meta {
+        for k in have.iter().flat_map(|h| h.keys()) {
+            if ours.contains(k) && !want.contains_key(k) {
+                out.push((section, k.clone()));
+            }
+        }
+    }
+    let payload = stored.payload().extra_keys(&desired.payload);
+    out.extend(
+        payload
+            .into_iter()
+            .filter(|(_, k)| owned.payload.contains(k)),
+    );
+    out
 }
 
 /// Trims an object for the source caches: managedFields and kubectl's last-applied copy are
@@ -189,8 +247,12 @@ pub fn summary<K: Syncable>(obj: &K) -> CopySummary {
     summarize(&view(obj), &owned)
 }
 
+/// An entry of our field manager: its Apply entry, or the Update entry a create by POST leaves
+/// (it owns every field of the new copy until the first update moves them to the Apply entry,
+/// see `controller/writer.rs`). Either way the keys are ours.
 fn is_ours(e: &ManagedFieldsEntry) -> bool {
-    e.manager.as_deref() == Some(FIELD_MANAGER) && e.operation.as_deref() == Some("Apply")
+    e.manager.as_deref() == Some(FIELD_MANAGER)
+        && matches!(e.operation.as_deref(), Some("Apply" | "Update"))
 }
 
 fn collect(e: &ManagedFieldsEntry, out: &mut OwnedKeys) {
@@ -296,6 +358,77 @@ mod tests {
         assert_eq!(k.annotations, set(&["n"]));
         assert_eq!(k.payload, set(&["bin", "k"]));
         assert_eq!(owned_keys(&[]), OwnedKeys::default());
+        // A copy made by POST: our Update entry owns its keys.
+        let created = entry(
+            FIELD_MANAGER,
+            "Update",
+            serde_json::json!({"f:metadata": {"f:labels": {"f:a": {}}}, "f:data": {"f:k": {}}}),
+        );
+        let k = owned_keys(std::slice::from_ref(&created));
+        assert_eq!((k.labels, k.payload), (set(&["a"]), set(&["k"])));
+        let their_update = ManagedFieldsEntry {
+            manager: Some("other".into()),
+            ..created
+        };
+        assert_eq!(owned_keys(&[their_update]), OwnedKeys::default());
+    }
+
+    #[test]
+    fn leftovers_are_what_only_our_post_owned_and_the_copy_no_longer_wants() {
+        let entry = |manager: &str, op: &str, fields: serde_json::Value| ManagedFieldsEntry {
+            manager: Some(manager.into()),
+            operation: Some(op.into()),
+            fields_v1: Some(FieldsV1(fields)),
+            ..Default::default()
+        };
+        let mut stored = ConfigMap::default();
+        stored.metadata.labels = Some(
+            [("keep", "1"), ("gone", "1"), ("shared", "1")]
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .into(),
+        );
+        stored.data = Some(
+            [("k", "v"), ("dropped", "x")]
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .into(),
+        );
+        stored.metadata.managed_fields = Some(vec![
+            entry(
+                FIELD_MANAGER,
+                "Update",
+                serde_json::json!({
+                    "f:metadata": {"f:labels": {"f:keep": {}, "f:gone": {}, "f:shared": {}}},
+                    "f:data": {"f:k": {}, "f:dropped": {}}
+                }),
+            ),
+            entry(
+                FIELD_MANAGER,
+                "Apply",
+                serde_json::json!({"f:data": {"f:k": {}}}),
+            ),
+            entry(
+                "someone",
+                "Update",
+                serde_json::json!({"f:metadata": {"f:labels": {"f:shared": {}}}}),
+            ),
+        ]);
+        let mut desired = view(&stored);
+        desired.labels.retain(|k, _| k == "keep");
+        if let Payload::ConfigMap { data, .. } = &mut desired.payload {
+            data.retain(|k, _| k == "k");
+        }
+        let left = post_leftovers(&stored, &desired);
+        assert_eq!(
+            left,
+            vec![
+                ("labels", "gone".to_string()),
+                ("data", "dropped".to_string())
+            ],
+            "a key another manager shares stays"
+        );
+        // A copy made by apply has no leftovers.
+        stored.metadata.managed_fields = None;
+        assert!(post_leftovers(&stored, &desired).is_empty());
     }
 
     #[test]

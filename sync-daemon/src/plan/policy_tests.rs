@@ -415,7 +415,11 @@ fn namespaces_outside_a_scope_are_reported_not_planned() {
         "{:?}",
         plan.problems
     );
-    assert!(plan.to_read(&[], &s).iter().all(|n| n == "team-a"));
+    assert!(
+        plan.to_read(&[], &s, crate::plan::summary::Missing::Read)
+            .iter()
+            .all(|n| n == "team-a")
+    );
     // Intra-cluster: nothing is planned, the sync annotation is reported.
     let local = Target::Local {
         namespaces: &namespaces,

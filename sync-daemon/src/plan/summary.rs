@@ -187,14 +187,25 @@ pub fn diff_summary(desired: ObjectView, obs: &CopySummary) -> Option<Action> {
     })
 }
 
-/// Wanted namespaces whose object must be read before planning: those with no managed copy in
-/// the cache (something unmanaged may be there by that name) and those whose copy's summary
-/// cannot decide.
+/// What a wanted namespace without a managed copy in the cache costs before planning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Missing {
+    /// Read it by name first (`status`: something unmanaged may be there, and a report must
+    /// say so without writing).
+    Read,
+    /// Plan a create (the controller: the create is a POST, which the API server refuses with
+    /// 409 when anything by that name is there; only then is it read and planned in full).
+    Create,
+}
+
+/// Wanted namespaces whose object must be read before planning: those whose copy's summary
+/// cannot decide, and (with [`Missing::Read`]) those with no managed copy in the cache.
 pub fn needs_read(
     source: Option<&Source<'_>>,
     wanted: &BTreeSet<String>,
     copies: &[&CopySummary],
     s: &Settings,
+    missing: Missing,
 ) -> BTreeSet<String> {
     let Some(src) = source else {
         return BTreeSet::new();
@@ -202,7 +213,7 @@ pub fn needs_read(
     wanted
         .iter()
         .filter(|ns| match copies.iter().find(|c| &c.namespace == *ns) {
-            None => true,
+            None => missing == Missing::Read,
             Some(c) => diff_summary(desired_copy(src, ns, s), c).is_none(),
         })
         .cloned()
@@ -236,8 +247,8 @@ pub fn plan_copies(
                         extra_keys: Vec::new(),
                     },
                 },
-                // Not read and not cached: creating is what the cache says; the apply is
-                // non-forced, so an object that appeared meanwhile makes it conflict.
+                // Not read and not cached: creating is what the cache says; the create is a
+                // POST, so an object that is there after all makes it fail (409), not merge.
                 (None, None) => Action::Create(desired),
             };
             actions.push(action);

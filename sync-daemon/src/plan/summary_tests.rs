@@ -221,7 +221,7 @@ fn plan_copies_matches_the_full_planner() {
         summarize(&stale, &stale_owned),
     ];
     let refs: Vec<&CopySummary> = summaries.iter().collect();
-    let to_read = needs_read(Some(&classified), &wanted, &refs, &s);
+    let to_read = needs_read(Some(&classified), &wanted, &refs, &s, Missing::Read);
     assert_eq!(to_read, BTreeSet::from(["other".to_string()]));
     let read = BTreeMap::from([("other".to_string(), None)]);
     let quick = plan_copies(Some(&classified), &wanted, &refs, &read, &s);
@@ -237,7 +237,15 @@ fn plan_copies_matches_the_full_planner() {
         assert!(same_ignoring_extra_keys(q, f), "{q:?} vs {f:?}");
     }
     // Source gone: every copy is deleted, nothing is read.
-    assert!(needs_read(None, &wanted, &refs, &s).is_empty());
+    assert!(needs_read(None, &wanted, &refs, &s, Missing::Read).is_empty());
+    // The controller creates without reading: only the undecidable copies would be read.
+    assert!(needs_read(Some(&classified), &wanted, &refs, &s, Missing::Create).is_empty());
+    let created = plan_copies(Some(&classified), &wanted, &refs, &BTreeMap::new(), &s);
+    assert!(
+        created
+            .iter()
+            .any(|a| matches!(a, Action::Create(d) if d.namespace == "other"))
+    );
     let gone = plan_copies(None, &BTreeSet::new(), &refs, &BTreeMap::new(), &s);
     assert_eq!(gone.len(), 2);
     assert!(gone.iter().all(|a| matches!(a, Action::Delete { .. })));

@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step is a failed test
 
 mod conflicts;
+mod create;
 mod lifecycle;
 mod policies;
 mod selector;
@@ -557,4 +558,12 @@ async fn refused_writes_back_off_and_are_reported() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_conflict_clears_as_soon_as_the_look_alike_goes() {
     conflicts::run().await;
+}
+
+/// A new copy is one POST and no read; an unmanaged object by that name is never merged into
+/// (409, one read, OriginConflict, left exactly as it was); what only the POST owned is removed
+/// when the source drops it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_copy_is_one_post_and_nothing_unmanaged_is_merged_into() {
+    create::run().await;
 }
