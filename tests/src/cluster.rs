@@ -106,6 +106,10 @@ pub(crate) fn prepare(
     })
 }
 
+/// A second user of every testbed cluster (token: the admin's + "-plain"), not in
+/// system:masters, without rights until a test binds some.
+pub const PLAIN_USER: &str = "kcs-plain";
+
 /// The cluster's CA, the apiserver's serving certificate, the service-account key pair, the
 /// admin token (tokens.csv) and the audit policy, written into `dir`; returns the CA and token.
 fn write_key_material(dir: &Path, spec: &ClusterSpec) -> Result<(Ca, String), TestbedError> {
@@ -128,7 +132,12 @@ fn write_key_material(dir: &Path, spec: &ClusterSpec) -> Result<(Ca, String), Te
     write_file(&p("sa.key"), sa_key.as_bytes(), 0o600)?;
     let token = crate::rng::random_hex(24);
     write_file(&p("admin.token"), token.as_bytes(), 0o600)?;
-    let tokens = format!("{token},admin,admin,\"system:masters\"\n");
+    // The admin, and a user with no group of its own (so API Priority and Fairness classifies
+    // it by FlowSchema rather than exempting it as it does system:masters): PLAIN_USER, whose
+    // token is the admin's + "-plain"; it has no rights until a test binds some.
+    let tokens = format!(
+        "{token},admin,admin,\"system:masters\"\n{token}-plain,{PLAIN_USER},{PLAIN_USER}\n"
+    );
     write_file(&p("tokens.csv"), tokens.as_bytes(), 0o600)?;
     write_file(&p("audit-policy.yaml"), AUDIT_POLICY.as_bytes(), 0o644)?;
     Ok((ca, token))

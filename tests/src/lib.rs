@@ -29,6 +29,7 @@ mod wait;
 
 pub mod world;
 
+pub use cluster::PLAIN_USER;
 pub use error::TestbedError;
 pub use launch::{down, status};
 pub use reaper::{error_chain, reap};

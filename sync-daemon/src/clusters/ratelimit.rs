@@ -3,13 +3,14 @@
 //!
 //! By default there is no fixed request rate: a follower's API server says when it is too busy.
 //! Every supported version (1.20+) runs API Priority and Fairness, which answers a request it
-//! cannot queue with 429 and `Retry-After`. Then the whole cluster waits that long (capped at
-//! [`PAUSE_MAX`]) before its next request, and the refused request is sent again (at most
-//! [`RETRIES`] times, when its body can be replayed; then the 429 goes to the caller, whose queue
-//! pauses the cluster). What bounds the load otherwise is the number of requests in flight: one
-//! per worker (`--workers`) plus the watches. A fixed token bucket (kubed's `--qps`/`--burst`,
-//! which kubed sets to 1e6, i.e. off) is used only when `--qps` is given.
-//! tower's RateLimit has no burst and no pause, hence this small layer.
+//! cannot seat or queue with 429 and `Retry-After`. The layer follows it like TCP follows loss:
+//! requests in flight (watches excepted) are limited by a window that grows by one per window's
+//! worth of answered requests up to [`WINDOW_MAX`] and halves on each 429 (at least 1), and the
+//! whole cluster waits the `Retry-After` (capped at [`PAUSE_MAX`]) before its next request. The
+//! refused request is sent again (at most [`RETRIES`] times, when its body can be replayed; then
+//! the 429 goes to the caller, whose queue pauses the cluster). A fixed token bucket (kubed's
+//! `--qps`/`--burst`, which kubed sets to 1e6, i.e. off) is added only when `--qps` is given.
+//! tower's RateLimit has no burst, pause or window, hence this small layer.
 use futures::future::BoxFuture;
 use http::{Request, Response, StatusCode};
 use kube::client::Body;
@@ -27,6 +28,8 @@ const RETRIES: u32 = 3;
 const PAUSE_DEFAULT: Duration = Duration::from_secs(1);
 /// The longest pause one 429 causes, whatever it asks for.
 const PAUSE_MAX: Duration = Duration::from_secs(10);
+/// The largest window of requests in flight (above what `--workers` ever sends at once).
+const WINDOW_MAX: f64 = 64.0;
 
 /// `None`: no fixed rate (the default).
 static LIMITS: OnceLock<Option<(f32, u32)>> = OnceLock::new();
@@ -52,11 +55,28 @@ struct State {
     burst: f64,
     /// No request of this cluster goes before this (after a 429).
     paused_until: Option<Instant>,
+    /// Requests (not watches) allowed in flight, and those in flight.
+    window: f64,
+    in_flight: u32,
 }
 
 #[derive(Clone)]
 pub struct RateLimitLayer {
     state: Arc<Mutex<State>>,
+    /// Woken when a request leaves the window.
+    freed: Arc<tokio::sync::Notify>,
+}
+
+/// A place in the window, given back when dropped (also when the request is abandoned).
+struct Permit(RateLimitLayer);
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        let mut s = self.0.lock();
+        s.in_flight = s.in_flight.saturating_sub(1);
+        drop(s);
+        self.0.freed.notify_waiters();
+    }
 }
 
 impl RateLimitLayer {
@@ -77,8 +97,41 @@ impl RateLimitLayer {
                 qps: f64::from(qps),
                 burst: f64::from(burst),
                 paused_until: None,
+                window: WINDOW_MAX,
+                in_flight: 0,
             })),
+            freed: Arc::new(tokio::sync::Notify::new()),
         }
+    }
+
+    /// Waits for a place in the window.
+    async fn enter(&self) -> Permit {
+        loop {
+            let freed = self.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            {
+                let mut s = self.lock();
+                if f64::from(s.in_flight) < s.window.floor() {
+                    s.in_flight += 1;
+                    return Permit(self.clone());
+                }
+            }
+            freed.await;
+        }
+    }
+
+    /// An answer other than 429: the window grows by one per window of answers.
+    fn answered(&self) {
+        let mut s = self.lock();
+        s.window = (s.window + 1.0 / s.window).min(WINDOW_MAX);
+    }
+
+    /// A 429: the window halves (from what was in flight, if less), at least 1.
+    fn refused(&self) {
+        let mut s = self.lock();
+        let from = s.window.min(f64::from(s.in_flight.max(1)));
+        s.window = (from / 2.0).max(1.0);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -134,6 +187,13 @@ fn retry_after<B>(r: &Response<B>) -> Duration {
     asked.clamp(Duration::from_millis(100), PAUSE_MAX)
 }
 
+/// A watch holds its connection open: it takes no place in the window.
+fn is_watch<B>(req: &Request<B>) -> bool {
+    (req.uri().query().unwrap_or_default())
+        .split('&')
+        .any(|p| p == "watch=true" || p == "watch=1")
+}
+
 /// A copy of `req` to send again after a 429 (`None`: its body cannot be replayed).
 fn replay(req: &Request<Body>) -> Option<Request<Body>> {
     let mut copy = Request::new(req.body().try_clone()?);
@@ -186,6 +246,10 @@ where
                     tokio::time::sleep(wait).await;
                 }
                 let again = (attempt < RETRIES).then(|| replay(&req)).flatten();
+                let permit = match is_watch(&req) {
+                    true => None,
+                    false => Some(layer.enter().await),
+                };
                 let fut = {
                     let mut svc = inner.lock().await;
                     futures::future::poll_fn(|cx| svc.poll_ready(cx))
@@ -195,8 +259,11 @@ where
                 };
                 let res = fut.await.map_err(Into::into)?;
                 if res.status() != StatusCode::TOO_MANY_REQUESTS {
+                    layer.answered();
                     return Ok(res);
                 }
+                layer.refused();
+                drop(permit);
                 let pause = retry_after(&res);
                 layer.pause(pause);
                 let Some(next) = again else {
@@ -239,6 +306,40 @@ mod tests {
             w > Duration::from_millis(1900) && w <= Duration::from_secs(2),
             "{w:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn the_window_halves_on_a_429_and_grows_back() {
+        let l = RateLimitLayer::with(None);
+        let permits: Vec<Permit> = futures::future::join_all((0..8).map(|_| l.enter())).await;
+        l.refused();
+        assert_eq!(l.lock().window, 4.0, "half of what was in flight");
+        drop(permits);
+        let held: Vec<Permit> = futures::future::join_all((0..4).map(|_| l.enter())).await;
+        let fifth = tokio::time::timeout(Duration::from_millis(50), l.enter()).await;
+        assert!(fifth.is_err(), "the window is full");
+        // About one more per window's worth (4) of answers.
+        for _ in 0..5 {
+            l.answered();
+        }
+        assert_eq!(l.lock().window.floor(), 5.0);
+        let fifth = tokio::time::timeout(Duration::from_millis(50), l.enter()).await;
+        assert!(fifth.is_ok(), "one more fits");
+        drop(held);
+        for _ in 0..10 {
+            l.refused();
+        }
+        assert_eq!(l.lock().window, 1.0, "never below one");
+        assert!(is_watch(
+            &Request::get("/api/v1/configmaps?labelSelector=a&watch=true")
+                .body(())
+                .unwrap()
+        ));
+        assert!(!is_watch(
+            &Request::get("/api/v1/configmaps?limit=500")
+                .body(())
+                .unwrap()
+        ));
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod create;
 mod lifecycle;
 mod policies;
 mod selector;
+mod throttle;
 
 use std::time::Duration;
 
@@ -566,4 +567,12 @@ async fn a_conflict_clears_as_soon_as_the_look_alike_goes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_copy_is_one_post_and_nothing_unmanaged_is_merged_into() {
     create::run().await;
+}
+
+/// A follower whose flow control (API Priority and Fairness) rejects most of the daemon's
+/// creates with 429: followed (window, Retry-After, the same request sent again), not failed;
+/// every copy made exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttling_follower_is_followed_not_failed() {
+    throttle::run().await;
 }
