@@ -231,7 +231,7 @@ pub struct OpsArgs {
     /// 429 + Retry-After pauses it instead; kubed's 1e6 means no limit)
     #[arg(long, value_parser = qps)]
     pub qps: Option<f32>,
-    /// Requests allowed at once above --qps per cluster (default 100; only with --qps)
+    /// Requests allowed at once above the --qps rate per cluster (default 100; used with a --qps rate only)
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub burst: Option<u32>,
     /// kubed's --kubeconfig for the source cluster (accepted; the source is --source-context,

@@ -47,7 +47,7 @@ pub(crate) async fn dry_run_logs_intended_writes_and_changes_nothing() {
     let log = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{log}");
     assert!(
-        log.contains("dry run: would apply") && log.contains("dry run: would delete"),
+        log.contains("dry run: would create") && log.contains("dry run: would delete"),
         "{log}"
     );
     let created_line = log
@@ -64,7 +64,7 @@ pub(crate) async fn dry_run_logs_intended_writes_and_changes_nothing() {
     wait_ready(&mut d).await;
     wait_for("run --dry-run logged", SOON, || async {
         let t = d.log_text();
-        (t.contains("dry run: would delete") && t.contains("dry run: would apply")).then_some(())
+        (t.contains("dry run: would delete") && t.contains("dry run: would create")).then_some(())
     })
     .await;
     drop(d);
