@@ -20,7 +20,9 @@ use tokio::task::AbortHandle;
 pub const MAX_LOOKOUTS: usize = 256;
 
 type Slot = (SourceKey, String);
-type Running = Arc<Mutex<HashMap<Slot, (u64, AbortHandle)>>>;
+/// A watched look-alike: the watch's id and task, and why it is in the way (the conflict's
+/// reason, reported again while it stands).
+type Running = Arc<Mutex<HashMap<Slot, (u64, AbortHandle, String)>>>;
 
 /// The look-alikes watched in one target cluster.
 pub struct Lookouts {
@@ -46,24 +48,35 @@ impl Lookouts {
         }
     }
 
-    fn lock(running: &Running) -> std::sync::MutexGuard<'_, HashMap<Slot, (u64, AbortHandle)>> {
+    fn lock(
+        running: &Running,
+    ) -> std::sync::MutexGuard<'_, HashMap<Slot, (u64, AbortHandle, String)>> {
         running.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Why a look-alike is in the way of `key`'s copy in `namespace`, while it is watched (and
+    /// so known to be still there): a create would only be refused (409) and read again.
+    pub fn in_the_way(&self, key: &SourceKey, namespace: &str) -> Option<String> {
+        let g = Self::lock(&self.running);
+        let slot = (key.clone(), namespace.to_string());
+        g.get(&slot).map(|(_, _, reason)| reason.clone())
+    }
+
     /// After a reconcile of `key`: watch the look-alike in each of `conflicts` (the namespaces
-    /// where one is in the way), and stop watching the key's others.
-    pub fn keep(&self, key: &SourceKey, conflicts: &[String]) {
+    /// where one is in the way, and why), and stop watching the key's others.
+    pub fn keep(&self, key: &SourceKey, conflicts: &[(String, String)]) {
         let mut g = Self::lock(&self.running);
-        g.retain(|(k, ns), (_, task)| {
-            let keep = k != key || conflicts.contains(ns);
+        g.retain(|(k, ns), (_, task, _)| {
+            let keep = k != key || conflicts.iter().any(|(c, _)| c == ns);
             if !keep {
                 task.abort();
             }
             keep
         });
-        for ns in conflicts {
+        for (ns, reason) in conflicts {
             let slot = (key.clone(), ns.clone());
-            if g.contains_key(&slot) {
+            if let Some(running) = g.get_mut(&slot) {
+                running.2.clone_from(reason);
                 continue;
             }
             if g.len() >= MAX_LOOKOUTS {
@@ -72,13 +85,13 @@ impl Lookouts {
             }
             let id = self.next_id.fetch_add(1, Ordering::Relaxed);
             let task = self.spawn(slot.clone(), id);
-            g.insert(slot, (id, task));
+            g.insert(slot, (id, task, reason.clone()));
         }
     }
 
     /// Stops every lookout (the cluster left the kubeconfig).
     pub fn stop(&self) {
-        for (_, (_, task)) in Self::lock(&self.running).drain() {
+        for (_, (_, task, _)) in Self::lock(&self.running).drain() {
             task.abort();
         }
     }
@@ -99,7 +112,7 @@ impl Lookouts {
             if gone {
                 tracing::debug!(cluster = %cluster, source = %key, namespace = %ns, "the object in the way went: syncing");
                 let mut g = Self::lock(&running);
-                if g.get(&slot).is_some_and(|(i, _)| *i == id) {
+                if g.get(&slot).is_some_and(|(i, _, _)| *i == id) {
                     g.remove(&slot);
                 }
                 drop(g);

@@ -48,7 +48,13 @@ impl Context {
         // Plan, reading by name only what the caches cannot decide.
         let names = self.names();
         let plan = KeyPlan::new(view.as_ref(), &t.target(&namespaces), s, &names.contexts());
-        let read = read_by_name::<K>(t, key, plan.to_read(&copies, s, Missing::Create)).await?;
+        // A create finds out by its 409 what is in the way; a dry run, which sends no create,
+        // reads instead, so what it logs is what a real run would do.
+        let missing = match self.writer.dry_run {
+            true => Missing::Read,
+            false => Missing::Create,
+        };
+        let read = read_by_name::<K>(t, key, plan.to_read(&copies, s, missing)).await?;
         let actions = plan.actions(&copies, &read, s);
         // Write.
         let mut written = (self.write_all::<K>(t, key, actions, plan.problems.clone())).await;

@@ -33,8 +33,9 @@ pub(crate) struct Written {
     pub created: Vec<String>,
     /// The plan's problems and those the writes found (reported on the source).
     pub problems: Vec<Problem>,
-    /// Namespaces where a look-alike is in the way (planned, or found by a refused create).
-    pub conflicts: Vec<String>,
+    /// Namespaces where a look-alike is in the way (planned, or found by a refused create), and
+    /// why.
+    pub conflicts: Vec<(String, String)>,
 }
 
 impl Context {
@@ -106,7 +107,7 @@ impl Context {
             Action::Noop { .. } => Ok(Outcome::CONVERGED),
             Action::Conflict { namespace, reason } => {
                 self.hooks.conflict(ctx, K::KIND);
-                w.conflicts.push(namespace.clone());
+                w.conflicts.push((namespace.clone(), reason.clone()));
                 w.problems.push(Problem {
                     reason: "OriginConflict",
                     note: format!(
@@ -144,7 +145,17 @@ impl Context {
                 tracing::info!(cluster = %ctx, source = %key, namespace = %namespace, dry_run = self.writer.dry_run, "copy released (on-delete: retain): kept, no longer managed");
                 Ok(Outcome::CONVERGED)
             }
-            Action::Create(desired) => self.create::<K>(t, key, &desired, w).await,
+            Action::Create(desired) => {
+                match t.copies.lookouts.in_the_way(key, &desired.namespace) {
+                    // Still there (it is watched): no create to be refused.
+                    Some(reason) => {
+                        let namespace = desired.namespace;
+                        let conflict = Action::Conflict { namespace, reason };
+                        Box::pin(self.execute::<K>(t, key, conflict, w)).await
+                    }
+                    None => self.create::<K>(t, key, &desired, w).await,
+                }
+            }
             Action::TakeOver { desired, uid, from } => {
                 tracing::info!(cluster = %ctx, source = %key, namespace = %desired.namespace, previous = %from, dry_run = self.writer.dry_run, "taking over a copy made under a previous cluster name");
                 self.update::<K>(t, key, &desired, uid, &[]).await

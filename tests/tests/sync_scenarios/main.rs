@@ -529,7 +529,7 @@ async fn refused_writes_back_off_and_are_reported() {
     tokio::time::sleep(Duration::from_secs(15)).await;
     let attempts = (project.take_events().unwrap().iter())
         .filter(|e| e.user_agent.starts_with(audit::DAEMON_AGENT))
-        .filter(|e| e.verb == "patch" && e.namespace == ns && e.name == "cfg")
+        .filter(|e| e.verb == "create" && e.namespace == ns && e.name == "cfg")
         .count();
     assert!((1..=3).contains(&attempts), "{attempts} attempts in 15 s");
     // The quota goes and the source changes: retried at once, not after the backoff.
