@@ -22,7 +22,7 @@ CARGO ?= cargo
 TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 DEMO_DIR ?= $(CURDIR)/.testbed-demo
 
-.PHONY: help setup build release lint test test-unit test-e2e kube-versions demo testbed-up testbed-down bench bench-kubeconfig-gen soak fuzz clean
+.PHONY: help setup build release lint test test-unit test-e2e kube-versions demo testbed-up testbed-down bench bench-fleet bench-kubeconfig-gen soak fuzz clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -75,6 +75,12 @@ bench: setup ## benchmarks against testbed clusters and the release daemon, then
 	$(CARGO) build --release -p sync-daemon -p kubeconfig-gen -p e2e --bin sync-daemon --bin kubeconfig-gen --bin bench --bin testbed
 	assets=$(KUBE_ASSETS); KUBE_TEST_ASSETS=$$assets $(TARGET_DIR)/release/bench --out $(TARGET_DIR)/bench-results.md $(BENCH_ARGS)
 	$(MAKE) --no-print-directory bench-kubeconfig-gen
+
+# The fleet phase alone (issue 14 item 9): 1, 10 and 30 follower contexts on up to 10 follower
+# clusters, every one through `kubeconfig-gen token` → STS (moto) → the EKS-style webhook.
+bench-fleet: setup ## the fleet benchmark alone: RSS, threads, connections, exec plugins, STS calls, first sync, 1 MiB fan-out
+	$(CARGO) build --release -p sync-daemon -p kubeconfig-gen -p e2e --bin sync-daemon --bin kubeconfig-gen --bin bench --bin testbed
+	assets=$(KUBE_ASSETS); KUBE_TEST_ASSETS=$$assets $(TARGET_DIR)/release/bench --phases fleet --runs 3 --out $(TARGET_DIR)/bench-fleet.md $(BENCH_ARGS)
 
 # KCG_BENCH: the world and phases, e.g. "CLUSTERS=10 ACCOUNTS=5 REGIONS=1 PHASES=generate" (default 50/25/2,
 # every phase; see scripts/bench-kubeconfig-gen.sh). Needs no testbed: a private moto_server.

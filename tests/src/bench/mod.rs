@@ -9,14 +9,19 @@ use clap::Parser;
 use crate::daemon::Daemon;
 use crate::{ClusterSpec, Testbed, TestbedError, TestbedOptions, audit, default_account, k8s};
 
+mod fleet;
+mod fleet_setup;
 mod latency;
+mod memory;
 mod phases;
+mod procstat;
 mod stats;
+mod sts;
 
 /// What can stop a benchmark run.
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
-    #[error("unknown phase {0:?} (latency, throughput, steady, memory)")]
+    #[error("unknown phase {0:?} (latency, throughput, steady, memory, fleet)")]
     UnknownPhase(String),
 
     #[error("cannot {action}")]
@@ -59,6 +64,9 @@ pub enum BenchError {
         want: usize,
     },
 
+    #[error("the testbed has no AWS world (the fleet phase starts it with --aws)")]
+    NoAws,
+
     #[error("cannot read the daemon's /proc status")]
     NoMemoryFigures,
 
@@ -76,7 +84,7 @@ pub struct Args {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "latency,throughput,steady,memory"
+        default_value = "latency,throughput,steady,memory,fleet"
     )]
     pub phases: Vec<String>,
     /// Follower counts for the propagation latency (the largest also sets the cluster count).
@@ -109,6 +117,32 @@ pub struct Args {
     /// Follower counts for the memory table.
     #[arg(long, value_delimiter = ',', default_value = "1,5")]
     pub mem_followers: Vec<usize>,
+    /// Every memory run makes its copies afresh (cold starts), then two restarts over the last.
+    #[arg(long)]
+    pub mem_cold: bool,
+    /// The memory phase reads RSS again this long after the first reading.
+    #[arg(long, default_value_t = 12)]
+    pub mem_late_secs: u64,
+    /// Follower contexts for the fleet phase; beyond --fleet-clusters, contexts become aliases
+    /// (a namespace of their own) of the clusters already there.
+    #[arg(long, value_delimiter = ',', default_value = "1,10,30")]
+    pub fleet_followers: Vec<usize>,
+    /// Distinct follower clusters (apiservers) the fleet phase starts at most.
+    #[arg(long, default_value_t = 10)]
+    pub fleet_clusters: usize,
+    /// Sources (1 KiB ConfigMaps, synced to every context) for the fleet's first sync.
+    #[arg(long, default_value_t = 100)]
+    pub fleet_sources: usize,
+    /// Length of the fleet's idle window (token renewals, requests, connections).
+    #[arg(long, default_value_t = 90)]
+    pub fleet_idle_secs: u64,
+    /// Token lifetime in seconds given to `kubeconfig-gen token` in the fleet phase (its
+    /// test-only KUBECONFIG_GEN_TEST_TOKEN_LIFETIME, 10 to 840).
+    #[arg(long, default_value_t = 40)]
+    pub token_lifetime: u64,
+    /// Size of the Secret fanned out to every fleet context, in KiB.
+    #[arg(long, default_value_t = 1024)]
+    pub fanout_kib: usize,
     /// Testbed directory (default: a temporary one, removed afterwards).
     #[arg(long)]
     pub dir: Option<PathBuf>,
@@ -203,6 +237,10 @@ fn clusters(args: &Args) -> Vec<ClusterSpec> {
     if args.phases.iter().any(|p| p == "memory") {
         needed = needed.max(args.mem_followers.iter().copied().max().unwrap_or(1));
     }
+    if args.phases.iter().any(|p| p == "fleet") {
+        let most = args.fleet_followers.iter().copied().max().unwrap_or(1);
+        needed = needed.max(most.min(args.fleet_clusters));
+    }
     let mut clusters = vec![ClusterSpec::new("bench-src-k8s", &default_account(0))];
     for i in 1..=needed {
         clusters.push(ClusterSpec::new(
@@ -219,7 +257,7 @@ async fn world(args: &Args) -> Result<World, BenchError> {
     let opts = TestbedOptions {
         dir: args.dir.clone(),
         clusters,
-        aws: false,
+        aws: args.phases.iter().any(|p| p == "fleet"),
         keep_dir: false,
         assets: args.kube_assets.clone(),
     };
@@ -247,14 +285,12 @@ async fn world(args: &Args) -> Result<World, BenchError> {
     })
 }
 
+const PHASES: [&str; 5] = ["latency", "throughput", "steady", "memory", "fleet"];
+
 /// Runs the phases `args` asks for and returns the report. Each section is printed to stderr
 /// (and written to `--out`) as soon as it is measured, so a run stopped early keeps them.
 pub async fn run(args: &Args) -> Result<String, BenchError> {
-    if let Some(p) = args
-        .phases
-        .iter()
-        .find(|p| !["latency", "throughput", "steady", "memory"].contains(&p.as_str()))
-    {
+    if let Some(p) = args.phases.iter().find(|p| !PHASES.contains(&p.as_str())) {
         return Err(BenchError::UnknownPhase(p.clone()));
     }
     eprintln!(
@@ -298,7 +334,11 @@ pub async fn run(args: &Args) -> Result<String, BenchError> {
         emit(&mut report, s)?;
     }
     if has("memory") {
-        let s = phases::memory(&w, args).await?;
+        let s = memory::memory(&w, args).await?;
+        emit(&mut report, s)?;
+    }
+    if has("fleet") {
+        let s = fleet::fleet(&w, args).await?;
         emit(&mut report, s)?;
     }
     let wall = format!(

@@ -1,7 +1,6 @@
 //! The measurements besides latency: initial-sync throughput against a direct-write ceiling, RSS
 //! by sources × followers, and what they and the latency phase share (audit-log counts, waiting
 //! for the daemon to go quiet, the idle window, the steady-state table).
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
@@ -105,7 +104,7 @@ pub(super) fn idle_row(
 }
 
 /// Waits until every follower counter reaches `want`; returns the time since the daemon started.
-async fn all_copies(
+pub(super) async fn all_copies(
     d: &mut Daemon,
     counts: &[CopyCount],
     want: usize,
@@ -129,7 +128,7 @@ async fn all_copies(
     }
 }
 
-fn sources(ns: &str, n: usize, followers: &[String]) -> Vec<ConfigMap> {
+pub(super) fn sources(ns: &str, n: usize, followers: &[String]) -> Vec<ConfigMap> {
     (0..n)
         .map(|i| k8s::load_configmap(ns, &format!("src-{i:05}"), followers, &format!("v{i}")))
         .collect()
@@ -255,56 +254,6 @@ pub async fn throughput(w: &World, args: &Args, steady: bool) -> Result<String, 
         out += "\n";
         out += &steady_header(args);
         out += &idle_row;
-    }
-    out += "\n";
-    Ok(out)
-}
-
-/// (4) RSS after convergence by sources × followers, and an idle daemon with no sources.
-pub async fn memory(w: &World, args: &Args) -> Result<String, BenchError> {
-    let mut rows: BTreeMap<(usize, usize), (Vec<f64>, Vec<f64>)> = BTreeMap::new();
-    let max_f = args.mem_followers.iter().copied().max().unwrap_or(1);
-    let mut configs = vec![(0usize, max_f)];
-    for &s in &args.mem_sources {
-        for &f in &args.mem_followers {
-            configs.push((s, f));
-        }
-    }
-    for (s, f) in configs {
-        let ns = unique_ns(&format!("mem{s}x{f}"));
-        w.namespace(&ns, f).await?;
-        let followers = w.followers(f);
-        k8s::create_all(&w.clients[0], sources(&ns, s, &followers), 16).await?;
-        let counts: Vec<CopyCount> = w.clients[1..=f]
-            .iter()
-            .map(|c| CopyCount::start(c.clone(), &ns, &ns))
-            .collect();
-        for run in 0..args.runs {
-            let mut d = w.daemon(f, &ns, &format!("mem{s}x{f}-{run}"))?;
-            all_copies(&mut d, &counts, s, Duration::from_secs(3600)).await?;
-            settle(w, &mut d, f, Duration::from_secs(5), Duration::from_secs(3)).await?;
-            let (rss, hwm) = d.memory_kib().ok_or(BenchError::NoMemoryFigures)?;
-            eprintln!(
-                "bench: memory {s} sources × {f} followers run {run}: RSS {rss} KiB, peak {hwm} KiB"
-            );
-            let e = rows.entry((s, f)).or_default();
-            e.0.push(rss as f64 / 1024.0);
-            e.1.push(hwm as f64 / 1024.0);
-            d.stop(Duration::from_secs(5));
-        }
-    }
-    let mut out = String::from(
-        "### Memory: sync-daemon RSS after convergence (1 KiB ConfigMaps)\n\n\
-         | sources | followers | copies | RSS MiB (median, min–max) | peak RSS (VmHWM) MiB |\n|---|---|---|---|---|\n",
-    );
-    for ((s, f), (rss, hwm)) in &rows {
-        writeln!(
-            out,
-            "| {s} | {f} | {} | {} | {} |",
-            s * f,
-            summary(rss, 1),
-            summary(hwm, 1)
-        )?;
     }
     out += "\n";
     Ok(out)
