@@ -104,6 +104,11 @@ impl<K: Syncable> SourceCache<K> {
         }
     }
 
+    /// The size of the cached object's JSON (0: not cached), without decoding it.
+    pub fn size(&self, namespace: &str, name: &str) -> usize {
+        (self.read().get(&key::id(namespace, name))).map_or(0, |e| e.json.len())
+    }
+
     /// The cached object, decoded.
     pub fn get(&self, namespace: &str, name: &str) -> Option<K> {
         let g = self.read();

@@ -186,6 +186,8 @@ pub struct Context {
     /// The problem set last published per (target index, key), so Events are not repeated on
     /// every resync.
     pub(crate) reported: Mutex<HashMap<(usize, SourceKey), BTreeSet<String>>>,
+    /// Large payloads in flight, across all clusters.
+    pub(crate) payloads: crate::controller::budget::PayloadBudget,
 }
 
 impl Context {

@@ -1,6 +1,7 @@
 //! The controller: the clusters' caches and queues wired together (`setup`), workers that take
 //! keys from the queues (`workers`), reconcile as read → plan → write → report (`reconcile`,
 //! `write`, every write through `writer`), and the `run` / `once` loops (`run`).
+pub mod budget;
 pub mod context;
 pub mod errors;
 pub mod queue;

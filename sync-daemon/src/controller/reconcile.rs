@@ -32,8 +32,13 @@ impl Context {
             return Ok(Outcome::CONVERGED);
         };
         let (t, s) = (&*t, &self.settings);
+        // A large source waits for its share of the payload budget (held to the end).
+        let cache = K::cache(&self.sources);
+        let _share = (self.payloads)
+            .take(cache.size(key.namespace(), key.name()))
+            .await;
         // Read: the source and our copies from the caches.
-        let object = K::cache(&self.sources).get(key.namespace(), key.name());
+        let object = cache.get(key.namespace(), key.name());
         let view = object.as_ref().map(objects::view);
         // A follower's namespaces only for a source that picks them by selector.
         let namespaces = match (t.local, &view) {

@@ -96,6 +96,7 @@ pub async fn start(
             dry_run: rt.dry_run,
         },
         reported: Default::default(),
+        payloads: Default::default(),
     };
     Ok((Arc::new(ctx), rx))
 }
