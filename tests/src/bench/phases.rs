@@ -156,6 +156,9 @@ async fn ceiling(
 /// `steady`, the steady-state row of the converged daemon too.
 struct ThroughputRun {
     daemon: f64,
+    /// The daemon's follower requests per copy made, and the Events it wrote on the source.
+    per_copy: f64,
+    events: f64,
     ceiling_1: f64,
     ceiling_c: f64,
     idle_row: Option<String>,
@@ -176,11 +179,32 @@ async fn throughput_run(
         .iter()
         .map(|c| CopyCount::start(c.clone(), &ns, &ns))
         .collect();
+    let mut marks = w.audit_marks(f);
     let mut d = w.daemon(f, &ns, &format!("thr{run}"))?;
     let took = all_copies(&mut d, &counts, args.sources, Duration::from_secs(1800)).await?;
     eprintln!(
         "bench: throughput run {run}: {} copies in {took:?}",
         args.sources * f
+    );
+    settle(w, &mut d, f, Duration::from_secs(2), Duration::from_secs(2)).await?;
+    let (source, followers) = take(&mut marks)?;
+    let of = |c: &Counts, verbs: &[&str], resource: &str| -> u64 {
+        (c.0.iter())
+            .filter(|((v, r), _)| r == resource && verbs.contains(&v.as_str()))
+            .map(|(_, n)| n)
+            .sum()
+    };
+    let object_requests = of(
+        &followers,
+        &["create", "get", "patch", "update"],
+        "configmaps",
+    );
+    let per_copy = object_requests as f64 / (args.sources * f) as f64;
+    let events = of(&source, &["create", "patch"], "events") as f64;
+    eprintln!(
+        "bench: throughput run {run}: follower requests {} ({per_copy:.2} per copy); source {}",
+        followers.describe(),
+        source.describe()
     );
     let mut idle_row = None;
     if steady {
@@ -197,6 +221,8 @@ async fn throughput_run(
     );
     Ok(ThroughputRun {
         daemon: took.as_secs_f64(),
+        per_copy,
+        events,
         ceiling_1: c1.as_secs_f64(),
         ceiling_c: cc.as_secs_f64(),
         idle_row,
@@ -208,10 +234,13 @@ pub async fn throughput(w: &World, args: &Args, steady: bool) -> Result<String, 
     let f = args.throughput_followers;
     let total = args.sources * f;
     let (mut daemon_s, mut ceil1_s, mut ceil_c_s) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut per_copy, mut events) = (Vec::new(), Vec::new());
     let mut idle_row = String::new();
     for run in 0..args.runs {
         let r = throughput_run(w, args, run, steady && run == 0).await?;
         daemon_s.push(r.daemon);
+        per_copy.push(r.per_copy);
+        events.push(r.events);
         ceil1_s.push(r.ceiling_1);
         ceil_c_s.push(r.ceiling_c);
         if let Some(row) = r.idle_row {
@@ -249,6 +278,13 @@ pub async fn throughput(w: &World, args: &Args, steady: bool) -> Result<String, 
         summary(&ceil_c_s, 2),
         median(&rate(&ceil_c_s)).unwrap_or(f64::NAN),
         ccm / dm
+    )?;
+    writeln!(
+        out,
+        "\nDaemon's ConfigMap requests per copy made (create/get/patch/update): {}; Event writes on the \
+         source during the initial sync (create + patch): {}.",
+        summary(&per_copy, 2),
+        summary(&events, 0)
     )?;
     if steady && !idle_row.is_empty() {
         out += "\n";

@@ -98,10 +98,10 @@ fn plain_kubeconfig(w: &World<'_>, tag: &str) -> String {
         other: Default::default(),
     });
     for c in &mut kc.contexts {
-        if c.name == PROJECT {
-            if let Some(ctx) = c.context.as_mut() {
-                ctx.user = Some(user.clone());
-            }
+        if c.name == PROJECT
+            && let Some(ctx) = c.context.as_mut()
+        {
+            ctx.user = Some(user.clone());
         }
     }
     let path = w.tb.dir().join(format!("{tag}.kubeconfig"));
