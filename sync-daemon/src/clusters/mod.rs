@@ -7,6 +7,27 @@ pub mod kubeconfig;
 pub mod ratelimit;
 pub mod reauth;
 
+/// Sends `req` through a layer's inner service shared behind a lock (the layers' services are
+/// cloned per request; the inner one is not): readiness, then the call, with the lock held only
+/// until the request is handed over.
+pub(crate) async fn send<S, Req>(
+    inner: &std::sync::Arc<tokio::sync::Mutex<S>>,
+    req: Req,
+) -> Result<S::Response, tower::BoxError>
+where
+    S: tower::Service<Req>,
+    S::Error: Into<tower::BoxError>,
+{
+    let fut = {
+        let mut svc = inner.lock().await;
+        futures::future::poll_fn(|cx| svc.poll_ready(cx))
+            .await
+            .map_err(Into::into)?;
+        svc.call(req)
+    };
+    fut.await.map_err(Into::into)
+}
+
 pub use kubeconfig::{normalise_server, source_context};
 
 use client::clients;

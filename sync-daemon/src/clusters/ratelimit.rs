@@ -250,14 +250,7 @@ where
                     true => None,
                     false => Some(layer.enter().await),
                 };
-                let fut = {
-                    let mut svc = inner.lock().await;
-                    futures::future::poll_fn(|cx| svc.poll_ready(cx))
-                        .await
-                        .map_err(Into::into)?;
-                    svc.call(req)
-                };
-                let res = fut.await.map_err(Into::into)?;
+                let res = crate::clusters::send(&inner, req).await?;
                 if res.status() != StatusCode::TOO_MANY_REQUESTS {
                     layer.answered();
                     return Ok(res);

@@ -242,14 +242,7 @@ where
                 .map_err(|e| -> tower::BoxError { Box::new(e) })?;
             req.headers_mut()
                 .insert(http::header::AUTHORIZATION, value.clone());
-            let fut = {
-                let mut svc = inner.lock().await;
-                futures::future::poll_fn(|cx| svc.poll_ready(cx))
-                    .await
-                    .map_err(Into::into)?;
-                svc.call(req)
-            };
-            let resp = fut.await.map_err(Into::into)?;
+            let resp = crate::clusters::send(&inner, req).await?;
             if resp.status() == StatusCode::UNAUTHORIZED {
                 layer.rejected(&value);
             }

@@ -143,21 +143,28 @@ async fn read_by_name<K: Syncable>(
 ) -> Result<BTreeMap<String, Option<ObjectView>>, SyncError> {
     let mut read = BTreeMap::new();
     for ns in namespaces {
-        let api: Api<K> = Api::namespaced(t.cluster.client.clone(), &ns);
-        match api.get_opt(key.name()).await {
-            Ok(found) => {
-                read.insert(ns, found.as_ref().map(objects::view));
-            }
-            Err(source) => {
-                return Err(SyncError::Get {
-                    cluster: t.cluster.context.clone(),
-                    kind: K::KIND,
-                    namespace: ns,
-                    name: key.name().to_string(),
-                    source,
-                });
-            }
-        }
+        let found = read_one::<K>(t, key, &ns).await?;
+        read.insert(ns, found);
     }
     Ok(read)
+}
+
+/// GETs the source's name in `namespace` of target `t`, as the planner sees it (`None`: nothing
+/// there).
+pub(crate) async fn read_one<K: Syncable>(
+    t: &TargetCluster,
+    key: &SourceKey,
+    namespace: &str,
+) -> Result<Option<ObjectView>, SyncError> {
+    let api: Api<K> = Api::namespaced(t.cluster.client.clone(), namespace);
+    match api.get_opt(key.name()).await {
+        Ok(found) => Ok(found.as_ref().map(objects::view)),
+        Err(source) => Err(SyncError::Get {
+            cluster: t.cluster.context.clone(),
+            kind: K::KIND,
+            namespace: namespace.to_string(),
+            name: key.name().to_string(),
+            source,
+        }),
+    }
 }

@@ -327,26 +327,12 @@ impl Context {
     ) -> Result<Outcome, SyncError> {
         let ctx = &t.cluster.context;
         let ns = &desired.namespace;
-        let api: Api<K> = Api::namespaced(t.cluster.client.clone(), ns);
-        let found = api
-            .get_opt(key.name())
-            .await
-            .map_err(|source| SyncError::Get {
-                cluster: ctx.clone(),
-                kind: K::KIND,
-                namespace: ns.clone(),
-                name: key.name().to_string(),
-                source,
-            })?;
+        let found = crate::controller::reconcile::read_one::<K>(t, key, ns).await?;
         let Some(found) = found else {
             return Ok(Outcome::RetryAfter(STALE_RETRY));
         };
         tracing::debug!(cluster = %ctx, source = %key, namespace = %ns, "create found an object by that name; planning it in full");
-        match diff::diff(
-            desired.clone(),
-            Some(&objects::view(&found)),
-            &self.settings,
-        ) {
+        match diff::diff(desired.clone(), Some(&found), &self.settings) {
             // Only a create is not planned again (the object is there): no loop.
             Action::Create(_) => Ok(Outcome::RetryAfter(STALE_RETRY)),
             action => Box::pin(self.execute::<K>(t, key, action, w)).await,

@@ -156,10 +156,7 @@ pub fn owned_keys(entries: &[ManagedFieldsEntry]) -> OwnedKeys {
     for e in entries {
         collect(e, if is_ours(e) { &mut ours } else { &mut others });
     }
-    ours.labels.retain(|k| !others.labels.contains(k));
-    ours.annotations.retain(|k| !others.annotations.contains(k));
-    ours.payload.retain(|k| !others.payload.contains(k));
-    ours
+    ours.without(&others)
 }
 
 /// Keys that only the Update entry of our field manager owns (a copy created by POST, whose
@@ -175,12 +172,7 @@ pub fn post_owned_keys(entries: &[ManagedFieldsEntry]) -> OwnedKeys {
             (false, _) => collect(e, &mut others),
         }
     }
-    posted.labels.retain(|k| !others.labels.contains(k));
-    posted
-        .annotations
-        .retain(|k| !others.annotations.contains(k));
-    posted.payload.retain(|k| !others.payload.contains(k));
-    posted
+    posted.without(&others)
 }
 
 /// What a stored copy has that the desired one omits and only our POST owned, as
@@ -331,14 +323,17 @@ mod tests {
         assert!(plain.data.is_none(), "a non-source drops it");
     }
 
-    #[test]
-    fn owned_keys_exclude_what_another_manager_shares() {
-        let entry = |manager: &str, op: &str, fields: serde_json::Value| ManagedFieldsEntry {
+    fn entry(manager: &str, op: &str, fields: serde_json::Value) -> ManagedFieldsEntry {
+        ManagedFieldsEntry {
             manager: Some(manager.into()),
             operation: Some(op.into()),
             fields_v1: Some(FieldsV1(fields)),
             ..Default::default()
-        };
+        }
+    }
+
+    #[test]
+    fn owned_keys_exclude_what_another_manager_shares() {
         let ours = entry(
             FIELD_MANAGER,
             "Apply",
@@ -375,12 +370,6 @@ mod tests {
 
     #[test]
     fn leftovers_are_what_only_our_post_owned_and_the_copy_no_longer_wants() {
-        let entry = |manager: &str, op: &str, fields: serde_json::Value| ManagedFieldsEntry {
-            manager: Some(manager.into()),
-            operation: Some(op.into()),
-            fields_v1: Some(FieldsV1(fields)),
-            ..Default::default()
-        };
         let mut stored = ConfigMap::default();
         stored.metadata.labels = Some(
             [("keep", "1"), ("gone", "1"), ("shared", "1")]

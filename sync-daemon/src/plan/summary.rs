@@ -60,6 +60,16 @@ pub struct OwnedKeys {
     pub payload: BTreeSet<String>,
 }
 
+impl OwnedKeys {
+    /// These keys less those `others` also own.
+    pub fn without(mut self, others: &OwnedKeys) -> OwnedKeys {
+        self.labels.retain(|k| !others.labels.contains(k));
+        self.annotations.retain(|k| !others.annotations.contains(k));
+        self.payload.retain(|k| !others.payload.contains(k));
+        self
+    }
+}
+
 fn put(h: &mut Sha256, bytes: &[u8]) {
     h.update((bytes.len() as u64).to_le_bytes());
     h.update(bytes);

@@ -27,20 +27,27 @@ fn requests(events: &[audit::Event], ns: &str) -> BTreeMap<String, Vec<String>> 
     by_name
 }
 
-/// Reads `mark` until `done` holds for what it has gathered (audit lines land shortly after
-/// the response).
+/// Reads `mark` until `done` holds for what it has gathered and no new request of the daemon
+/// has come for `quiet` (audit lines land shortly after the response; a second write would land
+/// within that window).
 async fn gather(
     mark: &mut audit::Mark,
     ns: &str,
     what: &str,
+    quiet: Duration,
     done: impl Fn(&BTreeMap<String, Vec<String>>) -> bool,
 ) -> BTreeMap<String, Vec<String>> {
     let mut events = Vec::new();
     let end = std::time::Instant::now() + SOON;
+    let mut last_new = std::time::Instant::now();
     loop {
-        events.extend(mark.take_events().unwrap());
+        let new = mark.take_events().unwrap();
+        if !requests(&new, ns).is_empty() {
+            last_new = std::time::Instant::now();
+        }
+        events.extend(new);
         let seen = requests(&events, ns);
-        if done(&seen) {
+        if done(&seen) && last_new.elapsed() >= quiet {
             return seen;
         }
         assert!(std::time::Instant::now() < end, "{what}: {seen:#?}");
@@ -81,10 +88,16 @@ pub(crate) async fn run() {
     wait_event(&w.mgmt, &ns, "taken", "OriginConflict").await;
 
     // One request per new copy: the POST. The look-alike: a refused POST and one read.
-    let seen = gather(&mut mark, &ns, "the daemon's first requests", |r| {
-        (0..FRESH).all(|i| r.contains_key(&format!("fresh-{i}")))
-            && r.get("taken").is_some_and(|v| v.len() >= 2)
-    })
+    let seen = gather(
+        &mut mark,
+        &ns,
+        "the daemon's first requests",
+        Duration::ZERO,
+        |r| {
+            (0..FRESH).all(|i| r.contains_key(&format!("fresh-{i}")))
+                && r.get("taken").is_some_and(|v| v.len() >= 2)
+        },
+    )
     .await;
     for i in 0..FRESH {
         assert_eq!(seen[&format!("fresh-{i}")], ["create 201"], "fresh-{i}");
@@ -133,7 +146,7 @@ pub(crate) async fn run() {
         },
     )
     .await;
-    let first = gather(&mut mark, &ns, "the first update", |r| {
+    let first = gather(&mut mark, &ns, "the first update", Duration::ZERO, |r| {
         r.get("fresh-0").is_some_and(|v| v.len() >= 2)
     })
     .await;
@@ -150,8 +163,8 @@ pub(crate) async fn run() {
         c.data.as_ref().and_then(|d| d.get("k")).map(String::as_str) == Some("3")
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let later = gather(&mut mark, &ns, "the second update", |r| {
+    let quiet = Duration::from_secs(2);
+    let later = gather(&mut mark, &ns, "the second update", quiet, |r| {
         r.contains_key("fresh-0")
     })
     .await;
