@@ -5,6 +5,7 @@ use crate::cli::{client_flags, exit, fail};
 use crate::controller::{Runtime, StartError};
 use crate::ops::leader::{self, Leader};
 use crate::ops::notices::Ops;
+use crate::ops::signals;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,6 +15,8 @@ use std::time::Duration;
 const RELEASE_LIMIT: Duration = Duration::from_secs(3);
 
 pub async fn run(a: SyncArgs) -> ExitCode {
+    // First of all: a SIGTERM from here on is kept, however busy the daemon is when it lands.
+    let mut stop = signals::stop_requested();
     client_flags(&a);
     let ops = Arc::new(Ops::new(a.ops.unreachable_after));
     let m = ops.metrics.clone();
@@ -25,9 +28,15 @@ pub async fn run(a: SyncArgs) -> ExitCode {
         return exit::code(exit::CONFIG);
     }
     let leader = match a.ops.leader_elect {
-        true => match elect(&a).await {
-            Ok(l) => Some(l),
-            Err(code) => return code,
+        true => tokio::select! {
+            r = elect(&a) => match r {
+                Ok(l) => Some(l),
+                Err(code) => return code,
+            },
+            _ = signals::stopped(&mut stop) => {
+                tracing::info!("stopped before joining the leader election");
+                return exit::code(exit::OK);
+            }
         },
         false => None,
     };
@@ -55,7 +64,7 @@ pub async fn run(a: SyncArgs) -> ExitCode {
         leader: state,
         writing,
     };
-    let result = crate::controller::run::run(a.config(), rt, |ctx| {
+    let result = crate::controller::run::run(a.config(), rt, stop, |ctx| {
         let probes = (ctx.targets.live().iter())
             .map(|(_, t)| {
                 let c = &t.cluster;

@@ -5,30 +5,39 @@ use crate::controller::context::Context;
 use crate::controller::setup::{self, Resync};
 use crate::controller::{Config, Runtime, StartError, reload, workers};
 use crate::ops::hooks::Tally;
+use crate::ops::signals;
 use crate::plan::Next;
 use futures::StreamExt;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 /// How long `once` waits for a cluster's caches before calling it unconverged.
 const ONCE_READY_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Runs until SIGTERM/SIGINT. `started` is told the context as soon as the caches and clients
-/// exist (health probes and the Event publisher start there).
+/// Runs until `stop` turns `true` (SIGTERM/SIGINT, see [`signals`]). `started` is told the
+/// context as soon as the caches and clients exist (health probes and the Event publisher start
+/// there).
 pub async fn run(
     cfg: Config,
     rt: Runtime,
+    mut stop: watch::Receiver<bool>,
     started: impl FnOnce(&Arc<Context>),
 ) -> Result<(), StartError> {
-    let (ctx, mut rx) = setup::start(&cfg, &rt).await?;
+    let (ctx, mut rx) = tokio::select! {
+        r = setup::start(&cfg, &rt) => r?,
+        _ = signals::stopped(&mut stop) => {
+            tracing::info!("shutting down before the caches started");
+            return Ok(());
+        }
+    };
     started(&ctx);
     if let Some(mut leader) = rt.leader.clone() {
         tracing::info!("standby: caches run, waiting for the leader lease before writing");
         tokio::select! {
             r = leader.wait_for(|l| *l) => if r.is_err() { return Err(StartError::LeaseLost) },
-            _ = shutdown() => {
+            _ = signals::stopped(&mut stop) => {
                 tracing::info!("shutting down");
                 return Ok(());
             }
@@ -56,7 +65,7 @@ pub async fn run(
                 return Err(StartError::LeaseLost);
             }
             e = &mut reload => return Err(e),
-            _ = shutdown() => {
+            _ = signals::stopped(&mut stop) => {
                 tracing::info!("shutting down");
                 return Ok(());
             }
@@ -94,22 +103,6 @@ fn sweep(ctx: &Context, first: Resync, rx: &mut mpsc::UnboundedReceiver<Resync>)
             t.queue.sweep(ctx.sweep_keys(i, &sources));
         }
     }
-}
-
-async fn shutdown() {
-    #[cfg(unix)]
-    {
-        if let Ok(mut term) =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
 }
 
 /// One pass over every source and copy in every cluster; `Ok(true)` when all converged.

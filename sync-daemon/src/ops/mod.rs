@@ -9,3 +9,4 @@ pub mod leader;
 pub mod logging;
 pub mod metrics;
 pub mod notices;
+pub mod signals;

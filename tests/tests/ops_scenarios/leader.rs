@@ -168,6 +168,71 @@ pub(crate) async fn sigterm_exits_within_10s_and_releases_the_lease() {
     w.cleanup(&[&ns]).await;
 }
 
+/// A SIGTERM that lands while the daemon is still starting is a clean stop as well: exit 0 at
+/// once, no lease left held. The source's credential plugin takes 8 s, so the signal lands while
+/// the daemon waits to join the election. Before the listener was made first thing, such a
+/// signal killed the process outright (no exit code); a stop that waited for the start would
+/// take 8 s.
+pub(crate) async fn sigterm_during_start_up_is_a_clean_stop() {
+    let w = World::shared().await;
+    let ns = unique_ns("ops-early");
+    w.ns_everywhere(&ns).await;
+    let kc = slow_source_kubeconfig(&w, &ns, 8);
+    let args = run_args(&kc, &ns, &["--leader-elect", "--lease-namespace", &ns]);
+    let mut d = start(w.tb.dir(), &ns, &args, &[]);
+    wait_for("the admin server", SOON, || async {
+        d.log_text()
+            .contains("admin server listening")
+            .then_some(())
+    })
+    .await;
+    let t = Instant::now();
+    d.sigterm();
+    let status = (d.wait_exit(Duration::from_secs(5)))
+        .unwrap_or_else(|| panic!("no exit within 5 s; log:\n{}", d.log_text()));
+    eprintln!("SIGTERM during start-up → exit in {:?}", t.elapsed());
+    assert_eq!(status.code(), Some(0), "{}", d.log_text());
+    let lease = Api::<Lease>::namespaced(w.mgmt.clone(), &ns)
+        .get_opt("kubed-cross-sync")
+        .await
+        .unwrap();
+    let holder = (lease.and_then(|l| l.spec).and_then(|s| s.holder_identity)).unwrap_or_default();
+    assert!(holder.is_empty(), "lease still held by {holder:?}");
+    w.cleanup(&[&ns]).await;
+}
+
+/// The testbed's kubeconfig with the source's user replaced by an exec plugin that takes `secs`
+/// before it answers with the admin token.
+fn slow_source_kubeconfig(w: &World, ns: &str, secs: u32) -> String {
+    let dir = w.tb.dir();
+    let script = dir.join(format!("{ns}-slow.sh"));
+    let body = format!(
+        "#!/bin/sh\nsleep {secs}\n\
+         printf '{{\"kind\":\"ExecCredential\",\"apiVersion\":\"client.authentication.k8s.io/v1beta1\",\"spec\":{{}},\"status\":{{\"token\":\"%s\"}}}}' \"$1\"\n"
+    );
+    std::fs::write(&script, body).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut kc = kubeconfig_json(w.tb);
+    let contexts = kc["contexts"].as_array().unwrap();
+    let source = contexts.iter().find(|c| c["name"] == MGMT).unwrap();
+    let user = source["context"]["user"].clone();
+    let mgmt = w.tb.clusters().iter().find(|c| c.name == MGMT).unwrap();
+    for u in kc["users"].as_array_mut().unwrap() {
+        if u["name"] == user {
+            u["user"] = json!({"exec": {
+                "apiVersion": "client.authentication.k8s.io/v1beta1",
+                "command": script.display().to_string(),
+                "args": [mgmt.admin_token],
+                "interactiveMode": "Never",
+            }});
+        }
+    }
+    write_kubeconfig(dir, &format!("{ns}-slow.kubeconfig"), &kc)
+        .display()
+        .to_string()
+}
+
 pub(crate) async fn leader_that_loses_its_lease_exits_3() {
     let w = World::shared().await;
     let ns = unique_ns("ops-lost");

@@ -141,6 +141,11 @@ async fn sigterm_exits_within_10s_and_releases_the_lease() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn sigterm_during_start_up_is_a_clean_stop() {
+    leader::sigterm_during_start_up_is_a_clean_stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn seed_args_start_the_daemon() {
     logs::seed_args_start_the_daemon().await;
 }
