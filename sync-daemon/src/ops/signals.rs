@@ -60,6 +60,7 @@ pub async fn stopped(rx: &mut watch::Receiver<bool>) {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use std::time::Duration;
