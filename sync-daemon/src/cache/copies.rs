@@ -12,13 +12,14 @@ use crate::plan::annotations as ann;
 use crate::plan::key;
 use crate::plan::objects::{self, Syncable};
 use crate::plan::summary::CopySummary;
+use kube::Resource;
 use kube::runtime::watcher;
 use std::collections::HashMap;
 use std::sync::{Mutex, RwLock};
 
 pub use crate::cache::index::Origin;
 
-fn rv_number<K: Syncable>(obj: &K) -> Option<u64> {
+fn rv_number<K: Resource>(obj: &K) -> Option<u64> {
     obj.meta().resource_version.as_deref()?.parse().ok()
 }
 
@@ -60,7 +61,22 @@ impl CopyCache {
             Some(rv) => self.written().insert(at, rv),
             None => self.written().remove(&at),
         };
-        self.upsert(obj);
+        self.upsert(obj, obj.secret_type());
+    }
+
+    /// Notes the type of a Secret copy read whole (a GET): the watch, metadata only, cannot
+    /// tell it, and a Secret's type never changes.
+    pub fn learn_type<K: Syncable>(&self, obj: &K) {
+        let Some(t) = obj.secret_type() else { return };
+        let at = Self::at(obj);
+        let mut g = self.write();
+        if let Some(mut c) = g.get(&at).filter(|c| c.uid == obj.meta().uid)
+            && c.secret_type.as_deref() != Some(t)
+            && let Some(origin) = g.remove(&at)
+        {
+            c.secret_type = Some(t.to_string());
+            g.insert(origin, c);
+        }
     }
 
     /// Forgets a copy we just deleted.
@@ -71,7 +87,7 @@ impl CopyCache {
     }
 
     /// Whether a watch event for `obj` is older than our last write of it.
-    fn stale<K: Syncable>(&self, obj: &K) -> bool {
+    fn stale<K: Resource>(&self, obj: &K) -> bool {
         let mut w = self.written();
         if w.is_empty() {
             return false;
@@ -88,12 +104,20 @@ impl CopyCache {
     }
 
     /// Sets the summary of `o` at its location; the origins before and after.
-    fn upsert<K: Syncable>(&self, o: &K) -> Vec<Origin> {
+    /// Sets the summary of `o` at its location; the origins before and after. A Secret's type
+    /// (`secret_type`, else what was known of the same object) is kept with it.
+    fn upsert<K: Resource>(&self, o: &K, secret_type: Option<&str>) -> Vec<Origin> {
         let mut g = self.write();
-        let before = g.remove(&Self::at(o));
+        let at = Self::at(o);
+        let known = (g.get(&at))
+            .filter(|c| c.uid.is_some() && c.uid == o.meta().uid)
+            .and_then(|c| c.secret_type);
+        let before = g.remove(&at);
         let now = self.origin(o);
         if let Some(origin) = &now {
-            g.insert(origin.clone(), objects::summary(o));
+            let mut summary = objects::summary(o.meta());
+            summary.secret_type = secret_type.map(String::from).or(known);
+            g.insert(origin.clone(), summary);
         }
         before.into_iter().chain(now).collect()
     }
@@ -109,14 +133,14 @@ impl CopyCache {
     }
 
     /// The origin a copy names, if it is one of ours.
-    fn origin<K: Syncable>(&self, obj: &K) -> Option<Origin> {
+    fn origin<K: Resource>(&self, obj: &K) -> Option<Origin> {
         obj.meta()
             .labels
             .as_ref()
             .and_then(|l| ann::origin_of(l, &self.cluster_name))
     }
 
-    fn at<K: Syncable>(obj: &K) -> (String, String) {
+    fn at<K: Resource>(obj: &K) -> (String, String) {
         let m = obj.meta();
         (
             m.namespace.clone().unwrap_or_default(),
@@ -125,7 +149,7 @@ impl CopyCache {
     }
 
     /// Applies one watcher event; returns the origins it concerns (to be requeued).
-    pub fn apply<K: Syncable>(&self, ev: &watcher::Event<K>) -> Vec<Origin> {
+    pub fn apply<K: Resource>(&self, ev: &watcher::Event<K>) -> Vec<Origin> {
         match ev {
             watcher::Event::Init => {
                 self.relist.begin();
@@ -135,8 +159,12 @@ impl CopyCache {
             watcher::Event::InitApply(o) => {
                 // Not requeued: the sweep that follows the list covers every origin.
                 if let Some(origin) = self.origin(o) {
-                    self.relist
-                        .add(|i| i.push_listed(origin, objects::summary(o)));
+                    let mut summary = objects::summary(o.meta());
+                    // What is known of a Secret's type survives the re-list (same object).
+                    summary.secret_type = (self.read().get(&Self::at(o)))
+                        .filter(|c| c.uid.is_some() && c.uid == o.meta().uid)
+                        .and_then(|c| c.secret_type);
+                    self.relist.add(|i| i.push_listed(origin, summary));
                 }
                 Vec::new()
             }
@@ -149,7 +177,7 @@ impl CopyCache {
                 Vec::new()
             }
             watcher::Event::Apply(o) if self.stale(o) => Vec::new(),
-            watcher::Event::Apply(o) => self.upsert(o),
+            watcher::Event::Apply(o) => self.upsert(o, None),
             watcher::Event::Delete(o) => {
                 self.written().remove(&Self::at(o));
                 let gone = self.write().remove(&Self::at(o));
@@ -160,7 +188,7 @@ impl CopyCache {
 
     /// Fills the cache from one complete list, through the same path as a watch's (re-)list
     /// (`status` lists once instead of watching).
-    pub fn load<K: Syncable>(&self, items: Vec<K>) {
+    pub fn load<K: Resource>(&self, items: Vec<K>) {
         self.apply::<K>(&watcher::Event::Init);
         for o in items {
             self.apply(&watcher::Event::InitApply(o));
@@ -218,6 +246,7 @@ mod tests {
     use super::*;
     use crate::plan::annotations::{ORIGIN_CLUSTER, ORIGIN_NAME, ORIGIN_NAMESPACE};
     use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::core::PartialObjectMeta;
     use std::collections::BTreeMap;
 
     fn copy(ns: &str, name: &str, origin: Option<(&str, &str)>, v: &str) -> ConfigMap {
@@ -282,9 +311,11 @@ mod tests {
         let at_rv = |v: &str, rv: &str| {
             let mut cm = copy("t1", "a", Some(("prod", "a")), v);
             cm.metadata.resource_version = Some(rv.into());
+            // The summary reads metadata only: tell the versions apart by a label.
+            (cm.metadata.labels.as_mut().unwrap()).insert("rev".into(), v.into());
             cm
         };
-        let payload = |c: &CopyCache| c.copies_of("prod", "a")[0].payload;
+        let payload = |c: &CopyCache| c.copies_of("prod", "a")[0].meta;
         c.apply(&watcher::Event::Apply(at_rv("1", "10")));
         let v1 = payload(&c);
         // Our write (rv 12) is in the cache at once.
@@ -308,6 +339,44 @@ mod tests {
         // A delete we made is gone from the cache at once.
         c.record_deleted("t1", "a");
         assert!(c.copies_of("prod", "a").is_empty());
+    }
+
+    /// A Secret's type is not in the metadata the watch delivers: it is learned from our write or
+    /// a read, kept through the copy's later events and re-lists, and dropped for a new object.
+    #[test]
+    fn a_secrets_type_is_kept_for_its_object() {
+        use k8s_openapi::api::core::v1::Secret;
+        let c = CopyCache::new("mgmt");
+        let secret = |uid: &str, type_: &str| {
+            let cm = copy("t1", "a", Some(("prod", "a")), "1");
+            let mut s = Secret {
+                metadata: cm.metadata,
+                type_: Some(type_.into()),
+                ..Default::default()
+            };
+            s.metadata.uid = Some(uid.into());
+            s
+        };
+        let meta_only = |s: &Secret| PartialObjectMeta::<Secret> {
+            types: None,
+            metadata: s.metadata.clone(),
+            _phantom: Default::default(),
+        };
+        let type_of = |c: &CopyCache| c.copies_of("prod", "a")[0].secret_type.clone();
+        let tls = secret("u1", "kubernetes.io/tls");
+        c.apply(&watcher::Event::Apply(meta_only(&tls)));
+        assert_eq!(type_of(&c), None, "not in the metadata");
+        c.learn_type(&tls);
+        assert_eq!(type_of(&c).as_deref(), Some("kubernetes.io/tls"));
+        c.apply(&watcher::Event::Apply(meta_only(&tls)));
+        c.load(vec![meta_only(&tls)]);
+        assert_eq!(type_of(&c).as_deref(), Some("kubernetes.io/tls"), "kept");
+        // Another object at the same place (deleted and made again): unknown until learned.
+        let other = secret("u2", "Opaque");
+        c.apply(&watcher::Event::Apply(meta_only(&other)));
+        assert_eq!(type_of(&c), None);
+        c.record(&other);
+        assert_eq!(type_of(&c).as_deref(), Some("Opaque"));
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! The copy index of one [`CopyCache`](crate::cache::copies::CopyCache): each copy packed into
-//! about 80 bytes ([`Stored`]), in one vector sorted by origin ([`Index`]).
+//! about 100 bytes ([`Stored`]), in one vector sorted by origin ([`Index`]).
 use crate::plan::key;
 use crate::plan::summary::{CopySummary, Fingerprint};
 use std::collections::HashMap;
@@ -13,6 +13,7 @@ const CLEAN: u8 = 2;
 const IMMUTABLE: u8 = 4;
 const UID_UUID: u8 = 8;
 const RETAIN: u8 = 16;
+const TRUSTED: u8 = 32;
 
 /// What a copy's summary holds beyond the common case, boxed so the common case does not pay
 /// for it.
@@ -26,7 +27,7 @@ struct Extra {
     secret_type: Option<Box<str>>,
 }
 
-/// A [`CopySummary`] as the index keeps it: about 80 bytes for a follower's copy of a
+/// A [`CopySummary`] as the index keeps it: about 100 bytes for a follower's copy of a
 /// ConfigMap (the strings of [`CopySummary`] cost about 250 more). The namespace and name are
 /// the origin's unless `extra` says otherwise; the uid is kept as its 16 bytes.
 pub(super) struct Stored {
@@ -34,6 +35,7 @@ pub(super) struct Stored {
     uid: [u8; 16],
     flags: u8,
     meta: Fingerprint,
+    /// Meaningful with [`TRUSTED`].
     payload: Fingerprint,
 }
 
@@ -45,6 +47,7 @@ impl Stored {
             (c.clean, CLEAN),
             (c.immutable, IMMUTABLE),
             (c.retain, RETAIN),
+            (c.payload.is_some(), TRUSTED),
         ] {
             if set {
                 flags |= bit;
@@ -68,16 +71,13 @@ impl Stored {
             extra.name = Some(c.name.into());
         }
         extra.secret_type = c.secret_type.map(Into::into);
-        let plain = extra.namespace.is_none()
-            && extra.name.is_none()
-            && extra.uid.is_none()
-            && extra.secret_type.is_none();
+        let plain = extra.namespace.is_none() && extra.name.is_none() && extra.uid.is_none();
         Self {
             extra: (!plain).then(|| Box::new(extra)),
             uid,
             flags,
             meta: c.meta,
-            payload: c.payload,
+            payload: c.payload.unwrap_or_default(),
         }
     }
 
@@ -114,7 +114,7 @@ impl Stored {
                 .and_then(|e| e.secret_type.as_deref())
                 .map(str::to_string),
             meta: self.meta,
-            payload: self.payload,
+            payload: (self.flags & TRUSTED != 0).then_some(self.payload),
         }
     }
 }
@@ -142,13 +142,27 @@ impl Index {
         start..start + len
     }
 
-    pub(super) fn remove(&mut self, at: &(String, String)) -> Option<Origin> {
-        let origin = self.moved.remove(at).unwrap_or_else(|| at.clone());
+    /// The entry at a location, and its origin.
+    fn find(&self, at: &(String, String)) -> Option<(usize, Origin)> {
+        let origin = self.moved.get(at).cloned().unwrap_or_else(|| at.clone());
         let range = self.range(&key::id(&origin.0, &origin.1));
         let i = range.clone().find(|&i| {
             let c = &self.entries[i].1;
             (c.namespace(&origin.0), c.name(&origin.1)) == (at.0.as_str(), at.1.as_str())
         })?;
+        Some((i, origin))
+    }
+
+    /// The summary of the copy at a location.
+    pub(super) fn get(&self, at: &(String, String)) -> Option<CopySummary> {
+        let (i, origin) = self.find(at)?;
+        Some(self.entries[i].1.summary((&origin.0, &origin.1)))
+    }
+
+    pub(super) fn remove(&mut self, at: &(String, String)) -> Option<Origin> {
+        let found = self.find(at);
+        self.moved.remove(at);
+        let (i, origin) = found?;
         self.entries.remove(i);
         Some(origin)
     }
@@ -194,21 +208,29 @@ mod tests {
         let uuid = "0b6c3f4e-8a2d-4c1b-9f3e-5d7a1c2b3e4f";
         let cases = [
             // A follower's copy of a ConfigMap: nothing beyond the fixed part.
-            ("prod", "a", Some(uuid), None, true),
-            ("t1", "a", Some(uuid), None, false),
-            ("prod", "b", None, Some("kubernetes.io/tls"), false),
+            ("prod", "a", Some(uuid), None, true, true),
+            ("t1", "a", Some(uuid), None, true, false),
+            ("prod", "b", None, Some("kubernetes.io/tls"), false, false),
             // Not canonical UUIDs: kept as they came.
             (
                 "prod",
                 "a",
                 Some("0B6C3F4E-8A2D-4C1B-9F3E-5D7A1C2B3E4F"),
                 None,
+                true,
                 false,
             ),
-            ("prod", "a", Some("not-a-uuid"), Some("Opaque"), false),
-            ("prod", "a", Some(""), None, false),
+            (
+                "prod",
+                "a",
+                Some("not-a-uuid"),
+                Some("Opaque"),
+                false,
+                false,
+            ),
+            ("prod", "a", Some(""), None, true, false),
         ];
-        for (i, (ns, name, uid, secret_type, plain)) in cases.into_iter().enumerate() {
+        for (i, (ns, name, uid, secret_type, trusted, plain)) in cases.into_iter().enumerate() {
             let c = CopySummary {
                 name: name.into(),
                 namespace: ns.into(),
@@ -219,7 +241,7 @@ mod tests {
                 retain: i % 5 == 0,
                 secret_type: secret_type.map(Into::into),
                 meta: [i as u8; 16],
-                payload: [0xff - i as u8; 16],
+                payload: trusted.then_some([0xff - i as u8; 16]),
             };
             let stored = Stored::new(&origin("prod", "a"), c.clone());
             assert_eq!(stored.summary(("prod", "a")), c, "case {i}");

@@ -16,6 +16,7 @@ use crate::plan::{Kind, NamespaceView, Scope, SourceKey};
 use copies::CopyCache;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ObjectReference, Secret};
 use kube::api::Api;
+use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher;
 use kube::{Client, Resource};
@@ -405,7 +406,10 @@ fn watch_copies(
         let on_relist = on.relist.clone();
         move || on_relist()
     };
-    fn api<K: Syncable>(client: &Client, ns: Option<&str>) -> Api<K> {
+    // Metadata only (`PartialObjectMetadata`): the summary needs nothing else (see
+    // `plan/summary.rs`), and a copy's payload then never crosses the wire nor sits in the
+    // watch's read buffer (a 1 MiB Secret would keep that buffer at 1.4 MiB per cluster).
+    fn api<K: Syncable>(client: &Client, ns: Option<&str>) -> Api<PartialObjectMeta<K>> {
         match ns {
             Some(ns) => Api::namespaced(client.clone(), ns),
             None => Api::all(client.clone()),
@@ -434,6 +438,8 @@ fn watch_copies(
 fn copy_sink<K: Syncable>(
     cache: Arc<CopyCache>,
     on_origin: impl Fn(copies::Origin) + Send + 'static,
-) -> impl FnMut(&watcher::Event<K>) + Send + 'static {
-    move |ev: &watcher::Event<K>| cache.apply(ev).into_iter().for_each(&on_origin)
+) -> impl FnMut(&watcher::Event<PartialObjectMeta<K>>) + Send + 'static {
+    move |ev: &watcher::Event<PartialObjectMeta<K>>| {
+        cache.apply(ev).into_iter().for_each(&on_origin)
+    }
 }

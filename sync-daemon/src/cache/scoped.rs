@@ -53,6 +53,14 @@ impl KindCopies {
         }
     }
 
+    /// See [`CopyCache::learn_type`].
+    pub fn learn_type<K: Syncable>(&self, obj: &K) {
+        let ns = obj.meta().namespace.as_deref().unwrap_or_default();
+        if let Some(c) = self.part(ns) {
+            c.learn_type(obj);
+        }
+    }
+
     /// See [`CopyCache::record_deleted`].
     pub fn record_deleted(&self, namespace: &str, name: &str) {
         if let Some(c) = self.part(namespace) {

@@ -305,12 +305,21 @@ async fn list_copies<K: Syncable>(
     scope: &Scope,
 ) -> Result<CopyCache, kube::Error> {
     let lp = ListParams::default().labels(&w.selector);
+    // Metadata only, as the daemon's copy watch (the summary needs nothing else).
     let items = match scope.namespaces() {
-        None => Api::<K>::all(c.client.clone()).list(&lp).await?.items,
+        None => {
+            Api::<K>::all(c.client.clone())
+                .list_metadata(&lp)
+                .await?
+                .items
+        }
         Some(names) => {
             let mut items = Vec::new();
             for ns in names {
-                match Api::<K>::namespaced(c.client.clone(), ns).list(&lp).await {
+                match Api::<K>::namespaced(c.client.clone(), ns)
+                    .list_metadata(&lp)
+                    .await
+                {
                     Ok(list) => items.extend(list.items),
                     Err(kube::Error::Api(s)) if s.code == 403 => {}
                     Err(e) => return Err(e),

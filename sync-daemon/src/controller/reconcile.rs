@@ -158,7 +158,12 @@ pub(crate) async fn read_one<K: Syncable>(
 ) -> Result<Option<ObjectView>, SyncError> {
     let api: Api<K> = Api::namespaced(t.cluster.client.clone(), namespace);
     match api.get_opt(key.name()).await {
-        Ok(found) => Ok(found.as_ref().map(objects::view)),
+        Ok(found) => {
+            if let Some(obj) = &found {
+                t.copies.of(K::KIND).learn_type(obj);
+            }
+            Ok(found.as_ref().map(objects::view))
+        }
         Err(source) => Err(SyncError::Get {
             cluster: t.cluster.context.clone(),
             kind: K::KIND,

@@ -1,7 +1,7 @@
 //! ConfigMap and Secret behind one trait, so reconcile has a single generic path: each kind
 //! converts to the planner's [`ObjectView`] and builds the object to apply from one.
 use crate::plan::kinds::{Kind, NamespaceView, ObjectView, Payload};
-use crate::plan::summary::{CopySummary, OwnedKeys, summarize};
+use crate::plan::summary::{CopyMeta, CopySummary, OwnedKeys, Ownership, summarize};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, ObjectMeta};
 use kube::Resource;
@@ -24,6 +24,8 @@ pub trait Syncable:
 {
     const KIND: Kind;
     fn payload(&self) -> Payload;
+    /// A Secret's type (`Opaque` when unset); `None` for a ConfigMap. Without copying the payload.
+    fn secret_type(&self) -> Option<&str>;
     /// Drops data, binaryData / data (what a cached non-source never needs).
     fn clear_payload(&mut self);
     fn build(meta: ObjectMeta, payload: &Payload) -> Self;
@@ -31,6 +33,9 @@ pub trait Syncable:
 
 impl Syncable for ConfigMap {
     const KIND: Kind = Kind::ConfigMap;
+    fn secret_type(&self) -> Option<&str> {
+        None
+    }
     fn clear_payload(&mut self) {
         self.data = None;
         self.binary_data = None;
@@ -64,6 +69,9 @@ impl Syncable for ConfigMap {
 
 impl Syncable for Secret {
     const KIND: Kind = Kind::Secret;
+    fn secret_type(&self) -> Option<&str> {
+        Some(self.type_.as_deref().unwrap_or("Opaque"))
+    }
     fn clear_payload(&mut self) {
         self.data = None;
         self.string_data = None;
@@ -149,16 +157,6 @@ pub fn our_metadata_keys(entries: &[ManagedFieldsEntry]) -> (BTreeSet<String>, B
     (ours.labels, ours.annotations)
 }
 
-/// Keys (labels, annotations, `data`/`binaryData`) that our entries own and no other manager
-/// shares: what server-side apply removes when our next apply omits them.
-pub fn owned_keys(entries: &[ManagedFieldsEntry]) -> OwnedKeys {
-    let (mut ours, mut others) = (OwnedKeys::default(), OwnedKeys::default());
-    for e in entries {
-        collect(e, if is_ours(e) { &mut ours } else { &mut others });
-    }
-    ours.without(&others)
-}
-
 /// Keys that only the Update entry of our field manager owns (a copy created by POST, whose
 /// fields no later apply of ours took over): server-side apply cannot remove them, so the
 /// writer does when the desired copy omits them.
@@ -233,10 +231,42 @@ pub fn trim_source<K: Syncable>(obj: &mut K) {
     }
 }
 
-/// The summary the copy caches keep instead of the object.
-pub fn summary<K: Syncable>(obj: &K) -> CopySummary {
-    let owned = owned_keys(obj.meta().managed_fields.as_deref().unwrap_or(&[]));
-    summarize(&view(obj), &owned)
+/// The summary the copy caches keep instead of the object: from its metadata alone (a watch of
+/// copies carries nothing else), so a written object and its watch event summarise alike.
+pub fn summary(m: &ObjectMeta) -> CopySummary {
+    let empty = std::collections::BTreeMap::new();
+    let meta = CopyMeta {
+        name: m.name.as_deref().unwrap_or_default(),
+        namespace: m.namespace.as_deref().unwrap_or_default(),
+        uid: m.uid.as_deref(),
+        deleting: m.deletion_timestamp.is_some(),
+        labels: m.labels.as_ref().unwrap_or(&empty),
+        annotations: m.annotations.as_ref().unwrap_or(&empty),
+    };
+    summarize(meta, &ownership(m.managed_fields.as_deref().unwrap_or(&[])))
+}
+
+/// Who owns what, from managedFields: the keys ours alone own, whether another manager owns
+/// anything outside `metadata`, and whether ours set `immutable`.
+pub fn ownership(entries: &[ManagedFieldsEntry]) -> Ownership {
+    let (mut ours, mut others) = (OwnedKeys::default(), OwnedKeys::default());
+    let (mut foreign_payload, mut immutable) = (false, false);
+    for e in entries {
+        let top = e.fields_v1.as_ref().and_then(|f| f.0.as_object());
+        let fields = top.into_iter().flat_map(|m| m.keys());
+        if is_ours(e) {
+            collect(e, &mut ours);
+            immutable |= fields.clone().any(|k| k == "f:immutable");
+        } else {
+            collect(e, &mut others);
+            foreign_payload |= fields.clone().any(|k| k != "f:metadata" && k != ".");
+        }
+    }
+    Ownership {
+        ours: ours.without(&others),
+        foreign_payload,
+        immutable,
+    }
 }
 
 /// An entry of our field manager: its Apply entry, or the Update entry a create by POST leaves
@@ -347,25 +377,42 @@ mod tests {
             "Update",
             serde_json::json!({"f:metadata": {"f:labels": {"f:b": {}}}, "f:data": {"f:v": {}}}),
         );
-        let k = owned_keys(&[ours, theirs]);
+        let own = ownership(&[ours.clone(), theirs.clone()]);
+        assert!(own.foreign_payload, "kubectl-edit owns data.v");
+        assert!(!own.immutable);
+        let k = own.ours;
         let set = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
+        // Another manager's labels alone leave the payload trusted; ours setting `immutable`
+        // is seen.
+        let labels_only = entry(
+            "kubectl-label",
+            "Update",
+            serde_json::json!({"f:metadata": {"f:labels": {"f:x": {}}}}),
+        );
+        let sealed = entry(
+            FIELD_MANAGER,
+            "Apply",
+            serde_json::json!({"f:immutable": {}}),
+        );
+        let own = ownership(&[ours, labels_only, sealed]);
+        assert!(!own.foreign_payload && own.immutable);
         assert_eq!(k.labels, set(&["a"]));
         assert_eq!(k.annotations, set(&["n"]));
         assert_eq!(k.payload, set(&["bin", "k"]));
-        assert_eq!(owned_keys(&[]), OwnedKeys::default());
+        assert_eq!(ownership(&[]).ours, OwnedKeys::default());
         // A copy made by POST: our Update entry owns its keys.
         let created = entry(
             FIELD_MANAGER,
             "Update",
             serde_json::json!({"f:metadata": {"f:labels": {"f:a": {}}}, "f:data": {"f:k": {}}}),
         );
-        let k = owned_keys(std::slice::from_ref(&created));
+        let k = ownership(std::slice::from_ref(&created)).ours;
         assert_eq!((k.labels, k.payload), (set(&["a"]), set(&["k"])));
         let their_update = ManagedFieldsEntry {
             manager: Some("other".into()),
             ..created
         };
-        assert_eq!(owned_keys(&[their_update]), OwnedKeys::default());
+        assert_eq!(ownership(&[their_update]).ours, OwnedKeys::default());
     }
 
     #[test]

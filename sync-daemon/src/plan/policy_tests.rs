@@ -7,8 +7,8 @@ use crate::plan::diff::tests::{desired_of, map, settings};
 use crate::plan::diff::{Action, plan_namespaces};
 use crate::plan::kinds::{NamespaceView, ObjectView};
 use crate::plan::source::classify;
-use crate::plan::summary::tests::applied;
-use crate::plan::summary::{plan_copies, summarize};
+use crate::plan::summary::plan_copies;
+use crate::plan::summary::tests::{applied, summary_of};
 use crate::plan::wanted::{Target, wanted};
 use k8s_openapi::ByteString;
 
@@ -355,7 +355,7 @@ fn unwanted_copies_are_released_or_deleted_alike_in_both_planners() {
     ] {
         let src = now.map(|o| classify(o, &s).unwrap());
         let full = plan_namespaces(src.as_ref(), &wanted_none, &[copy], &nothing, &s);
-        let summary = summarize(copy, &owned);
+        let summary = summary_of(copy, &owned);
         let quick = plan_copies(
             src.as_ref(),
             &wanted_none,

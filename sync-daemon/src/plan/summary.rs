@@ -3,12 +3,22 @@
 //!
 //! A follower holds one copy per (source, namespace); caching them whole costs their full size
 //! (a 1 KiB ConfigMap is ~2 KiB in memory) times sources × namespaces × followers. A
-//! [`CopySummary`] is small whatever the copy's size (the copy cache packs it further): two
-//! fingerprints (metadata and payload) and the few facts [`diff`](crate::plan::diff::diff) branches
-//! on. It decides without the
-//! object whenever the copy is *clean* — every label, annotation and payload key on it is one our
-//! field manager applied — which is always the case unless someone edited the copy by hand. Only
-//! then is the object read (one GET) and planned in full.
+//! [`CopySummary`] is small whatever the copy's size (the copy cache packs it further), and it is
+//! made from the copy's metadata alone, so copies are watched without their payload (a 1 MiB
+//! Secret in every follower costs its watch a 1 MiB read buffer otherwise).
+//!
+//! How the payload is known without reading it: every copy we write carries the origin
+//! annotation, which names the source's uid and resourceVersion, and the copy's managedFields
+//! say who set each field. When our field manager alone owns the payload fields, the payload is
+//! exactly what we applied for that source version with the keys we own — any other writer that
+//! changes, adds or shares a payload field takes ownership of it, and one that removes a key takes
+//! it out of our set. Such a copy is *trusted*; its payload identity (the origin annotation and
+//! our key set) equals the desired copy's exactly when the payload is the same. The copy is
+//! *clean* when, besides, every label and annotation on it is ours. The planner decides without
+//! the object for every trusted copy, and for clean ones whatever changed; only a copy edited by
+//! hand (or, when its payload changed, an immutable copy, or a Secret whose type the cache has not
+//! learned yet: the type is not in the metadata) is read (one GET) and planned in full.
+use crate::plan::annotations::ORIGIN;
 use crate::plan::diff::{Action, desired_copy, diff, retained};
 use crate::plan::kinds::{ObjectView, Payload};
 use crate::plan::source::{Settings, Source};
@@ -35,19 +45,47 @@ pub struct CopySummary {
     pub namespace: String,
     pub uid: Option<String>,
     pub deleting: bool,
-    /// Every label, annotation and payload key present was applied by our field manager, so
-    /// applying the desired copy alone makes the object equal to it (server-side apply removes
-    /// what we applied before and omit now).
+    /// Every label, annotation and payload key present was applied by our field manager (and the
+    /// payload is trusted), so applying the desired copy alone makes the object equal to it
+    /// (server-side apply removes what we applied before and omit now).
     pub clean: bool,
+    /// Our field manager set `immutable` (only ever to `true`).
     pub immutable: bool,
     /// The copy carries the retention mark (kept and released when unwanted after its source
     /// is gone).
     pub retain: bool,
-    /// `Some` for Secrets.
+    /// A Secret copy's type, once known: from our write or a read of it (the metadata a watch
+    /// delivers does not carry it; a Secret's type never changes, so it is kept for the copy's
+    /// uid). `None` for a ConfigMap, or when not known yet.
     pub secret_type: Option<String>,
     /// Labels and annotations.
     pub meta: Fingerprint,
-    pub payload: Fingerprint,
+    /// The payload's identity ([`payload_identity`]) when the payload is trusted; `None` when
+    /// another manager owns a payload field (the copy must be read to know its payload).
+    pub payload: Option<Fingerprint>,
+}
+
+/// A copy's metadata as [`summarize`] reads it.
+#[derive(Debug, Clone, Copy)]
+pub struct CopyMeta<'a> {
+    pub name: &'a str,
+    pub namespace: &'a str,
+    pub uid: Option<&'a str>,
+    pub deleting: bool,
+    pub labels: &'a BTreeMap<String, String>,
+    pub annotations: &'a BTreeMap<String, String>,
+}
+
+/// Who owns a copy's fields, from its managedFields (`objects.rs`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ownership {
+    /// Keys our field manager owns and no other manager shares.
+    pub ours: OwnedKeys,
+    /// Another manager owns a field outside `metadata` (a payload key, `type`, `immutable`):
+    /// the payload may not be what we applied.
+    pub foreign_payload: bool,
+    /// Our field manager owns `immutable`.
+    pub immutable: bool,
 }
 
 /// Keys our field manager alone applied (no other manager shares them), read from managedFields
@@ -93,37 +131,19 @@ pub fn meta_fingerprint(
     finish(h)
 }
 
-pub fn payload_fingerprint(p: &Payload) -> Fingerprint {
+/// What identifies a trusted copy's payload: the origin annotation (source uid and
+/// resourceVersion; the payload policy is part of the source) and the payload keys. Computed the
+/// same way for the desired copy, whose annotation names the source as it is now.
+pub fn payload_identity<'a>(
+    origin: Option<&str>,
+    keys: impl Iterator<Item = &'a String>,
+) -> Fingerprint {
     let mut h = Sha256::new();
-    match p {
-        Payload::ConfigMap {
-            data,
-            binary_data,
-            immutable,
-        } => {
-            put(&mut h, b"ConfigMap");
-            put_map(&mut h, data);
-            h.update((binary_data.len() as u64).to_le_bytes());
-            for (k, v) in binary_data {
-                put(&mut h, k.as_bytes());
-                put(&mut h, &v.0);
-            }
-            h.update([u8::from(*immutable)]);
-        }
-        Payload::Secret {
-            type_,
-            data,
-            immutable,
-        } => {
-            put(&mut h, b"Secret");
-            put(&mut h, type_.as_bytes());
-            h.update((data.len() as u64).to_le_bytes());
-            for (k, v) in data {
-                put(&mut h, k.as_bytes());
-                put(&mut h, &v.0);
-            }
-            h.update([u8::from(*immutable)]);
-        }
+    put(&mut h, origin.unwrap_or_default().as_bytes());
+    let keys: BTreeSet<&String> = keys.collect();
+    h.update((keys.len() as u64).to_le_bytes());
+    for k in keys {
+        put(&mut h, k.as_bytes());
     }
     finish(h)
 }
@@ -138,57 +158,66 @@ fn payload_keys(p: &Payload) -> impl Iterator<Item = &String> {
     a.into_iter().flatten().chain(b.into_iter().flatten())
 }
 
-/// The summary of a live copy; `owned` are the keys our field manager applied.
-pub fn summarize(obs: &ObjectView, owned: &OwnedKeys) -> CopySummary {
-    let clean = obs.labels.keys().all(|k| owned.labels.contains(k))
-        && obs
-            .annotations
+/// The summary of a live copy from its metadata and field ownership.
+pub fn summarize(m: CopyMeta<'_>, own: &Ownership) -> CopySummary {
+    let origin = m.annotations.get(ORIGIN).map(String::as_str);
+    // Without our ownership of the origin annotation (managedFields wiped or never tracked),
+    // nothing says what we applied.
+    let trusted = !own.foreign_payload && own.ours.annotations.contains(ORIGIN);
+    let clean = trusted
+        && m.labels.keys().all(|k| own.ours.labels.contains(k))
+        && m.annotations
             .keys()
-            .all(|k| owned.annotations.contains(k))
-        && payload_keys(&obs.payload).all(|k| owned.payload.contains(k));
-    let (immutable, secret_type) = match &obs.payload {
-        Payload::ConfigMap { immutable, .. } => (*immutable, None),
-        Payload::Secret {
-            type_, immutable, ..
-        } => (*immutable, Some(type_.clone())),
-    };
+            .all(|k| own.ours.annotations.contains(k));
     CopySummary {
-        name: obs.name.clone(),
-        namespace: obs.namespace.clone(),
-        uid: obs.uid.clone(),
-        deleting: obs.deleting,
+        name: m.name.to_string(),
+        namespace: m.namespace.to_string(),
+        uid: m.uid.map(String::from),
+        deleting: m.deleting,
         clean,
-        immutable,
-        retain: crate::plan::policy::copy_retained(&obs.annotations),
-        secret_type,
-        meta: meta_fingerprint(&obs.labels, &obs.annotations),
-        payload: payload_fingerprint(&obs.payload),
+        immutable: own.immutable,
+        retain: crate::plan::policy::copy_retained(m.annotations),
+        secret_type: None,
+        meta: meta_fingerprint(m.labels, m.annotations),
+        payload: trusted.then(|| payload_identity(origin, own.ours.payload.iter())),
     }
 }
 
 /// [`diff`] against a summary; `None` when only the object itself can tell (a copy edited by
 /// hand that differs from the desired one: which keys to remove depends on its content).
 pub fn diff_summary(desired: ObjectView, obs: &CopySummary) -> Option<Action> {
-    let noop = |desired: ObjectView| Action::Noop {
-        namespace: desired.namespace,
-    };
     if obs.deleting {
-        return Some(noop(desired));
-    }
-    let payload_same = obs.payload == payload_fingerprint(&desired.payload);
-    let want_type = match &desired.payload {
-        Payload::ConfigMap { .. } => None,
-        Payload::Secret { type_, .. } => Some(type_.as_str()),
-    };
-    if obs.secret_type.as_deref() != want_type || (obs.immutable && !payload_same) {
-        return Some(Action::Recreate {
-            uid: obs.uid.clone(),
-            desired,
+        return Some(Action::Noop {
+            namespace: desired.namespace,
         });
+    }
+    let have = obs.payload?;
+    let origin = desired.annotations.get(ORIGIN).map(String::as_str);
+    let payload_same = have == payload_identity(origin, payload_keys(&desired.payload));
+    if !payload_same {
+        // What changed may need a re-create: an immutable copy's payload (only the object says
+        // whether it changed), or a Secret's type (the payload policy can change it).
+        if obs.immutable {
+            return None;
+        }
+        if let Payload::Secret { type_, .. } = &desired.payload {
+            match obs.secret_type.as_deref() {
+                None => return None,
+                Some(t) if t != type_ => {
+                    return Some(Action::Recreate {
+                        uid: obs.uid.clone(),
+                        desired,
+                    });
+                }
+                Some(_) => {}
+            }
+        }
     }
     let meta_same = obs.meta == meta_fingerprint(&desired.labels, &desired.annotations);
     if payload_same && meta_same {
-        return Some(noop(desired));
+        return Some(Action::Noop {
+            namespace: desired.namespace,
+        });
     }
     obs.clean.then(|| Action::Update {
         desired,

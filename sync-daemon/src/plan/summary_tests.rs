@@ -41,12 +41,39 @@ pub(crate) fn applied(src: &ObjectView, ns: &str) -> (ObjectView, OwnedKeys) {
     (c, owned)
 }
 
+/// The summary of `obs` when `owned` are the keys our field manager applied: managedFields list
+/// only the keys present, and a present payload key that is not ours is another manager's.
+pub(crate) fn summary_of(obs: &ObjectView, owned: &OwnedKeys) -> CopySummary {
+    let present: BTreeSet<String> = payload_keys(&obs.payload).cloned().collect();
+    let own = Ownership {
+        ours: OwnedKeys {
+            payload: owned.payload.intersection(&present).cloned().collect(),
+            ..owned.clone()
+        },
+        foreign_payload: !present.is_subset(&owned.payload),
+        immutable: obs.payload.immutable(),
+    };
+    let meta = CopyMeta {
+        name: &obs.name,
+        namespace: &obs.namespace,
+        uid: obs.uid.as_deref(),
+        deleting: obs.deleting,
+        labels: &obs.labels,
+        annotations: &obs.annotations,
+    };
+    CopySummary {
+        // Known: the copy was written (or read) by us.
+        secret_type: obs.payload.secret_type().map(String::from),
+        ..summarize(meta, &own)
+    }
+}
+
 fn full(src: &ObjectView, ns: &str, obs: &ObjectView) -> Action {
     diff(desired_of(src, ns, &settings()), Some(obs), &settings())
 }
 
 fn quick(src: &ObjectView, ns: &str, obs: &ObjectView, owned: &OwnedKeys) -> Option<Action> {
-    diff_summary(desired_of(src, ns, &settings()), &summarize(obs, owned))
+    diff_summary(desired_of(src, ns, &settings()), &summary_of(obs, owned))
 }
 
 /// `Update` compared without `extra_keys`: on a clean copy server-side apply removes the keys we
@@ -95,7 +122,11 @@ fn clean_copies_are_decided_without_the_object() {
         }),
     ];
     let (copy, owned) = applied(&old, "team");
-    for (what, now) in cases {
+    for (what, mut now) in cases {
+        // Every change of the source is a new resourceVersion.
+        if what != "unchanged" {
+            now.resource_version = Some("8".into());
+        }
         let q = quick(&now, "team", &copy, &owned).unwrap_or_else(|| panic!("{what}: undecided"));
         let f = full(&now, "team", &copy);
         assert!(same_ignoring_extra_keys(&q, &f), "{what}: {q:?} vs {f:?}");
@@ -103,16 +134,24 @@ fn clean_copies_are_decided_without_the_object() {
 }
 
 #[test]
-fn immutable_and_type_changes_recreate() {
+fn immutable_and_type_changes_are_read_and_recreated() {
     let src = source(&[("v", "1")]);
     let (mut copy, owned) = applied(&src, "team");
     if let Payload::ConfigMap { immutable, .. } = &mut copy.payload {
         *immutable = true;
     }
-    let changed = source(&[("v", "2")]);
+    let mut changed = source(&[("v", "2")]);
+    changed.resource_version = Some("8".into());
+    // The payload changed on an immutable copy: only the object says whether it differs.
+    assert_eq!(quick(&changed, "team", &copy, &owned), None);
     assert!(matches!(
-        quick(&changed, "team", &copy, &owned),
-        Some(Action::Recreate { .. })
+        full(&changed, "team", &copy),
+        Action::Recreate { .. }
+    ));
+    // Unchanged: decided without it.
+    assert!(matches!(
+        quick(&src, "team", &copy, &owned),
+        Some(Action::Noop { .. })
     ));
     let mut secret = src.clone();
     secret.payload = Payload::Secret {
@@ -121,13 +160,36 @@ fn immutable_and_type_changes_recreate() {
         immutable: false,
     };
     let (scopy, sowned) = applied(&secret, "team");
+    // Another type (the payload policy, or a new source): recreated.
     let mut tls = secret.clone();
+    tls.resource_version = Some("9".into());
     if let Payload::Secret { type_, .. } = &mut tls.payload {
         *type_ = "kubernetes.io/tls".into();
     }
     let q = quick(&tls, "team", &scopy, &sowned).unwrap();
     assert_eq!(q, full(&tls, "team", &scopy));
     assert!(matches!(q, Action::Recreate { .. }));
+    // The type not known yet (the watch carries metadata only): read.
+    let unknown = CopySummary {
+        secret_type: None,
+        ..summary_of(&scopy, &sowned)
+    };
+    assert_eq!(
+        diff_summary(desired_of(&tls, "team", &settings()), &unknown),
+        None
+    );
+    // The same source with new data: an update, decided without the object.
+    let mut renewed = secret.clone();
+    renewed.resource_version = Some("9".into());
+    if let Payload::Secret { data, .. } = &mut renewed.payload {
+        data.insert("k".into(), ByteString(b"t".to_vec()));
+    }
+    let q = quick(&renewed, "team", &scopy, &sowned).unwrap();
+    assert!(same_ignoring_extra_keys(
+        &q,
+        &full(&renewed, "team", &scopy)
+    ));
+    assert!(matches!(q, Action::Update { .. }));
 }
 
 #[test]
@@ -175,34 +237,40 @@ fn hand_edits_need_the_object_unless_equal() {
 
 #[test]
 fn fingerprints_separate_what_diff_separates() {
-    let a = source(&[("v", "1")]);
-    let mut b = a.clone();
-    // Moving a character between key and value must not collide.
-    b.payload = Payload::ConfigMap {
-        data: map(&[("v1", "")]),
-        binary_data: BTreeMap::new(),
-        immutable: false,
-    };
-    assert_ne!(
-        payload_fingerprint(&a.payload),
-        payload_fingerprint(&b.payload)
+    let keys = |v: &[&str]| v.iter().map(|k| k.to_string()).collect::<Vec<_>>();
+    let id = |o: &str, k: &[&str]| payload_identity(Some(o), keys(k).iter());
+    // Moving a character between the annotation and a key, or between keys, must not collide.
+    assert_ne!(id("{\"a\":1}", &["v"]), id("{\"a\":1}v", &[]));
+    assert_ne!(id("o", &["ab"]), id("o", &["a", "b"]));
+    assert_eq!(
+        id("o", &["a", "b"]),
+        id("o", &["b", "a"]),
+        "a set, not a list"
     );
-    let bin = Payload::ConfigMap {
-        data: BTreeMap::new(),
-        binary_data: BTreeMap::from([("v".to_string(), ByteString(b"1".to_vec()))]),
-        immutable: false,
-    };
-    assert_ne!(payload_fingerprint(&a.payload), payload_fingerprint(&bin));
     assert_ne!(
         meta_fingerprint(&map(&[("a", "b")]), &BTreeMap::new()),
         meta_fingerprint(&BTreeMap::new(), &map(&[("a", "b")]))
     );
 }
 
+/// A copy whose managedFields no longer say our manager applied the origin annotation (wiped,
+/// or never tracked) is not trusted: read, whatever it looks like.
+#[test]
+fn untracked_copies_are_read() {
+    let src = source(&[("v", "1")]);
+    let (copy, owned) = applied(&src, "team");
+    let none = OwnedKeys::default();
+    assert_eq!(quick(&src, "team", &copy, &none), None);
+    let mut no_origin = owned.clone();
+    no_origin.annotations.remove(ann::ORIGIN);
+    assert_eq!(quick(&src, "team", &copy, &no_origin), None);
+}
+
 #[test]
 fn plan_copies_matches_the_full_planner() {
     let s = settings();
     let mut src = source(&[("v", "2")]);
+    src.resource_version = Some("8".into());
     src.annotations
         .insert(ann::SYNC_CONTEXTS.into(), "f1/team,f1/other".into());
     let classified = classify(&src, &s).expect("source");
@@ -217,8 +285,8 @@ fn plan_copies_matches_the_full_planner() {
     let (in_team, team_owned) = applied(&old, "team");
     let (stale, stale_owned) = applied(&old, "stale");
     let summaries = [
-        summarize(&in_team, &team_owned),
-        summarize(&stale, &stale_owned),
+        summary_of(&in_team, &team_owned),
+        summary_of(&stale, &stale_owned),
     ];
     let refs: Vec<&CopySummary> = summaries.iter().collect();
     let to_read = needs_read(Some(&classified), &wanted, &refs, &s, Missing::Read);
