@@ -12,6 +12,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::error::TestbedError;
 use crate::{bins, procs};
 
+/// The environment variable and value the Dockerfile sets for glibc's allocator (see its
+/// comment): the daemon under test runs with it, so tests and benchmarks measure what the image
+/// ships. `image_contract.rs` checks the Dockerfile says the same.
+pub const IMAGE_TUNABLES: (&str, &str) = ("GLIBC_TUNABLES", "glibc.malloc.mmap_threshold=131072");
+
 /// How long one admin-server request may take before it counts as no answer.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(5);
 const POLL: Duration = Duration::from_millis(100);
@@ -116,6 +121,8 @@ impl DaemonBuilder {
         if self.env_clear {
             cmd.env_clear();
         }
+        // As the image runs it (its ENV), unless a test says otherwise.
+        cmd.env(IMAGE_TUNABLES.0, IMAGE_TUNABLES.1);
         cmd.args(&self.args)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null());

@@ -342,3 +342,17 @@ fn a_runtime_that_cannot_start_exits_with_the_documented_code() {
         );
     }
 }
+
+/// The allocator setting the tests and benchmarks give the daemon is the one the image sets.
+#[test]
+fn the_image_sets_the_allocator_tunables_the_tests_run_with() {
+    let dockerfile = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Dockerfile");
+    let text = std::fs::read_to_string(&dockerfile).unwrap();
+    let (name, value) = e2e::daemon::IMAGE_TUNABLES;
+    let line = format!("ENV {name}={value}");
+    assert!(
+        text.lines().any(|l| l.trim() == line),
+        "{} lacks `{line}`",
+        dockerfile.display()
+    );
+}
