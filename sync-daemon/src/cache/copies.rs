@@ -31,7 +31,13 @@ pub struct CopyCache {
     /// Copies we wrote whose watch event has not come yet, by location: the resourceVersion
     /// our write returned. See [`CopyCache::record`].
     written: Mutex<HashMap<(String, String), u64>>,
+    /// Copies whose payload another manager shares but which were seen whole with the desired
+    /// payload, by location: the resourceVersion seen and the payload identity it proved. See
+    /// [`CopyCache::verify`].
+    verified: Mutex<HashMap<(String, String), (u64, Fingerprint)>>,
 }
+
+type Fingerprint = crate::plan::summary::Fingerprint;
 
 impl CopyCache {
     /// `cluster_name`: our `--cluster-name`, whose origin labels mark our copies.
@@ -41,6 +47,48 @@ impl CopyCache {
             index: RwLock::default(),
             relist: Relist::default(),
             written: Mutex::default(),
+            verified: Mutex::default(),
+        }
+    }
+
+    fn verified(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), (u64, Fingerprint)>> {
+        self.verified.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Notes that the copy at `namespace/name`, at resourceVersion `rv`, was seen whole with the
+    /// payload `identity` stands for ([`crate::plan::summary::verified_identity`]). Its summary
+    /// carries that identity, although another manager shares its payload fields, until the copy
+    /// changes: a converged copy kubed made is then not read again on every pass.
+    pub fn verify(&self, namespace: &str, name: &str, rv: Option<&str>, identity: Fingerprint) {
+        let Some(rv) = rv.and_then(|r| r.parse::<u64>().ok()) else {
+            return;
+        };
+        let at = (namespace.to_string(), name.to_string());
+        // Only for a copy of ours (locks: the index, then the verified map, as in `upsert`).
+        let mut g = self.write();
+        let Some(mut c) = g.get(&at) else { return };
+        self.verified().insert(at.clone(), (rv, identity));
+        if c.rv == rv
+            && c.payload.is_none()
+            && let Some(origin) = g.remove(&at)
+        {
+            c.payload = Some(identity);
+            g.insert(origin, c);
+        }
+    }
+
+    /// Gives an untrusted summary the identity verified for its very version; forgets a
+    /// verification the copy has moved past.
+    fn apply_verified(&self, at: &(String, String), s: &mut CopySummary) {
+        let mut v = self.verified();
+        match v.get(at) {
+            Some((rv, id)) if *rv == s.rv && s.rv != 0 => {
+                s.payload = s.payload.or(Some(*id));
+            }
+            Some(_) => {
+                v.remove(at);
+            }
+            None => {}
         }
     }
 
@@ -83,6 +131,7 @@ impl CopyCache {
     pub fn record_deleted(&self, namespace: &str, name: &str) {
         let at = (namespace.to_string(), name.to_string());
         self.written().remove(&at);
+        self.verified().remove(&at);
         self.write().remove(&at);
     }
 
@@ -117,6 +166,7 @@ impl CopyCache {
         if let Some(origin) = &now {
             let mut summary = objects::summary(o.meta());
             summary.secret_type = secret_type.map(String::from).or(known);
+            self.apply_verified(&at, &mut summary);
             g.insert(origin.clone(), summary);
         }
         before.into_iter().chain(now).collect()
@@ -159,11 +209,13 @@ impl CopyCache {
             watcher::Event::InitApply(o) => {
                 // Not requeued: the sweep that follows the list covers every origin.
                 if let Some(origin) = self.origin(o) {
+                    let at = Self::at(o);
                     let mut summary = objects::summary(o.meta());
                     // What is known of a Secret's type survives the re-list (same object).
-                    summary.secret_type = (self.read().get(&Self::at(o)))
+                    summary.secret_type = (self.read().get(&at))
                         .filter(|c| c.uid.is_some() && c.uid == o.meta().uid)
                         .and_then(|c| c.secret_type);
+                    self.apply_verified(&at, &mut summary);
                     self.relist.add(|i| i.push_listed(origin, summary));
                 }
                 Vec::new()
@@ -180,6 +232,7 @@ impl CopyCache {
             watcher::Event::Apply(o) => self.upsert(o, None),
             watcher::Event::Delete(o) => {
                 self.written().remove(&Self::at(o));
+                self.verified().remove(&Self::at(o));
                 let gone = self.write().remove(&Self::at(o));
                 gone.into_iter().chain(self.origin(o)).collect()
             }
@@ -377,6 +430,33 @@ mod tests {
         assert_eq!(type_of(&c), None);
         c.record(&other);
         assert_eq!(type_of(&c).as_deref(), Some("Opaque"));
+    }
+
+    /// A verified payload identity holds for the copy's version it was seen at, survives that
+    /// version's own event and a re-list, and is dropped when the copy changes.
+    #[test]
+    fn a_verification_lasts_until_the_copy_changes() {
+        let c = CopyCache::new("mgmt");
+        let at_rv = |rv: &str| {
+            let mut cm = copy("t1", "a", Some(("prod", "a")), "1");
+            cm.metadata.resource_version = Some(rv.into());
+            cm
+        };
+        let payload = |c: &CopyCache| c.copies_of("prod", "a")[0].payload;
+        c.apply(&watcher::Event::Apply(at_rv("10")));
+        assert_eq!(payload(&c), None, "no managedFields: untrusted");
+        c.verify("t1", "a", Some("10"), [7; 16]);
+        assert_eq!(payload(&c), Some([7; 16]));
+        c.apply(&watcher::Event::Apply(at_rv("10")));
+        c.load(vec![at_rv("10")]);
+        assert_eq!(payload(&c), Some([7; 16]), "same version");
+        c.apply(&watcher::Event::Apply(at_rv("11")));
+        assert_eq!(payload(&c), None, "changed since");
+        c.apply(&watcher::Event::Apply(at_rv("10")));
+        assert_eq!(payload(&c), None, "forgotten");
+        // Nothing is noted for what is not a copy of ours.
+        c.verify("t1", "other", Some("10"), [7; 16]);
+        assert!(c.verified().get(&("t1".into(), "other".into())).is_none());
     }
 
     #[test]

@@ -37,6 +37,7 @@ pub(super) struct Stored {
     meta: Fingerprint,
     /// Meaningful with [`TRUSTED`].
     payload: Fingerprint,
+    rv: u64,
 }
 
 impl Stored {
@@ -78,6 +79,7 @@ impl Stored {
             flags,
             meta: c.meta,
             payload: c.payload.unwrap_or_default(),
+            rv: c.rv,
         }
     }
 
@@ -106,6 +108,7 @@ impl Stored {
             name: self.name(origin.1).to_string(),
             namespace: self.namespace(origin.0).to_string(),
             uid,
+            rv: self.rv,
             deleting: self.flags & DELETING != 0,
             clean: self.flags & CLEAN != 0,
             immutable: self.flags & IMMUTABLE != 0,
@@ -235,6 +238,7 @@ mod tests {
                 name: name.into(),
                 namespace: ns.into(),
                 uid: uid.map(Into::into),
+                rv: 1000 + i as u64,
                 deleting: i % 2 == 0,
                 clean: i % 3 == 0,
                 immutable: i % 4 == 0,

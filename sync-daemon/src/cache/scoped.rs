@@ -6,7 +6,7 @@
 use crate::cache::copies::CopyCache;
 use crate::cache::ready::Ready;
 use crate::plan::objects::Syncable;
-use crate::plan::summary::CopySummary;
+use crate::plan::summary::{CopySummary, Fingerprint};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::Client;
 use kube::api::Api;
@@ -58,6 +58,13 @@ impl KindCopies {
         let ns = obj.meta().namespace.as_deref().unwrap_or_default();
         if let Some(c) = self.part(ns) {
             c.learn_type(obj);
+        }
+    }
+
+    /// See [`CopyCache::verify`].
+    pub fn verify(&self, namespace: &str, name: &str, rv: Option<&str>, identity: Fingerprint) {
+        if let Some(c) = self.part(namespace) {
+            c.verify(namespace, name, rv, identity);
         }
     }
 

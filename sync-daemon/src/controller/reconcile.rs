@@ -6,9 +6,11 @@ use crate::cache::Cached;
 use crate::controller::context::{Context, TargetCluster};
 use crate::controller::errors::SyncError;
 use crate::ops::hooks::Synced;
+use crate::plan::diff::desired_copy;
 use crate::plan::objects::{self, Syncable};
 use crate::plan::policy::FOLLOWER_NAMESPACES;
-use crate::plan::summary::{CopySummary, Missing};
+use crate::plan::source::{Settings, Source};
+use crate::plan::summary::{self, CopySummary, Missing};
 use crate::plan::{KeyPlan, Kind, ObjectView, Outcome, Problem, SourceKey};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::Api;
@@ -61,6 +63,7 @@ impl Context {
         };
         let read = read_by_name::<K>(t, key, plan.to_read(&copies, s, missing)).await?;
         let actions = plan.actions(&copies, &read, s);
+        verify_read::<K>(t, plan.source.as_ref(), &read, s);
         // Write.
         let mut written = (self.write_all::<K>(t, key, actions, plan.problems.clone())).await;
         // A look-alike in the way is watched until it goes (then this key runs again).
@@ -130,6 +133,26 @@ impl Context {
     ) -> std::sync::MutexGuard<'_, std::collections::HashMap<(usize, SourceKey), BTreeSet<String>>>
     {
         self.reported.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A copy read whole that has exactly the desired payload: its summary may carry the payload's
+/// identity until the copy changes (see [`crate::cache::copies::CopyCache::verify`]), so a copy
+/// whose payload another manager shares is not read again on every pass.
+fn verify_read<K: Syncable>(
+    t: &TargetCluster,
+    source: Option<&Source<'_>>,
+    read: &BTreeMap<String, Option<ObjectView>>,
+    s: &Settings,
+) {
+    let Some(src) = source else { return };
+    for (ns, obj) in read {
+        let Some(obj) = obj else { continue };
+        let desired = desired_copy(src, ns, s);
+        if let Some(id) = summary::verified_identity(obj, &desired) {
+            let rv = obj.resource_version.as_deref();
+            t.copies.of(K::KIND).verify(ns, &obj.name, rv, id);
+        }
     }
 }
 

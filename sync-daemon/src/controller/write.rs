@@ -5,6 +5,7 @@ use crate::controller::context::{Context, TargetCluster};
 use crate::controller::errors::SyncError;
 use crate::plan::diff;
 use crate::plan::objects::{self, Syncable};
+use crate::plan::summary;
 use crate::plan::{Action, ObjectView, Outcome, Problem, SourceKey};
 use kube::api::Api;
 use std::time::Duration;
@@ -214,7 +215,7 @@ impl Context {
         self.hooks.write(ctx, K::KIND, "update");
         let mut remove = extra_keys.to_vec();
         if let Some(stored) = stored {
-            t.copies.of(K::KIND).record(&stored);
+            record(t, &stored, desired);
             // A copy made by POST: what only that POST owned and the source dropped since.
             for k in objects::post_leftovers(&stored, desired) {
                 if !remove.contains(&k) {
@@ -232,7 +233,7 @@ impl Context {
                 }
                 r => {
                     if let Some(stored) = r.map_err(|e| write_err("patch", e))? {
-                        t.copies.of(K::KIND).record(&stored);
+                        record(t, &stored, desired);
                     }
                 }
             }
@@ -261,7 +262,7 @@ impl Context {
             match self.writer.create(&api, &obj).await {
                 Ok(stored) => {
                     if let Some(stored) = stored {
-                        t.copies.of(K::KIND).record(&stored);
+                        record(t, &stored, desired);
                     }
                     self.hooks.write(ctx, K::KIND, "create");
                     tracing::info!(cluster = %ctx, source = %key, namespace = %ns, dry_run = self.writer.dry_run, "copy created");
@@ -337,5 +338,25 @@ impl Context {
             Action::Create(_) => Ok(Outcome::RetryAfter(STALE_RETRY)),
             action => Box::pin(self.execute::<K>(t, key, action, w)).await,
         }
+    }
+}
+
+/// Puts a copy we just wrote in the cache. When another manager shares its payload fields (the
+/// summary cannot trust it), the stored object itself is compared with what we wrote: equal, its
+/// summary carries the payload's identity until the copy changes.
+fn record<K: Syncable>(t: &TargetCluster, stored: &K, desired: &ObjectView) {
+    let copies = t.copies.of(K::KIND);
+    copies.record(stored);
+    if objects::summary(stored.meta()).payload.is_none()
+        && let Some(id) = summary::verified_identity(&objects::view(stored), desired)
+    {
+        let m = stored.meta();
+        let (ns, name) = (m.namespace.as_deref(), m.name.as_deref());
+        copies.verify(
+            ns.unwrap_or_default(),
+            name.unwrap_or_default(),
+            m.resource_version.as_deref(),
+            id,
+        );
     }
 }

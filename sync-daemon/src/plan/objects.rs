@@ -239,6 +239,7 @@ pub fn summary(m: &ObjectMeta) -> CopySummary {
         name: m.name.as_deref().unwrap_or_default(),
         namespace: m.namespace.as_deref().unwrap_or_default(),
         uid: m.uid.as_deref(),
+        resource_version: m.resource_version.as_deref(),
         deleting: m.deletion_timestamp.is_some(),
         labels: m.labels.as_ref().unwrap_or(&empty),
         annotations: m.annotations.as_ref().unwrap_or(&empty),

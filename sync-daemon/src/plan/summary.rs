@@ -44,6 +44,8 @@ pub struct CopySummary {
     pub name: String,
     pub namespace: String,
     pub uid: Option<String>,
+    /// The copy's resourceVersion as a number (0 when it is not one).
+    pub rv: u64,
     pub deleting: bool,
     /// Every label, annotation and payload key present was applied by our field manager (and the
     /// payload is trusted), so applying the desired copy alone makes the object equal to it
@@ -71,6 +73,7 @@ pub struct CopyMeta<'a> {
     pub name: &'a str,
     pub namespace: &'a str,
     pub uid: Option<&'a str>,
+    pub resource_version: Option<&'a str>,
     pub deleting: bool,
     pub labels: &'a BTreeMap<String, String>,
     pub annotations: &'a BTreeMap<String, String>,
@@ -158,6 +161,16 @@ fn payload_keys(p: &Payload) -> impl Iterator<Item = &String> {
     a.into_iter().flatten().chain(b.into_iter().flatten())
 }
 
+/// The payload identity of `desired` when the copy `obs`, read whole, has exactly its payload
+/// and names the same source version: what the summary of a copy whose payload another manager
+/// shares (a copy kubed made and we took over, say) may then carry until the copy changes, so
+/// later passes decide without reading it again.
+pub fn verified_identity(obs: &ObjectView, desired: &ObjectView) -> Option<Fingerprint> {
+    let origin = desired.annotations.get(ORIGIN)?;
+    (obs.annotations.get(ORIGIN) == Some(origin) && obs.payload == desired.payload)
+        .then(|| payload_identity(Some(origin), payload_keys(&desired.payload)))
+}
+
 /// The summary of a live copy from its metadata and field ownership.
 pub fn summarize(m: CopyMeta<'_>, own: &Ownership) -> CopySummary {
     let origin = m.annotations.get(ORIGIN).map(String::as_str);
@@ -173,6 +186,9 @@ pub fn summarize(m: CopyMeta<'_>, own: &Ownership) -> CopySummary {
         name: m.name.to_string(),
         namespace: m.namespace.to_string(),
         uid: m.uid.map(String::from),
+        rv: (m.resource_version)
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(0),
         deleting: m.deleting,
         clean,
         immutable: own.immutable,

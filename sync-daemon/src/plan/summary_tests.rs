@@ -57,6 +57,7 @@ pub(crate) fn summary_of(obs: &ObjectView, owned: &OwnedKeys) -> CopySummary {
         name: &obs.name,
         namespace: &obs.namespace,
         uid: obs.uid.as_deref(),
+        resource_version: obs.resource_version.as_deref(),
         deleting: obs.deleting,
         labels: &obs.labels,
         annotations: &obs.annotations,
@@ -250,6 +251,47 @@ fn fingerprints_separate_what_diff_separates() {
     assert_ne!(
         meta_fingerprint(&map(&[("a", "b")]), &BTreeMap::new()),
         meta_fingerprint(&BTreeMap::new(), &map(&[("a", "b")]))
+    );
+}
+
+/// A copy whose payload another manager shares (kubed's copy, taken over): read once, and if it
+/// has the desired payload, its verified identity decides later passes without the object.
+#[test]
+fn a_verified_shared_copy_is_decided_until_it_changes() {
+    let src = source(&[("v", "1")]);
+    let (copy, owned) = applied(&src, "team");
+    let mut shared = owned.clone();
+    shared.payload.clear(); // kubed's Update entry still owns `v`
+    let untrusted = summary_of(&copy, &shared);
+    assert_eq!(untrusted.payload, None);
+    assert_eq!(quick(&src, "team", &copy, &shared), None, "read it");
+    let desired = desired_of(&src, "team", &settings());
+    let id = verified_identity(&copy, &desired).expect("same payload, same source version");
+    let verified = CopySummary {
+        payload: Some(id),
+        ..untrusted
+    };
+    assert!(matches!(
+        diff_summary(desired, &verified),
+        Some(Action::Noop { .. })
+    ));
+    // A new source version is not decided for a copy that is not clean: read again.
+    let mut changed = source(&[("v", "2")]);
+    changed.resource_version = Some("8".into());
+    assert_eq!(
+        diff_summary(desired_of(&changed, "team", &settings()), &verified),
+        None
+    );
+    // Another payload, or a copy of another source version, proves nothing.
+    let mut edited = copy.clone();
+    if let Payload::ConfigMap { data, .. } = &mut edited.payload {
+        data.insert("v".into(), "hand".into());
+    }
+    let desired = desired_of(&src, "team", &settings());
+    assert_eq!(verified_identity(&edited, &desired), None);
+    assert_eq!(
+        verified_identity(&copy, &desired_of(&changed, "team", &settings())),
+        None
     );
 }
 

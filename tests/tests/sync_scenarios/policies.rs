@@ -409,6 +409,16 @@ pub(crate) async fn copies_of_a_previous_cluster_name_are_taken_over() {
     };
     create(&w.project, &ns, &kubed_copy("cfg")).await.unwrap();
     create(&w.project, &ns, &kubed_copy("gone")).await.unwrap();
+    // A kubed copy already equal to its source: after the take-over, kubed's entry (here the
+    // harness's) still shares its data.
+    create(&w.project, &ns, &kubed_copy("same")).await.unwrap();
+    create(
+        &w.mgmt,
+        &ns,
+        &configmap("same", &[(SYNC_CONTEXTS, PROJECT)], &[], &[("k", "kubed")]),
+    )
+    .await
+    .unwrap();
     create(
         &w.mgmt,
         &ns,
@@ -468,7 +478,13 @@ pub(crate) async fn copies_of_a_previous_cluster_name_are_taken_over() {
         .unwrap();
     assert_eq!(untouched.labels().get(ORIGIN_CLUSTER).unwrap(), "unicorn");
     // The daemon takes it over.
-    let _d = w.mgmt_daemon("migrate", &ns, &["--previous-cluster-name", "unicorn"]);
+    let extra = [
+        "--previous-cluster-name",
+        "unicorn",
+        "--resync-period",
+        "2s",
+    ];
+    let d = w.mgmt_daemon("migrate", &ns, &extra);
     let want: &[(&str, &[&str])] = &[(PROJECT, &[ns.as_str()])];
     wait_copies::<ConfigMap, _>("the copy taken over", &w.all(), &ns, "cfg", want, |c| {
         has(c.labels(), ORIGIN_CLUSTER, "mc-mgmt")
@@ -482,5 +498,50 @@ pub(crate) async fn copies_of_a_previous_cluster_name_are_taken_over() {
         .unwrap();
     assert_eq!(gone.labels().get(ORIGIN_CLUSTER).unwrap(), "unicorn");
     assert_eq!(gone.data.unwrap().get("k").unwrap(), "kubed");
+    shared_copy_is_not_read_on_every_pass(&w, &d, &ns).await;
     w.cleanup(&[&ns]).await;
+}
+
+/// The taken-over copy whose data kubed's entry still shares cannot be trusted from its
+/// metadata; seen whole once with the desired payload, it is decided without a GET on the
+/// periodic resyncs that follow (before: a GET on every pass).
+async fn shared_copy_is_not_read_on_every_pass(w: &World<'_>, d: &Daemon, ns: &str) {
+    let want: &[(&str, &[&str])] = &[(PROJECT, &[ns])];
+    wait_copies::<ConfigMap, _>("`same` taken over", &w.all(), ns, "same", want, |c| {
+        has(c.labels(), ORIGIN_CLUSTER, "mc-mgmt")
+    })
+    .await;
+    let shared = get::<ConfigMap>(&w.project, ns, "same")
+        .await
+        .unwrap()
+        .unwrap();
+    let others: Vec<_> = (shared.managed_fields().iter())
+        .filter(|e| e.manager.as_deref() != Some("kubed-cross-sync"))
+        .filter(|e| {
+            e.fields_v1
+                .as_ref()
+                .is_some_and(|f| f.0.get("f:data").is_some())
+        })
+        .collect();
+    assert!(!others.is_empty(), "the data is still shared: {shared:?}");
+    let resyncs = || d.log_text().matches("periodic resync").count();
+    let start = resyncs();
+    wait_for("one periodic resync", SOON, || async {
+        (resyncs() > start).then_some(())
+    })
+    .await;
+    let mut mark = audit::Mark::now(&w.tb.audit_log(PROJECT));
+    let at = resyncs();
+    wait_for("three periodic resyncs", SOON, || async {
+        (resyncs() >= at + 3).then_some(())
+    })
+    .await;
+    let reads: Vec<String> = (mark.take_events().unwrap().into_iter())
+        .filter(|e| e.user_agent.starts_with(audit::DAEMON_AGENT) && e.name == "same")
+        .map(|e| format!("{} {:?}", e.verb, e.code))
+        .collect();
+    assert!(
+        reads.is_empty(),
+        "requests for `same` in 3 resyncs: {reads:?}"
+    );
 }
