@@ -152,7 +152,6 @@ impl CopyCache {
         }
     }
 
-    /// Sets the summary of `o` at its location; the origins before and after.
     /// Sets the summary of `o` at its location; the origins before and after. A Secret's type
     /// (`secret_type`, else what was known of the same object) is kept with it.
     fn upsert<K: Resource>(&self, o: &K, secret_type: Option<&str>) -> Vec<Origin> {
