@@ -103,13 +103,16 @@ impl CopyCache {
     /// that copy older than our write are then skipped until the write's own event arrives.
     /// ResourceVersions are compared as numbers (what etcd-backed API servers hand out); one
     /// that is not a number is not guarded.
-    pub fn record<K: Syncable>(&self, obj: &K) {
+    ///
+    /// Returns whether the summary knows the payload (`false`: another manager shares it, see
+    /// [`CopyCache::verify`]).
+    pub fn record<K: Syncable>(&self, obj: &K) -> bool {
         let at = Self::at(obj);
         match rv_number(obj) {
             Some(rv) => self.written().insert(at, rv),
             None => self.written().remove(&at),
         };
-        self.upsert(obj, obj.secret_type());
+        self.upsert(obj, obj.secret_type()).1
     }
 
     /// Notes the type of a Secret copy read whole (a GET): the watch, metadata only, cannot
@@ -152,23 +155,24 @@ impl CopyCache {
         }
     }
 
-    /// Sets the summary of `o` at its location; the origins before and after. A Secret's type
-    /// (`secret_type`, else what was known of the same object) is kept with it.
-    fn upsert<K: Resource>(&self, o: &K, secret_type: Option<&str>) -> Vec<Origin> {
+    /// Sets the summary of `o` at its location; the origins before and after, and whether the
+    /// summary knows the payload. A Secret's type (`secret_type`, else what was known of the same
+    /// object) is kept with it.
+    fn upsert<K: Resource>(&self, o: &K, secret_type: Option<&str>) -> (Vec<Origin>, bool) {
         let mut g = self.write();
         let at = Self::at(o);
-        let known = (g.get(&at))
-            .filter(|c| c.uid.is_some() && c.uid == o.meta().uid)
-            .and_then(|c| c.secret_type);
+        let known = g.known_type(&at, o.meta().uid.as_deref());
         let before = g.remove(&at);
         let now = self.origin(o);
+        let mut trusted = false;
         if let Some(origin) = &now {
             let mut summary = objects::summary(o.meta());
             summary.secret_type = secret_type.map(String::from).or(known);
             self.apply_verified(&at, &mut summary);
+            trusted = summary.payload.is_some();
             g.insert(origin.clone(), summary);
         }
-        before.into_iter().chain(now).collect()
+        (before.into_iter().chain(now).collect(), trusted)
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Index> {
@@ -211,9 +215,7 @@ impl CopyCache {
                     let at = Self::at(o);
                     let mut summary = objects::summary(o.meta());
                     // What is known of a Secret's type survives the re-list (same object).
-                    summary.secret_type = (self.read().get(&at))
-                        .filter(|c| c.uid.is_some() && c.uid == o.meta().uid)
-                        .and_then(|c| c.secret_type);
+                    summary.secret_type = self.read().known_type(&at, o.meta().uid.as_deref());
                     self.apply_verified(&at, &mut summary);
                     self.relist.add(|i| i.push_listed(origin, summary));
                 }
@@ -228,7 +230,7 @@ impl CopyCache {
                 Vec::new()
             }
             watcher::Event::Apply(o) if self.stale(o) => Vec::new(),
-            watcher::Event::Apply(o) => self.upsert(o, None),
+            watcher::Event::Apply(o) => self.upsert(o, None).0,
             watcher::Event::Delete(o) => {
                 self.written().remove(&Self::at(o));
                 self.verified().remove(&Self::at(o));

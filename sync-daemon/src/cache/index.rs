@@ -162,6 +162,18 @@ impl Index {
         Some(self.entries[i].1.summary((&origin.0, &origin.1)))
     }
 
+    /// The Secret type known for the copy at a location, when it is still the object `uid`
+    /// names (a Secret's type never changes). Cheap for ConfigMaps, which never have one.
+    pub(super) fn known_type(&self, at: &(String, String), uid: Option<&str>) -> Option<String> {
+        let (i, origin) = self.find(at)?;
+        let stored = &self.entries[i].1;
+        stored.extra.as_ref()?.secret_type.as_ref()?;
+        let c = stored.summary((&origin.0, &origin.1));
+        (c.uid.is_some() && c.uid.as_deref() == uid)
+            .then_some(c.secret_type)
+            .flatten()
+    }
+
     pub(super) fn remove(&mut self, at: &(String, String)) -> Option<Origin> {
         let found = self.find(at);
         self.moved.remove(at);

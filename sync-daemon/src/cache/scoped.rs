@@ -46,11 +46,9 @@ impl KindCopies {
     }
 
     /// See [`CopyCache::record`]; a copy outside the watched namespaces is not cached.
-    pub fn record<K: Syncable>(&self, obj: &K) {
+    pub fn record<K: Syncable>(&self, obj: &K) -> bool {
         let ns = obj.meta().namespace.as_deref().unwrap_or_default();
-        if let Some(c) = self.part(ns) {
-            c.record(obj);
-        }
+        self.part(ns).is_some_and(|c| c.record(obj))
     }
 
     /// See [`CopyCache::learn_type`].

@@ -346,8 +346,7 @@ impl Context {
 /// summary carries the payload's identity until the copy changes.
 fn record<K: Syncable>(t: &TargetCluster, stored: &K, desired: &ObjectView) {
     let copies = t.copies.of(K::KIND);
-    copies.record(stored);
-    if objects::summary(stored.meta()).payload.is_none()
+    if !copies.record(stored)
         && let Some(id) = summary::verified_identity(&objects::view(stored), desired)
     {
         let m = stored.meta();
