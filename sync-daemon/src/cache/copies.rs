@@ -100,7 +100,7 @@ impl CopyCache {
     /// reconcile of its source sees it even before the watch delivers it — without this, a
     /// reconcile that runs between our write and its event plans the same write again (the
     /// no-op PATCH once seen on the last namespace of an intra-cluster fan-out). Watch events of
-    /// that copy older than our write are then skipped until the write's own event arrives.
+    /// that copy older than our write, and the write's own event, are then skipped.
     /// ResourceVersions are compared as numbers (what etcd-backed API servers hand out); one
     /// that is not a number is not guarded.
     ///
@@ -138,15 +138,21 @@ impl CopyCache {
         self.write().remove(&at);
     }
 
-    /// Whether a watch event for `obj` is older than our last write of it.
+    /// Whether a watch event for `obj` tells nothing new: older than our last write of it, or
+    /// that write's own event, whose state [`CopyCache::record`] has cached already (requeuing
+    /// its source would plan the same copy again for nothing: one idle reconcile per copy made).
     fn stale<K: Resource>(&self, obj: &K) -> bool {
         let mut w = self.written();
         if w.is_empty() {
             return false;
         }
         let at = Self::at(obj);
-        match (w.get(&at), rv_number(obj)) {
-            (Some(ours), Some(rv)) if rv < *ours => true,
+        match (w.get(&at).copied(), rv_number(obj)) {
+            (Some(ours), Some(rv)) if rv < ours => true,
+            (Some(ours), Some(rv)) if rv == ours => {
+                w.remove(&at);
+                true
+            }
             (Some(_), _) => {
                 w.remove(&at);
                 false
@@ -379,9 +385,11 @@ mod tests {
         // The event of an earlier write (rv 11) arrives late: skipped, not requeued.
         assert!(c.apply(&watcher::Event::Apply(at_rv("2", "11"))).is_empty());
         assert_eq!(payload(&c), v3);
-        // Our write's own event, then someone else's edit: both applied.
-        assert!(!c.apply(&watcher::Event::Apply(at_rv("3", "12"))).is_empty());
-        c.apply(&watcher::Event::Apply(at_rv("4", "13")));
+        // Our write's own event: the cache has it already, so it is not requeued.
+        assert!(c.apply(&watcher::Event::Apply(at_rv("3", "12"))).is_empty());
+        assert_eq!(payload(&c), v3);
+        // Someone else's edit after it: applied and requeued.
+        assert!(!c.apply(&watcher::Event::Apply(at_rv("4", "13"))).is_empty());
         assert_ne!(payload(&c), v3);
         // Once our event came, nothing is skipped any more (even a lower number).
         c.apply(&watcher::Event::Apply(at_rv("5", "9")));
