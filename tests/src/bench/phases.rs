@@ -358,6 +358,9 @@ async fn throughput_run(
     })
 }
 
+/// One figure of every run.
+type Column = fn(&ThroughputRun) -> f64;
+
 /// (2) initial sync of `sources` × F followers from a cold start, vs direct writes.
 pub async fn throughput(w: &World, args: &Args, steady: bool) -> Result<String, BenchError> {
     let f = args.throughput_followers;
@@ -366,7 +369,7 @@ pub async fn throughput(w: &World, args: &Args, steady: bool) -> Result<String, 
     for run in 0..args.runs {
         runs.push(throughput_run(w, args, run, steady && run == 0).await?);
     }
-    let col = |g: fn(&ThroughputRun) -> f64| runs.iter().map(g).collect::<Vec<_>>();
+    let col = |g: Column| runs.iter().map(g).collect::<Vec<_>>();
     let (daemon_s, per_copy, events) = (col(|r| r.daemon), col(|r| r.per_copy), col(|r| r.events));
     let idle_row = (runs.iter().find_map(|r| r.idle_row.clone())).unwrap_or_default();
     let rate = |s: &[f64]| s.iter().map(|t| total as f64 / t).collect::<Vec<_>>();
@@ -383,7 +386,7 @@ pub async fn throughput(w: &World, args: &Args, steady: bool) -> Result<String, 
         median(&rate(&daemon_s)).unwrap_or(f64::NAN)
     )?;
     let c = args.ceiling_concurrency;
-    let ceilings: [(String, fn(&ThroughputRun) -> f64); 3] = [
+    let ceilings: [(String, Column); 3] = [
         (
             "direct creates of the same copies, 1 in flight per follower".into(),
             |r| r.ceiling_1,
