@@ -111,6 +111,7 @@ pub struct Metrics {
     pub follower_up: Family<ClusterLabels, Gauge>,
     pub in_sync: Family<ClusterLabels, Gauge>,
     pub credential_failures: Family<ClusterLabels, Counter>,
+    pub reconciles: Family<ClusterLabels, Counter>,
     pub propagation: Histogram,
     pub leader: Gauge,
     state: Mutex<State>,
@@ -134,6 +135,7 @@ impl Metrics {
             follower_up: Family::default(),
             in_sync: Family::default(),
             credential_failures: Family::default(),
+            reconciles: Family::default(),
             propagation: Histogram::new(exponential_buckets(0.005, 2.0, 14)),
             leader: Gauge::default(),
             state: Mutex::default(),
@@ -153,6 +155,11 @@ impl Metrics {
             "drift_repairs",
             "Copies rewritten although their source had not changed (hand edit or delete)",
             m.drift_repairs.clone(),
+        );
+        registry.register(
+            "reconciles",
+            "Reconciles of one source in one cluster (the start-up sweep, changes, resyncs, retries)",
+            m.reconciles.clone(),
         );
         registry.register(
             "reconcile_errors",
@@ -294,6 +301,13 @@ impl Hooks for Metrics {
             .get_or_create(&ReasonLabels {
                 cluster: cluster.to_string(),
                 reason,
+            })
+            .inc();
+    }
+    fn reconciled(&self, cluster: &str, _converged: bool) {
+        self.reconciles
+            .get_or_create(&ClusterLabels {
+                cluster: cluster.to_string(),
             })
             .inc();
     }
@@ -455,7 +469,10 @@ mod tests {
         let m = Metrics::new();
         m.write("a", Kind::ConfigMap, "create");
         m.error("a", "unauthorized");
+        m.reconciled("a", true);
+        m.reconciled("a", false);
         let text = m.encode();
+        assert!(text.contains(r#"kcs_reconciles_total{cluster="a"} 2"#));
         assert!(
             text.contains(r#"kcs_writes_total{cluster="a",kind="ConfigMap",operation="create"} 1"#)
         );

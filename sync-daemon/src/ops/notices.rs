@@ -79,6 +79,9 @@ impl Hooks for Ops {
     fn error(&self, cluster: &str, category: &'static str) {
         self.metrics.error(cluster, category);
     }
+    fn reconciled(&self, cluster: &str, converged: bool) {
+        self.metrics.reconciled(cluster, converged);
+    }
     fn source_seen(&self, key: &SourceKey, rv: Option<&str>) {
         self.metrics.source_seen(key, rv);
     }
