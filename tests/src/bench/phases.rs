@@ -10,7 +10,7 @@ use super::stats::{median, summary};
 use super::{Args, BenchError, World};
 use crate::audit::{Counts, DAEMON_AGENT, Mark};
 use crate::daemon::Daemon;
-use crate::k8s::{self, CopyCount};
+use crate::k8s::{self, CopyCount, WatchTask};
 use crate::unique_ns;
 
 /// Counts since the marks: (source cluster, all followers together).
@@ -229,19 +229,16 @@ async fn ceiling(
     });
     futures::future::try_join_all(jobs).await?;
     let took = start.elapsed();
-    for t in watches {
-        t.abort();
-    }
+    drop(watches);
     Ok(took)
 }
 
 /// One metadata-only watch per client of the copies in `ns` (by the labels the daemon watches
-/// its copies by), each consumed by a task; returns once every watch has finished its list.
-async fn copy_watches(
-    clients: &[kube::Client],
-    ns: &str,
-) -> Result<Vec<tokio::task::JoinHandle<()>>, BenchError> {
+/// its copies by), each consumed by a task that stops when dropped; returns once every watch has
+/// finished its list.
+async fn copy_watches(clients: &[kube::Client], ns: &str) -> Result<Vec<WatchTask>, BenchError> {
     use futures::StreamExt;
+    use kube::runtime::WatchStreamExt;
     use kube::runtime::watcher::{self, watcher};
     let selector = format!(
         "{}=bench-source,{}={ns}",
@@ -255,9 +252,9 @@ async fn copy_watches(
         let cfg = watcher::Config::default().labels(&selector);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         listed.push(rx);
-        tasks.push(tokio::spawn(async move {
+        tasks.push(WatchTask::spawn(async move {
             let mut tx = Some(tx);
-            let mut events = std::pin::pin!(watcher(api, cfg));
+            let mut events = std::pin::pin!(watcher(api, cfg).default_backoff());
             while let Some(e) = events.next().await {
                 if matches!(e, Ok(watcher::Event::InitDone))
                     && let Some(tx) = tx.take()
